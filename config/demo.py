@@ -1,0 +1,66 @@
+"""The demo a newcomer gets from `python3 dev.py up`: accounts, sample data, schedules.
+
+Each step is idempotent, so the command can run on every start. Later features append steps
+to DEMO_STEPS.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from config.schedules import schedules_install
+
+Say = Callable[[str], None]
+
+
+def _credentials_file() -> Path:
+    return Path(settings.VAR_DIR) / "demo-credentials.json"
+
+
+def demo_user(*, username: str, email: str, superuser: bool, say: Say) -> tuple[str, str]:
+    """Create a demo login once and keep its password in var/ so later runs can print it."""
+    path = _credentials_file()
+    known = json.loads(path.read_text()) if path.exists() else {}
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    if user is None or username not in known:
+        password = secrets.token_urlsafe(12)
+        if user is None:
+            user = User(username=username, email=email)
+        user.is_staff = True
+        user.is_superuser = superuser
+        user.set_password(password)
+        user.save()
+        known[username] = password
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(known, indent=2))
+        path.chmod(0o600)
+    return username, known[username]
+
+
+def step_admin(say: Say) -> None:
+    username, password = demo_user(
+        username="admin", email="admin@paperboy.localhost", superuser=True, say=say
+    )
+    say(f"Admin login: {settings.SITE_URL}/admin/  user: {username}  password: {password}")
+
+
+def step_schedules(say: Say) -> None:
+    created = schedules_install()
+    say(f"Schedules: {len(settings.PAPERBOY_SCHEDULES)} installed ({len(created)} new)")
+
+
+DEMO_STEPS: list[Callable[[Say], None]] = [step_admin, step_schedules]
+
+
+def demo_bootstrap(say: Say) -> None:
+    for step in DEMO_STEPS:
+        step(say)
+    if settings.DEBUG:
+        say(f"Outbox (mail Paperboy sent): {settings.SITE_URL}/outbox/  files in var/outbox/")

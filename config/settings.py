@@ -1,0 +1,260 @@
+"""Paperboy settings: one module, every value from the environment.
+
+Defaults serve a newcomer (SQLite under var/, tasks run in-process, mail written to var/outbox/).
+Production sets DEBUG=false and supplies the rest; anything missing or malformed stops start-up
+with an error that names the variable. The README has the full table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env, env_bool, env_crontab, env_database, env_int, env_list, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env.str("PAPERBOY_VAR_DIR", default=str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", default=True)
+
+# --- Secrets and hosts -----------------------------------------------------------------------
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
+    SECRET_KEY = "insecure-dev-key-only-for-local-use-never-in-production-0123456789"  # noqa: S105
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS is required when DEBUG is off")
+
+SITE_URL = env_url("SITE_URL", default="http://127.0.0.1:8000", schemes={"http", "https"}).rstrip(
+    "/"
+)
+if not DEBUG and urlsplit(SITE_URL).scheme != "https":
+    raise ImproperlyConfigured(f"SITE_URL={SITE_URL!r} must use https when DEBUG is off")
+CSRF_TRUSTED_ORIGINS = [SITE_URL]
+
+# --- Applications --------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "anymail",
+    "config",
+    "digests",
+    "subscriptions",
+    "newsletter",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ------------------------------------------------------------------------------
+DATABASES = {
+    "default": {
+        **env_database("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'paperboy.sqlite3'}"),
+        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", default=0, minimum=0),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Web, beat and in-process tasks share one file: wait for the lock rather than fail.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (rate limits, throttles) --------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    env_url("REDIS_URL", default=REDIS_URL, schemes={"redis", "rediss"})
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Celery --------------------------------------------------------------------------------
+# Without a broker URL tasks run in-process (eagerly), which is what a newcomer wants.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+if CELERY_BROKER_URL:
+    env_url("CELERY_BROKER_URL", default=CELERY_BROKER_URL, schemes={"redis", "rediss"})
+else:
+    CELERY_BROKER_URL = "memory://"
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", default=600, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, CELERY_TASK_TIME_LIMIT - 30)
+# A task not acknowledged within this many seconds is redelivered to another worker; no task
+# is scheduled with an ETA further out than this (see the guide).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", default=3600, minimum=60)
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+# Periodic tasks, installed into django-celery-beat's tables by `manage.py install_schedules`
+# when missing. After that, admin is where times are changed (an editor's change is kept).
+# Times are crontab expressions in UTC.
+PAPERBOY_SCHEDULES = {
+    "Clear expired sessions": {
+        "task": "config.tasks.clear_expired_sessions",
+        "crontab": env_crontab("CLEAR_SESSIONS_CRON", default="17 3 * * *"),
+    },
+}
+
+# --- Email ---------------------------------------------------------------------------------
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Paperboy <digest@paperboy.localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_OUTBOX_DIR = VAR_DIR / "outbox"
+
+# Anymail backends by ESP name, and the name of the setting that carries each one's key.
+ANYMAIL_ESP_KEYS = {
+    "postmark": "POSTMARK_SERVER_TOKEN",
+    "mailgun": "MAILGUN_API_KEY",
+    "sendgrid": "SENDGRID_API_KEY",
+    "resend": "RESEND_API_KEY",
+    "brevo": "BREVO_API_KEY",
+    "amazon_ses": None,  # credentials come from the usual AWS variables
+}
+ANYMAIL_ESP = env.str("ANYMAIL_ESP", default="").strip().lower()
+ANYMAIL: dict[str, object] = {
+    "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="") or None,
+}
+if ANYMAIL_ESP:
+    if ANYMAIL_ESP not in ANYMAIL_ESP_KEYS:
+        raise ImproperlyConfigured(
+            f"ANYMAIL_ESP={ANYMAIL_ESP!r} is not supported: use one of "
+            + ", ".join(sorted(ANYMAIL_ESP_KEYS))
+        )
+    EMAIL_BACKEND = f"anymail.backends.{ANYMAIL_ESP}.EmailBackend"
+    key_setting = ANYMAIL_ESP_KEYS[ANYMAIL_ESP]
+    if key_setting:
+        ANYMAIL[key_setting] = env.str("ANYMAIL_API_KEY", default="")
+        if not ANYMAIL[key_setting]:
+            raise ImproperlyConfigured(f"ANYMAIL_API_KEY is required with ANYMAIL_ESP={ANYMAIL_ESP}")
+    api_url = env.str("ANYMAIL_API_URL", default="")
+    if api_url:
+        # Points the backend at another endpoint (a regional one, or the local fake provider).
+        ANYMAIL[f"{ANYMAIL_ESP.upper()}_API_URL"] = env_url(
+            "ANYMAIL_API_URL", default=api_url, schemes={"http", "https"}
+        )
+elif DEBUG:
+    EMAIL_BACKEND = "config.outbox.OutboxEmailBackend"
+else:
+    raise ImproperlyConfigured("ANYMAIL_ESP is required when DEBUG is off (mail needs a provider)")
+if not DEBUG and not ANYMAIL["WEBHOOK_SECRET"]:
+    raise ImproperlyConfigured(
+        "ANYMAIL_WEBHOOK_SECRET is required when DEBUG is off (it guards the tracking webhooks)"
+    )
+
+# --- Internationalization ------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+try:
+    import zoneinfo
+
+    zoneinfo.ZoneInfo(TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(f"TIME_ZONE={TIME_ZONE!r} is not a known time zone") from None
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files --------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Production hardening ------------------------------------------------------------------
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto. /healthz stays reachable over
+# plain HTTP for the container healthcheck.
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", default=31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# --- Logging: one line per event on stdout -------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is not a logging level")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "celery": {"level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,155 @@
+"""Access to the real services the tests use: PostgreSQL, Redis and Celery worker processes.
+
+On a newcomer's machine without them, tests that need one skip with a reason naming it. CI sets
+PAPERBOY_REQUIRE_SERVICES=1, which turns those skips into failures.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_SERVICES = os.environ.get("PAPERBOY_REQUIRE_SERVICES", "") == "1"
+# Database 15 keeps test traffic away from anything a developer runs on 0.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def service_missing(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (required: PAPERBOY_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_postgres() -> None:
+    if connection.vendor != "postgresql":
+        service_missing(
+            f"needs PostgreSQL: DATABASE_URL points at {connection.vendor}; "
+            "set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"
+        )
+
+
+def require_redis() -> str:
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        service_missing(f"needs Redis at {TEST_REDIS_URL}: {exc}")
+    return TEST_REDIS_URL
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the database this test runs on (the test database, not the configured one)."""
+    s = connection.settings_dict
+    user = s.get("USER") or "postgres"
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    """Environment for a child process that shares this test's database and broker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=database_url_for_subprocess(),
+        CELERY_BROKER_URL=TEST_REDIS_URL,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+class WorkerProcess:
+    """A real ``celery worker`` process, started and stopped by a test."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, concurrency: int = 1) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool=prefork",
+                f"--concurrency={concurrency}",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so kill() reaches the pool children too
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log()}")
+            if b" ready." in self.log_path.read_bytes():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        """kill -9 the worker and its pool, as a crash would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+@contextmanager
+def celery_worker(tmp_path: Path, *, concurrency: int = 1, **env: str) -> Iterator[WorkerProcess]:
+    """Start a real worker on the test database and a Redis broker; stop it afterwards.
+
+    Needs PostgreSQL (a child process cannot see an in-memory SQLite test database) and Redis.
+    """
+    require_postgres()
+    url = require_redis()
+    redis.Redis.from_url(url).flushdb()
+    worker = WorkerProcess(service_env(**env), tmp_path / "worker.log", concurrency=concurrency)
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(message or f"condition not met within {timeout}s")
