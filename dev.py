@@ -31,7 +31,7 @@ def run(*args: str, **kwargs) -> None:
 
 def ensure_virtualenv() -> None:
     """Create .venv and install the locked requirements when the lock file changed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit("Paperboy needs Python 3.11 or newer.")
     if not VENV_PYTHON.exists():
         print("Creating .venv ...", flush=True)
@@ -58,15 +58,18 @@ def cmd_up() -> int:
     manage("bootstrap_demo")
     beat_log = (ROOT / "var" / "log" / "beat.log").open("ab")
     beat = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO",
-         "--pidfile="],
-        cwd=ROOT, stdout=beat_log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO", "--pidfile="],
+        cwd=ROOT,
+        stdout=beat_log,
+        stderr=subprocess.STDOUT,
     )
     print("Scheduler (celery beat) running; its log is var/log/beat.log", flush=True)
-    print("Serving http://127.0.0.1:8000  (Ctrl-C stops everything)", flush=True)
+    port = os.environ.get("PORT", "8000")
+    print(f"Serving http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
     try:
         return subprocess.call(
-            [sys.executable, "manage.py", "runserver", "127.0.0.1:8000", "--noreload"], cwd=ROOT
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            cwd=ROOT,
         )
     except KeyboardInterrupt:
         return 0
@@ -85,7 +88,7 @@ def main() -> int:
         return 2
     if not in_virtualenv():
         ensure_virtualenv()
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(ROOT / "dev.py"), *sys.argv[1:]])
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(ROOT / "dev.py"), *sys.argv[1:]])  # noqa: S606
     os.chdir(ROOT)
     if sys.argv[1] == "up":
         return cmd_up()

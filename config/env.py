@@ -7,6 +7,7 @@ start-up with an error that names the variable, instead of silently becoming a d
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 import environ
@@ -15,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 env = environ.Env()
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 DATABASE_SCHEMES = {
     "sqlite": "django.db.backends.sqlite3",
@@ -25,13 +26,18 @@ DATABASE_SCHEMES = {
 }
 
 
+def _raw(name: str) -> str | None:
+    # os.environ directly: django-environ reads an empty value as "unset", hiding mistakes.
+    return os.environ.get(name)
+
+
 def bad(name: str, value: str, why: str) -> ImproperlyConfigured:
     return ImproperlyConfigured(f"{name}={value!r} is not valid: {why}")
 
 
 def env_bool(name: str, default: bool) -> bool:
-    raw = env.str(name, default=None)
-    if raw is None:
+    raw = _raw(name)
+    if raw is None or not raw.strip():
         return default
     value = raw.strip().lower()
     if value in _TRUE:
@@ -42,8 +48,8 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = env.str(name, default=None)
-    if raw is None:
+    raw = _raw(name)
+    if raw is None or not raw.strip():
         return default
     try:
         value = int(raw)
@@ -55,14 +61,14 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    raw = env.str(name, default=None)
+    raw = _raw(name)
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 def env_url(name: str, default: str, *, schemes: set[str]) -> str:
-    raw = env.str(name, default=default)
+    raw = (_raw(name) or "").strip() or default
     parts = urlsplit(raw)
     if parts.scheme not in schemes:
         raise bad(name, raw, f"the scheme must be one of {', '.join(sorted(schemes))}")
@@ -72,7 +78,7 @@ def env_url(name: str, default: str, *, schemes: set[str]) -> str:
 
 
 def env_database(name: str, default: str) -> dict:
-    raw = env.str(name, default=default)
+    raw = (_raw(name) or "").strip() or default
     scheme = urlsplit(raw).scheme
     if scheme not in DATABASE_SCHEMES or "://" not in raw:
         raise bad(
@@ -88,7 +94,7 @@ def env_crontab(name: str, default: str) -> str:
     """A five-field crontab expression ("minute hour day-of-month month day-of-week")."""
     from celery.schedules import crontab
 
-    raw = env.str(name, default=default)
+    raw = (_raw(name) or "").strip() or default
     fields = raw.split()
     if len(fields) != 5:
         raise bad(name, raw, "expected five crontab fields: minute hour day month weekday")

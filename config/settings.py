@@ -172,7 +172,7 @@ if ANYMAIL_ESP:
     if key_setting:
         ANYMAIL[key_setting] = env.str("ANYMAIL_API_KEY", default="")
         if not ANYMAIL[key_setting]:
-            raise ImproperlyConfigured(f"ANYMAIL_API_KEY is required with ANYMAIL_ESP={ANYMAIL_ESP}")
+            raise ImproperlyConfigured(f"ANYMAIL_API_KEY is required for {ANYMAIL_ESP}")
     api_url = env.str("ANYMAIL_API_URL", default="")
     if api_url:
         # Points the backend at another endpoint (a regional one, or the local fake provider).

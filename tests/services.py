@@ -153,3 +153,24 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str
             return
         time.sleep(interval)
     raise AssertionError(message or f"condition not met within {timeout}s")
+
+
+@contextmanager
+def celery_broker() -> Iterator[str]:
+    """Make this test process publish tasks to the real Redis broker, not run them eagerly.
+
+    Tasks then run only in worker processes started with celery_worker().
+    """
+    from config.celery import app
+
+    url = require_redis()
+    saved = {k: app.conf[k] for k in ("broker_url", "task_always_eager")}
+    app.conf.update(broker_url=url, task_always_eager=False)
+    app._pool = None  # drop connections to the previous broker
+    try:
+        yield url
+    finally:
+        if app._pool is not None:
+            app.pool.force_close_all()
+        app._pool = None
+        app.conf.update(saved)

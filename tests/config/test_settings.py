@@ -1,0 +1,140 @@
+"""Settings come from the environment; a bad value stops start-up naming the variable."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+SETTINGS_FILE = Path(__file__).resolve().parents[2] / "config" / "settings.py"
+VARIABLES = [
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "SITE_URL",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "REDIS_URL",
+    "ANYMAIL_ESP",
+    "ANYMAIL_API_KEY",
+    "ANYMAIL_API_URL",
+    "ANYMAIL_WEBHOOK_SECRET",
+    "DEFAULT_FROM_EMAIL",
+    "TIME_ZONE",
+    "LOG_LEVEL",
+    "PAPERBOY_VAR_DIR",
+    "CLEAR_SESSIONS_CRON",
+    "CELERY_TASK_TIME_LIMIT",
+    "SECURE_HSTS_SECONDS",
+]
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "x" * 20 + "a-long-random-production-secret-0123456789",
+    "ALLOWED_HOSTS": "paperboy.example.org",
+    "SITE_URL": "https://paperboy.example.org",
+    "ANYMAIL_ESP": "postmark",
+    "ANYMAIL_API_KEY": "server-token",
+    "ANYMAIL_WEBHOOK_SECRET": "hook:secret",
+    "DATABASE_URL": "postgres://paperboy:pw@db:5432/paperboy",
+    "CELERY_BROKER_URL": "redis://redis:6379/0",
+    "REDIS_URL": "redis://redis:6379/1",
+}
+
+
+@pytest.fixture
+def load(monkeypatch):
+    """Evaluate config/settings.py afresh under the given environment; return its names."""
+
+    def _load(**env: str) -> dict:
+        for name in VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return runpy.run_path(str(SETTINGS_FILE))
+
+    return _load
+
+
+def test_it_defaults_to_a_newcomer_setup(load):
+    s = load()
+    assert s["DEBUG"] is True
+    assert s["DATABASES"]["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert s["DATABASES"]["default"]["NAME"].endswith("var/paperboy.sqlite3")
+    assert s["CELERY_TASK_ALWAYS_EAGER"] is True
+    assert s["EMAIL_BACKEND"] == "config.outbox.OutboxEmailBackend"
+    assert str(s["EMAIL_OUTBOX_DIR"]).endswith("var/outbox")
+    assert s["SITE_URL"] == "http://127.0.0.1:8000"
+    assert s["TIME_ZONE"] == "UTC"
+    assert s["CACHES"]["default"]["BACKEND"].endswith("LocMemCache")
+
+
+def test_it_reads_each_variable(load, tmp_path):
+    s = load(
+        **PRODUCTION,
+        DEFAULT_FROM_EMAIL="Digest <digest@example.org>",
+        TIME_ZONE="Europe/Paris",
+        PAPERBOY_VAR_DIR=str(tmp_path),
+        ANYMAIL_API_URL="http://127.0.0.1:9999/",
+        LOG_LEVEL="warning",
+        CLEAR_SESSIONS_CRON="5 4 * * 1",
+        CELERY_TASK_TIME_LIMIT="120",
+    )
+    assert s["DEBUG"] is False
+    assert s["SECRET_KEY"] == PRODUCTION["SECRET_KEY"]
+    assert s["ALLOWED_HOSTS"] == ["paperboy.example.org"]
+    assert s["SITE_URL"] == "https://paperboy.example.org"
+    db = s["DATABASES"]["default"]
+    assert (db["ENGINE"], db["HOST"], db["PORT"], db["NAME"], db["USER"]) == (
+        "django.db.backends.postgresql",
+        "db",
+        5432,
+        "paperboy",
+        "paperboy",
+    )
+    assert s["CELERY_BROKER_URL"] == "redis://redis:6379/0"
+    assert s["CELERY_TASK_ALWAYS_EAGER"] is False
+    assert s["CACHES"]["default"]["LOCATION"] == "redis://redis:6379/1"
+    assert s["EMAIL_BACKEND"] == "anymail.backends.postmark.EmailBackend"
+    assert s["ANYMAIL"]["POSTMARK_SERVER_TOKEN"] == "server-token"
+    assert s["ANYMAIL"]["POSTMARK_API_URL"] == "http://127.0.0.1:9999/"
+    assert s["ANYMAIL"]["WEBHOOK_SECRET"] == "hook:secret"
+    assert s["DEFAULT_FROM_EMAIL"] == "Digest <digest@example.org>"
+    assert s["TIME_ZONE"] == "Europe/Paris"
+    assert s["EMAIL_OUTBOX_DIR"] == tmp_path / "outbox"
+    assert s["LOG_LEVEL"] == "WARNING"
+    assert s["PAPERBOY_SCHEDULES"]["Clear expired sessions"]["crontab"] == "5 4 * * 1"
+    assert s["CELERY_TASK_TIME_LIMIT"] == 120
+    assert s["SECURE_SSL_REDIRECT"] is True
+    assert s["SESSION_COOKIE_SECURE"] is True
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"DATABASE_URL": "not-a-url"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql2://x/y"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgres://host:5432/"}, "DATABASE_URL"),
+        ({"CELERY_BROKER_URL": "localhost:6379"}, "CELERY_BROKER_URL"),
+        ({"REDIS_URL": "http://redis"}, "REDIS_URL"),
+        ({"SITE_URL": "paperboy.example.org"}, "SITE_URL"),
+        ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"ANYMAIL_ESP": "pigeon"}, "ANYMAIL_ESP"),
+        ({"ANYMAIL_ESP": "postmark"}, "ANYMAIL_API_KEY"),
+        ({"CLEAR_SESSIONS_CRON": "every day"}, "CLEAR_SESSIONS_CRON"),
+        ({"CLEAR_SESSIONS_CRON": "99 3 * * *"}, "CLEAR_SESSIONS_CRON"),
+        ({"CELERY_TASK_TIME_LIMIT": "soon"}, "CELERY_TASK_TIME_LIMIT"),
+        ({**PRODUCTION, "SECRET_KEY": ""}, "SECRET_KEY"),
+        ({**PRODUCTION, "ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
+        ({**PRODUCTION, "SITE_URL": "http://paperboy.example.org"}, "SITE_URL"),
+        ({**PRODUCTION, "ANYMAIL_ESP": ""}, "ANYMAIL_ESP"),
+        ({**PRODUCTION, "ANYMAIL_WEBHOOK_SECRET": ""}, "ANYMAIL_WEBHOOK_SECRET"),
+    ],
+)
+def test_it_refuses_a_bad_value_naming_the_variable(load, env, named):
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        load(**env)
+    assert str(excinfo.value).startswith(named)
