@@ -6,7 +6,10 @@ client, and in DEBUG the site lists and shows them at ``/outbox/``.
 
 from __future__ import annotations
 
+import copy
 import email
+import html
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,16 +17,78 @@ from email.message import EmailMessage as ParsedMessage
 from email.policy import default as default_policy
 from pathlib import Path
 
+from anymail.message import AnymailRecipientStatus, AnymailStatus
+from anymail.utils import UNSET
 from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
+
+MERGE_FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+
+
+def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) -> str:
+    """Replace ``{{name}}`` merge fields with a recipient's values (escaped for HTML bodies).
+
+    Unknown fields are left as they are, as a provider would.
+    """
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in data:
+            return match.group(0)
+        return html.escape(str(data[name])) if html_escape else str(data[name])
+
+    return MERGE_FIELD.sub(value, text)
 
 
 def outbox_dir() -> Path:
     return Path(settings.EMAIL_OUTBOX_DIR)
 
 
+def _per_recipient(message: EmailMessage) -> list[tuple[str, EmailMessage]]:
+    """Expand a batch message (Anymail merge_data/merge_headers) into one message per recipient.
+
+    Like a provider's batch send: each To recipient gets their own copy, sees only their own
+    address, and has their merge fields filled in.
+    """
+    merge_data = _anymail_attr(message, "merge_data")
+    merge_headers = _anymail_attr(message, "merge_headers")
+    if merge_data is None and not merge_headers:
+        return [("", message)]
+    copies = []
+    for recipient in message.to:
+        address = _addr_spec(recipient)
+        data = {**(_anymail_attr(message, "merge_global_data") or {})}
+        data.update((merge_data or {}).get(address, {}))
+        one = copy.copy(message)
+        one.to, one.cc, one.bcc = [recipient], [], []
+        one.body = merge_fields_apply(message.body, data, html_escape=False)
+        one.extra_headers = {**message.extra_headers, **(merge_headers or {}).get(address, {})}
+        if isinstance(message, EmailMultiAlternatives):
+            one.alternatives = []
+            for content, mimetype in message.alternatives:
+                html_escape = mimetype == "text/html"
+                one.attach_alternative(
+                    merge_fields_apply(content, data, html_escape=html_escape), mimetype
+                )
+        copies.append((address, one))
+    return copies
+
+
+def _anymail_attr(message: EmailMessage, name: str):
+    value = getattr(message, name, None)
+    return None if value is UNSET else value
+
+
+def _addr_spec(address: str) -> str:
+    match = re.search(r"<([^>]*)>\s*$", address)
+    return (match.group(1) if match else address).strip()
+
+
 class OutboxEmailBackend(BaseEmailBackend):
+    """Writes each message, or each recipient's copy of a batch message, to var/outbox/."""
+
     def send_messages(self, email_messages: list[EmailMessage]) -> int:
         directory = outbox_dir()
         directory.mkdir(parents=True, exist_ok=True)
@@ -31,12 +96,21 @@ class OutboxEmailBackend(BaseEmailBackend):
         for message in email_messages:
             if not message.recipients():
                 continue
-            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
-            path = directory / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
-            # Write then rename, so a reader never sees half a message.
-            partial = path.with_suffix(".part")
-            partial.write_bytes(message.message().as_bytes(linesep="\r\n"))
-            partial.rename(path)
+            statuses = {}
+            for address, one in _per_recipient(message):
+                stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+                path = directory / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
+                # Write then rename, so a reader never sees half a message.
+                partial = path.with_suffix(".part")
+                partial.write_bytes(one.message().as_bytes(linesep="\r\n"))
+                partial.rename(path)
+                for recipient in [address] if address else map(_addr_spec, one.recipients()):
+                    statuses[recipient] = AnymailRecipientStatus(
+                        message_id=path.name, status="sent"
+                    )
+            # The same per-recipient status Anymail's real backends report.
+            message.anymail_status = AnymailStatus()
+            message.anymail_status.set_recipient_status(statuses)
             sent += 1
         return sent
 

@@ -1,0 +1,199 @@
+"""A local fake of Postmark's send API, for the real Anymail backend to talk HTTP to.
+
+It implements ``POST /email`` and ``POST /email/batch`` the way Postmark documents them: the
+server token header is required, bodies are validated, a batch holds at most 500 messages, and
+each message in a batch gets its own result (``ErrorCode`` 0 with a ``MessageID``, 300 for an
+invalid recipient, 406 for an inactive one). Tests can make it answer 429 or 500, or go away
+for a while, to exercise retries.
+
+Run standalone (for benchmarks): ``python -m tests.fakes.postmark --port 8025``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+BATCH_LIMIT = 500
+TOKEN = "fake-postmark-token"
+ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+
+def _addr_spec(value: str) -> str:
+    match = re.search(r"<([^>]*)>\s*$", value)
+    return (match.group(1) if match else value).strip()
+
+
+@dataclass
+class FakePostmarkState:
+    """What the fake received, and how it should misbehave next."""
+
+    token: str = TOKEN
+    messages: list[dict] = field(default_factory=list)
+    calls: Counter = field(default_factory=Counter)
+    inactive: set[str] = field(default_factory=set)
+    _failures: list[int] = field(default_factory=list)
+    _down_until: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, *statuses: int) -> None:
+        """Answer the next calls with these HTTP statuses (e.g. 429, 500) before recovering."""
+        with self.lock:
+            self._failures.extend(statuses)
+
+    def outage(self, seconds: float) -> None:
+        """Answer 503 to every call for this long."""
+        with self.lock:
+            self._down_until = time.monotonic() + seconds
+
+    def recipients(self) -> list[str]:
+        with self.lock:
+            return [_addr_spec(m["To"]) for m in self.messages]
+
+    def _take_failure(self) -> int | None:
+        with self.lock:
+            if time.monotonic() < self._down_until:
+                return 503
+            return self._failures.pop(0) if self._failures else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: FakePostmarkState
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # keep test output quiet
+
+    def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        state = self.state
+        with state.lock:
+            state.calls[self.path] += 1
+        if self.path not in {"/email", "/email/batch"}:
+            return self._reply(404, {"ErrorCode": 404, "Message": "Not found"})
+        failure = state._take_failure()
+        if failure == 429:
+            return self._reply(
+                429, {"ErrorCode": 429, "Message": "Rate limit exceeded"}, {"Retry-After": "1"}
+            )
+        if failure:
+            return self._reply(failure, {"ErrorCode": failure, "Message": "Internal error"})
+        if self.headers.get("X-Postmark-Server-Token") != state.token:
+            return self._reply(
+                401,
+                {
+                    "ErrorCode": 10,
+                    "Message": "No Account or Server API tokens were supplied in the HTTP headers.",
+                },
+            )
+        if self.headers.get("Accept") != "application/json":
+            return self._reply(406, {"ErrorCode": 406, "Message": "Accept must be JSON"})
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self._reply(422, {"ErrorCode": 402, "Message": "Received invalid JSON input."})
+        if self.path == "/email/batch":
+            if not isinstance(body, list):
+                return self._reply(422, {"ErrorCode": 402, "Message": "Expected a JSON array."})
+            if len(body) > BATCH_LIMIT:
+                return self._reply(
+                    422, {"ErrorCode": 300, "Message": f"Batch exceeds {BATCH_LIMIT} messages."}
+                )
+            return self._reply(200, [self._accept(m) for m in body])
+        result = self._accept(body)
+        return self._reply(200 if result["ErrorCode"] == 0 else 422, result)
+
+    def _accept(self, message: object) -> dict:
+        now = datetime.now(UTC).isoformat()
+        if not isinstance(message, dict):
+            return {"ErrorCode": 402, "Message": "Invalid message."}
+        for required in ("From", "To", "Subject"):
+            if not message.get(required):
+                return {"ErrorCode": 300, "Message": f"Invalid email request: '{required}'."}
+        if not (message.get("HtmlBody") or message.get("TextBody")):
+            return {"ErrorCode": 300, "Message": "Provide either email TextBody or HtmlBody."}
+        recipients = [_addr_spec(a) for a in str(message["To"]).split(",")]
+        for address in recipients:
+            if not ADDRESS.match(address):
+                return {
+                    "ErrorCode": 300,
+                    "Message": f"Error parsing 'To': Illegal email address '{address}'. "
+                    "It must contain the '@' symbol.",
+                }
+        inactive = [a for a in recipients if a.lower() in self.state.inactive]
+        if inactive and len(inactive) == len(recipients):
+            return {
+                "ErrorCode": 406,
+                "Message": "You tried to send to a recipient that has been marked as inactive.\n"
+                f"Found inactive addresses: {', '.join(inactive)}.\n"
+                "Inactive recipients are ones that have generated a hard bounce or a spam "
+                "complaint. ",
+            }
+        message_id = str(uuid.uuid4())
+        with self.state.lock:
+            self.state.messages.append(message)
+        return {
+            "ErrorCode": 0,
+            "Message": "OK",
+            "MessageID": message_id,
+            "SubmittedAt": now,
+            "To": message["To"],
+        }
+
+
+class FakePostmark:
+    """Serves the fake on 127.0.0.1 in a background thread."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.state = FakePostmarkState()
+        handler = type("Handler", (_Handler,), {"state": self.state})
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def __enter__(self) -> FakePostmark:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8025)
+    args = parser.parse_args()
+    with FakePostmark(args.port) as fake:
+        print(f"fake Postmark at {fake.url} (token {TOKEN})", flush=True)
+        try:
+            fake.thread.join()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
