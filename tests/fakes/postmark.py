@@ -12,6 +12,7 @@ Run standalone (for benchmarks): ``python -m tests.fakes.postmark --port 8025``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import threading
@@ -189,10 +190,8 @@ def main() -> None:
     args = parser.parse_args()
     with FakePostmark(args.port) as fake:
         print(f"fake Postmark at {fake.url} (token {TOKEN})", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             fake.thread.join()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":
