@@ -274,9 +274,9 @@ TOPICS = [
         ],
     ),
     (
-        "Safety & security",
+        "Safety & trust",
         "safety",
-        "Jailbreaks, adversarial attacks, privacy, content moderation, hallucination.",
+        "Jailbreaks, adversarial attacks, privacy, hallucination, fairness and interpretability.",
         [
             "safety",
             "jailbreak",
@@ -295,6 +295,12 @@ TOPICS = [
             "robustness",
             "unlearning",
             "trustworthy",
+            "interpretability",
+            "explainability",
+            "explainable",
+            "explanation",
+            "fairness",
+            "disparities",
         ],
     ),
     (
@@ -325,6 +331,8 @@ TOPICS = [
             "remote sensing",
             "mathematicians",
             "education",
+            "disease",
+            "patient",
         ],
     ),
     (
