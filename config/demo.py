@@ -56,7 +56,31 @@ def step_schedules(say: Say) -> None:
     say(f"Schedules: {len(settings.PAPERBOY_SCHEDULES)} installed ({len(created)} new)")
 
 
-DEMO_STEPS: list[Callable[[Say], None]] = [step_admin, step_schedules]
+def step_sample_batch(say: Say) -> None:
+    """Today's batch from the bundled sample (digests/sample/), unless today already has papers
+    (from an earlier run or from upstream): a newcomer sees a real batch right away."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from digests.models import DailyBatch
+    from digests.services import batch_ingest
+
+    today = timezone.now().astimezone(dt.UTC).date()
+    batch = DailyBatch.objects.filter(date=today).first()
+    if batch is None or batch.entry_count == 0:
+        report = batch_ingest(day=today, path=settings.DIGEST_SOURCE_FILE)
+        batch = DailyBatch.objects.get(pk=report.batch_id)
+        how = f"ingested from the bundled sample ({report.new} new papers)"
+    else:
+        how = "already there"
+    say(
+        f"Digest: today's batch ({today}, {batch.status}) has {batch.entry_count} papers, "
+        f"{how}: {settings.SITE_URL}/admin/digests/dailybatch/{batch.pk}/change/"
+    )
+
+
+DEMO_STEPS: list[Callable[[Say], None]] = [step_admin, step_schedules, step_sample_batch]
 
 
 def demo_bootstrap(say: Say) -> None:

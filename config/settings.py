@@ -12,7 +12,16 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env, env_bool, env_crontab, env_database, env_int, env_list, env_url
+from config.env import (
+    bad,
+    env,
+    env_bool,
+    env_crontab,
+    env_database,
+    env_int,
+    env_list,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env.str("PAPERBOY_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -141,6 +150,44 @@ PAPERBOY_SCHEDULES = {
         "task": "config.tasks.clear_expired_sessions",
         "crontab": env_crontab("CLEAR_SESSIONS_CRON", default="17 3 * * *"),
     },
+}
+
+# --- Digests: fetching each day's trending papers (issue 3) -------------------------------
+# Which source the beat job and `manage.py ingest_papers` read: the Hugging Face JSON API,
+# the Hugging Face papers web page, or a local file in either format (the bundled sample).
+DIGEST_SOURCES = ("hf_api", "hf_page", "file")
+DIGEST_SOURCE = env.str("DIGEST_SOURCE", default="hf_api").strip()
+if DIGEST_SOURCE not in DIGEST_SOURCES:
+    raise bad("DIGEST_SOURCE", DIGEST_SOURCE, f"use one of {', '.join(DIGEST_SOURCES)}")
+DIGEST_SOURCE_FILE = env.str(
+    "DIGEST_SOURCE_FILE", default=str(BASE_DIR / "digests" / "sample" / "hf_daily_papers.json")
+)
+DIGEST_HF_API_URL = env_url(
+    "DIGEST_HF_API_URL",
+    default="https://huggingface.co/api/daily_papers",
+    schemes={"http", "https"},
+)
+DIGEST_HF_PAGE_URL = env_url(
+    "DIGEST_HF_PAGE_URL",
+    default="https://huggingface.co/papers/date/{date}",
+    schemes={"http", "https"},
+)
+DIGEST_HF_TOKEN = env.str("DIGEST_HF_TOKEN", default="")  # optional; raises rate limits
+# Per-request timeout (seconds), retries after the first attempt for 429/5xx/timeouts, and
+# the backoff: base * 2**attempt, or the server's Retry-After, never more than the max.
+DIGEST_HTTP_TIMEOUT = env_int("DIGEST_HTTP_TIMEOUT", default=15, minimum=1)
+DIGEST_HTTP_RETRIES = env_int("DIGEST_HTTP_RETRIES", default=3, minimum=0)
+DIGEST_HTTP_BACKOFF = env_int("DIGEST_HTTP_BACKOFF", default=2, minimum=0)
+DIGEST_HTTP_BACKOFF_MAX = env_int("DIGEST_HTTP_BACKOFF_MAX", default=60, minimum=0)
+DIGEST_API_PAGE_SIZE = env_int("DIGEST_API_PAGE_SIZE", default=50, minimum=1)
+DIGEST_API_MAX_PAGES = env_int("DIGEST_API_MAX_PAGES", default=10, minimum=1)
+# When on, a successful ingest moves a draft batch that has papers straight to approved.
+DIGEST_AUTO_APPROVE = env_bool("DIGEST_AUTO_APPROVE", default=False)
+# The beat job ingests today and re-fetches this many previous days (upvotes keep moving).
+DIGEST_REFRESH_DAYS = env_int("DIGEST_REFRESH_DAYS", default=2, minimum=0)
+PAPERBOY_SCHEDULES["Ingest trending papers"] = {
+    "task": "digests.tasks.ingest_recent_days",
+    "crontab": env_crontab("DIGEST_INGEST_CRON", default="5 */6 * * *"),
 }
 
 # --- Email ---------------------------------------------------------------------------------

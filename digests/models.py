@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -23,3 +24,143 @@ class Topic(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Paper(models.Model):
+    """One research paper, stored once however many days it trends.
+
+    Text fields hold plain text (cleaned on ingest, see digests/text.py); templates escape it.
+    """
+
+    arxiv_id = models.CharField(
+        max_length=40, unique=True, help_text="arXiv id without its version, e.g. 2503.02130."
+    )
+    arxiv_version = models.PositiveSmallIntegerField(null=True, blank=True)
+    title = models.CharField(max_length=300)
+    abstract = models.TextField(blank=True)
+    authors = models.JSONField(default=list, blank=True, help_text="Author names, in order.")
+    published_at = models.DateTimeField(null=True, blank=True)
+    hf_url = models.URLField(max_length=500, blank=True)
+    arxiv_url = models.URLField(max_length=500, blank=True)
+    pdf_url = models.URLField(max_length=500, blank=True)
+    project_url = models.URLField(max_length=500, blank=True)
+    code_url = models.URLField(max_length=500, blank=True)
+    thumbnail_url = models.URLField(max_length=500, blank=True)
+    upvotes = models.PositiveIntegerField(default=0)
+    comment_count = models.PositiveIntegerField(default=0)
+    ai_summary = models.TextField(blank=True)
+    ai_keywords = models.JSONField(default=list, blank=True)
+    topics = models.ManyToManyField(Topic, through="PaperTopic", related_name="papers", blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-first_seen_at", "arxiv_id"]
+
+    def __str__(self) -> str:
+        return f"{self.arxiv_id} {self.title[:60]}"
+
+
+class PaperTopic(models.Model):
+    """Why a paper carries a topic. Automatic tags are recomputed on every ingest; manual ones
+    (set by an editor) are left alone."""
+
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="paper_topics")
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="paper_topics")
+    reason = models.CharField(max_length=200, help_text='e.g. title matched "diffusion"')
+    is_manual = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["paper", "topic"], name="paper_topic_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.paper.arxiv_id} -> {self.topic.slug}"
+
+
+class DailyBatch(models.Model):
+    """The papers that trended on one day: what editors curate and the newsletter sends."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        APPROVED = "approved", "Approved"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        EMPTY = "empty", "Empty"
+
+    date = models.DateField(unique=True)
+    source = models.CharField(max_length=20, blank=True, help_text="Source of the last fetch.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    # Counts from the last ingest run (entry_count is the batch's size after it).
+    entry_count = models.PositiveIntegerField(default=0)
+    new_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="What went wrong in the last run, if anything.")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="approved_batches",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-date"]
+        verbose_name_plural = "daily batches"
+
+    def __str__(self) -> str:
+        return f"{self.date} ({self.status})"
+
+
+class BatchEntry(models.Model):
+    batch = models.ForeignKey(DailyBatch, on_delete=models.CASCADE, related_name="entries")
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="entries")
+    rank = models.PositiveIntegerField(help_text="Position upstream, 1 = most upvoted.")
+    upvotes_at_fetch = models.PositiveIntegerField(default=0)
+    pinned = models.BooleanField(default=False)
+    hidden = models.BooleanField(default=False)
+    editor_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-pinned", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "paper"], name="batch_entry_unique"),
+        ]
+        verbose_name_plural = "batch entries"
+
+    def __str__(self) -> str:
+        return f"{self.batch.date} #{self.rank} {self.paper.arxiv_id}"
+
+
+class IngestRun(models.Model):
+    """One fetch of one day from one source, kept verbatim for audit."""
+
+    batch = models.ForeignKey(DailyBatch, on_delete=models.CASCADE, related_name="runs")
+    source = models.CharField(max_length=20)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField(default=False)
+    item_count = models.PositiveIntegerField(default=0)
+    new_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    raw_payload = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Each response as received: [{url, status, body}], body verbatim text.",
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.batch.date} {self.source} {'ok' if self.ok else 'failed'}"

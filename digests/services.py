@@ -1,0 +1,348 @@
+"""Writes for digests: ingesting a day into its batch, tagging papers, approving a batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from digests import sources
+from digests.models import BatchEntry, DailyBatch, IngestRun, Paper, PaperTopic, Topic
+from digests.sources import FetchResult, PaperItem
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+# Fields copied from upstream on every run (first_seen_at and editor fields are ours).
+PAPER_FIELDS = (
+    "arxiv_version",
+    "title",
+    "abstract",
+    "authors",
+    "published_at",
+    "hf_url",
+    "arxiv_url",
+    "pdf_url",
+    "project_url",
+    "code_url",
+    "thumbnail_url",
+    "upvotes",
+    "comment_count",
+    "ai_summary",
+    "ai_keywords",
+)
+# Upstream sometimes omits fields it sent before (the page's card fallback has no abstract):
+# an empty value never overwrites a stored one.
+KEEP_WHEN_MISSING = {
+    "arxiv_version",
+    "abstract",
+    "authors",
+    "published_at",
+    "project_url",
+    "code_url",
+    "thumbnail_url",
+    "ai_summary",
+    "ai_keywords",
+}
+ERROR_TEXT_MAX = 4000
+
+
+@dataclass
+class IngestReport:
+    day: dt.date
+    source: str
+    status: str = ""
+    batch_id: int | None = None
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    fatal: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.fatal)
+
+    def summary(self) -> str:
+        line = (
+            f"{self.day} from {self.source}: {self.new} new, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {self.skipped} skipped, {len(self.errors)} errors; "
+            f"batch is {self.status}"
+        )
+        if self.fatal:
+            line += f"; FAILED: {self.fatal}"
+        return line
+
+
+# --- Tagging ---------------------------------------------------------------------------------
+
+
+def _phrase_regex(phrase: str) -> str:
+    words = [re.escape(word) for word in re.split(r"[\s\-]+", phrase.strip()) if word]
+    # "multi-agent" also matches "multi agent"; a plural "s"/"es" is allowed so "agent" finds
+    # "agents" but not "agentic" (a phrase of its own).
+    return r"[\s\-]+".join(words) + r"(?:e?s)?" if words else ""
+
+
+def _whole_words(body: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w)(?:{body})(?!\w)", re.IGNORECASE)
+
+
+@dataclass
+class TopicMatcher:
+    """One topic's phrases as a single regex (one search per field instead of one per phrase,
+    which made tagging the slowest part of an ingest), plus each phrase's own regex to name
+    the one that matched."""
+
+    topic: Topic
+    phrases: list[tuple[str, re.Pattern[str]]]
+    combined: re.Pattern[str]
+
+    def reason(self, fields: list[tuple[str, str]]) -> str:
+        """Why the paper matches (the first field with a match), or ""."""
+        for field_name, value in fields:
+            match = self.combined.search(value)
+            if match:
+                phrase = next(p for p, regex in self.phrases if regex.fullmatch(match.group(0)))
+                return f'{field_name} matched "{phrase}"'[:200]
+        return ""
+
+
+def topic_matchers(topics: Iterable[Topic] | None = None) -> list[TopicMatcher]:
+    if topics is None:
+        topics = Topic.objects.filter(is_active=True)
+    matchers = []
+    for topic in topics:
+        phrases = topic.phrases if isinstance(topic.phrases, list) else []
+        bodies = [
+            (phrase, body)
+            for phrase in phrases
+            if isinstance(phrase, str) and (body := _phrase_regex(phrase))
+        ]
+        if bodies:
+            matchers.append(
+                TopicMatcher(
+                    topic=topic,
+                    phrases=[(p, re.compile(b, re.IGNORECASE)) for p, b in bodies],
+                    combined=_whole_words("|".join(b for _, b in bodies)),
+                )
+            )
+    return matchers
+
+
+def topics_match(
+    *, title: str, abstract: str = "", keywords: Iterable[str] = (), matchers=None
+) -> dict[Topic, str]:
+    """The topics a text matches, each with the reason. Pure: usable on unsaved text."""
+    fields = [("title", title), ("keywords", " ; ".join(keywords)), ("abstract", abstract)]
+    found = {}
+    for matcher in matchers if matchers is not None else topic_matchers():
+        reason = matcher.reason(fields)
+        if reason:
+            found[matcher.topic] = reason
+    return found
+
+
+def papers_tag(*, papers: Iterable[Paper], matchers: list[TopicMatcher] | None = None) -> int:
+    """Recompute the automatic topics of papers from the active topics; manual tags stay.
+
+    Returns the number of PaperTopic rows created or removed.
+    """
+    if matchers is None:
+        matchers = topic_matchers()
+    changes = 0
+    for paper in papers:
+        wanted = topics_match(
+            title=paper.title,
+            abstract=paper.abstract,
+            keywords=paper.ai_keywords or [],
+            matchers=matchers,
+        )
+        current = {pt.topic_id: pt for pt in PaperTopic.objects.filter(paper=paper)}
+        wanted_ids = {topic.pk: reason for topic, reason in wanted.items()}
+        for topic_id, link in current.items():
+            if not link.is_manual and topic_id not in wanted_ids:
+                link.delete()
+                changes += 1
+            elif not link.is_manual and link.reason != wanted_ids[topic_id]:
+                link.reason = wanted_ids[topic_id]
+                link.save(update_fields=["reason"])
+        for topic_id, reason in wanted_ids.items():
+            if topic_id not in current:
+                PaperTopic.objects.create(paper=paper, topic_id=topic_id, reason=reason)
+                changes += 1
+    return changes
+
+
+# --- Ingest ----------------------------------------------------------------------------------
+
+
+def paper_upsert(*, item: PaperItem) -> tuple[Paper, str]:
+    """Create or refresh the Paper for an item; returns it and "new", "updated" or "unchanged".
+
+    Only writes when something changed, so updated_at means "upstream data last changed".
+    """
+    values = {name: getattr(item, name) for name in PAPER_FIELDS}
+    paper, created = Paper.objects.get_or_create(arxiv_id=item.arxiv_id, defaults=values)
+    if created:
+        return paper, "new"
+    changed = []
+    for name, value in values.items():
+        if name in KEEP_WHEN_MISSING and value in ("", [], None):
+            continue
+        if name == "arxiv_version" and paper.arxiv_version and value < paper.arxiv_version:
+            continue  # an older listing must not roll the version back
+        if getattr(paper, name) != value:
+            setattr(paper, name, value)
+            changed.append(name)
+    if not changed:
+        return paper, "unchanged"
+    paper.save(update_fields=[*changed, "updated_at"])
+    return paper, "updated"
+
+
+def batch_ingest(
+    *,
+    day: dt.date,
+    source_name: str | None = None,
+    path: str | Path | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Fetch one day from a source and bring its batch up to date; safe to run again.
+
+    The fetch happens outside any transaction; everything it leads to is written in one.
+    A failed fetch keeps whatever the batch held before and records why; valid items of a
+    partly broken payload are still ingested.
+    """
+    source_name = source_name or (sources.local_file.NAME if path else settings.DIGEST_SOURCE)
+    started_at = timezone.now()
+    if progress:
+        progress(f"Fetching {day} from {source_name} ...")
+    result = sources.fetch(source_name, day, path=path, progress=progress)
+    report = IngestReport(day=day, source=source_name, fatal=result.fatal)
+    report.errors = list(result.errors)
+    _batch_store(day=day, result=result, report=report, started_at=started_at)
+    log = logger.error if report.failed else logger.info
+    log("digest ingest: %s", report.summary(), extra={"day": day.isoformat()})
+    return report
+
+
+@transaction.atomic
+def _batch_store(
+    *, day: dt.date, result: FetchResult, report: IngestReport, started_at: dt.datetime
+) -> None:
+    batch, _ = DailyBatch.objects.get_or_create(date=day)
+    # Two runs for one day (beat and an editor's command) take turns here.
+    batch = DailyBatch.objects.select_for_update().get(pk=batch.pk)
+    matchers = topic_matchers()
+
+    seen: set[str] = set()
+    for rank, item in enumerate(result.items, start=1):
+        if item.arxiv_id in seen:
+            report.skipped += 1
+            continue
+        seen.add(item.arxiv_id)
+        paper, outcome = paper_upsert(item=item)
+        setattr(report, outcome, getattr(report, outcome) + 1)
+        papers_tag(papers=[paper], matchers=matchers)
+        entry, created = BatchEntry.objects.get_or_create(
+            batch=batch,
+            paper=paper,
+            defaults={
+                "rank": rank,
+                "upvotes_at_fetch": item.upvotes,
+                # A sent batch is history: a late paper is recorded, not shown as sent.
+                "hidden": batch.status == DailyBatch.Status.SENT,
+                "editor_note": (
+                    "Added after the batch was sent."
+                    if batch.status == DailyBatch.Status.SENT
+                    else ""
+                ),
+            },
+        )
+        if not created and (entry.rank, entry.upvotes_at_fetch) != (rank, item.upvotes):
+            entry.rank, entry.upvotes_at_fetch = rank, item.upvotes
+            entry.save(update_fields=["rank", "upvotes_at_fetch"])
+
+    now = timezone.now()
+    entry_count = batch.entries.count()
+    batch.status = _status_after(batch=batch, result=result, entry_count=entry_count)
+    if batch.status == DailyBatch.Status.APPROVED and batch.approved_at is None:
+        batch.approved_at = now  # auto-approved: no user
+    batch.source = report.source
+    batch.fetched_at = now
+    batch.entry_count = entry_count
+    batch.new_count = report.new
+    batch.updated_count = report.updated
+    batch.skipped_count = report.skipped
+    batch.error_count = len(report.errors) + (1 if report.fatal else 0)
+    batch.error = _error_text(report)
+    batch.save()
+    IngestRun.objects.create(
+        batch=batch,
+        source=report.source,
+        started_at=started_at,
+        finished_at=now,
+        ok=not report.failed,
+        item_count=len(result.items),
+        new_count=report.new,
+        updated_count=report.updated,
+        skipped_count=report.skipped,
+        error_count=batch.error_count,
+        error=batch.error,
+        raw_payload=result.raw,
+    )
+    report.status = batch.status
+    report.batch_id = batch.pk
+
+
+def _status_after(*, batch: DailyBatch, result: FetchResult, entry_count: int) -> str:
+    Status = DailyBatch.Status
+    if batch.status in {Status.APPROVED, Status.SENT}:
+        return batch.status  # a refresh never undoes an editor's or the mailer's work
+    if entry_count == 0:
+        if result.fatal or result.errors:
+            return Status.FAILED
+        return Status.EMPTY  # weekends: upstream answers []
+    # A draft, or a day that failed or was empty before and now has papers.
+    if settings.DIGEST_AUTO_APPROVE and not result.fatal:
+        return Status.APPROVED
+    return Status.DRAFT
+
+
+def _error_text(report: IngestReport) -> str:
+    lines = []
+    if report.fatal:
+        lines.append(f"Fetch failed: {report.fatal}")
+    if report.errors:
+        lines.append(f"{len(report.errors)} item(s) could not be used:")
+        lines.extend(f"- {error}" for error in report.errors)
+    return "\n".join(lines)[:ERROR_TEXT_MAX]
+
+
+# --- Editorial -------------------------------------------------------------------------------
+
+
+def batch_approve(*, batch: DailyBatch, user=None) -> DailyBatch:
+    """Mark a draft batch ready to send. Only drafts with at least one visible paper qualify."""
+    if not batch.entries.filter(hidden=False).exists():
+        raise ValidationError("A batch needs at least one visible paper to be approved.")
+    now = timezone.now()
+    # Conditional update: two editors clicking at once approve once.
+    updated = DailyBatch.objects.filter(pk=batch.pk, status=DailyBatch.Status.DRAFT).update(
+        status=DailyBatch.Status.APPROVED, approved_at=now, approved_by=user
+    )
+    batch.refresh_from_db()
+    if not updated:
+        raise ValidationError(f"Only a draft batch can be approved; this one is {batch.status}.")
+    return batch

@@ -1,0 +1,43 @@
+"""A file on disk in either upstream format: the API's JSON array or the papers page's HTML.
+
+For the demo (the bundled sample) and for editors importing a day by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+
+from digests.sources import hf_api, hf_page
+from digests.sources.base import FetchResult, ParseResult
+
+NAME = "file"
+
+
+def parse(body: str) -> ParseResult:
+    # JSON starts with "[" or "{" (after whitespace or a BOM); anything else is treated as HTML.
+    if body.lstrip("\ufeff \t\r\n")[:1] in {"[", "{"}:
+        return hf_api.parse(body.lstrip("\ufeff"))
+    return hf_page.parse(body)
+
+
+def fetch(
+    day: dt.date, *, path: str | Path | None = None, progress: Callable[[str], None] | None = None
+) -> FetchResult:
+    path = Path(path or settings.DIGEST_SOURCE_FILE)
+    try:
+        body = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return FetchResult(fatal=f"cannot read {path}: {exc.strerror or exc}")
+    parsed = parse(body)
+    if progress:
+        progress(f"  {path.name}: {len(parsed.items)} papers, {len(parsed.errors)} errors")
+    return FetchResult(
+        items=parsed.items,
+        errors=parsed.errors,
+        fatal=parsed.fatal,
+        raw=[{"url": path.resolve().as_uri(), "status": 0, "body": body}],
+    )

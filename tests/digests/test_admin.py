@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from digests.models import DailyBatch
+from digests.services import batch_ingest
+from tests.digests.conftest import API_SAMPLE
+
+pytestmark = pytest.mark.django_db
+
+
+def test_admin_shows_a_failed_batch_with_its_counts_and_error(admin_client, tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{", encoding="utf-8")
+    batch_ingest(day=dt.date(2026, 5, 8), path=broken)
+    batch = DailyBatch.objects.get()
+
+    listing = admin_client.get("/admin/digests/dailybatch/")
+    page = admin_client.get(f"/admin/digests/dailybatch/{batch.pk}/change/")
+
+    assert listing.status_code == 200 and b"Failed" in listing.content
+    assert page.status_code == 200
+    assert b"Fetch failed: invalid JSON" in page.content
+
+
+def test_admin_approve_action_approves_drafts(admin_client, admin_user):
+    batch_ingest(day=dt.date(2026, 5, 8), path=API_SAMPLE)
+    batch = DailyBatch.objects.get()
+
+    response = admin_client.post(
+        "/admin/digests/dailybatch/",
+        {"action": "approve", "_selected_action": [batch.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    batch.refresh_from_db()
+    assert (batch.status, batch.approved_by) == (DailyBatch.Status.APPROVED, admin_user)
+    assert admin_client.get(f"/admin/digests/dailybatch/{batch.pk}/change/").status_code == 200
+    paper_id = batch.entries.first().paper_id
+    assert admin_client.get(f"/admin/digests/paper/{paper_id}/change/").status_code == 200
+    assert admin_client.get("/admin/digests/topic/").status_code == 200
