@@ -2,18 +2,25 @@ from __future__ import annotations
 
 import pytest
 from django.core import mail
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 
 from subscriptions.consent import CONSENT_VERSION
 from tests.factories import TopicFactory
 
 
+def _clear_local_cache() -> None:
+    # Only the in-process cache: clear() on a Redis cache would FLUSHDB someone's database.
+    if isinstance(caches["default"], LocMemCache):
+        cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     # Rate-limit counters live in the cache; one test's posts must not count against the next.
-    cache.clear()
+    _clear_local_cache()
     yield
-    cache.clear()
+    _clear_local_cache()
 
 
 @pytest.fixture
