@@ -153,3 +153,21 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str
             return
         time.sleep(interval)
     raise AssertionError(message or f"condition not met within {timeout}s")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags for headless Chromium in containers and CI (see the guide).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+def require_chromium() -> str:
+    """Path of the Chromium binary the browser tests drive through Playwright."""
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        service_missing(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
+    return str(CHROMIUM)
