@@ -196,3 +196,22 @@ def test_it_keeps_one_consent_record_while_a_request_is_pending(signup):
     # Both emails carry a link to the same request, so the first one still works.
     assert len(mail.outbox) == 2
     assert link_in(mail.outbox[0]).split(":")[1] == link_in(mail.outbox[1]).split(":")[1]
+
+
+def test_it_previews_papers_escaping_upstream_titles(client, topics, monkeypatch):
+    from types import SimpleNamespace
+
+    from subscriptions import views
+
+    papers = [
+        SimpleNamespace(
+            title="Attention <script>alert(1)</script>", hf_url="https://hf.co/papers/1", upvotes=42
+        ),
+        SimpleNamespace(title="One upvote", hf_url="https://hf.co/papers/2", upvotes=1),
+    ]
+    monkeypatch.setattr(views, "_latest_preview", lambda: papers)
+    body = client.get("/").content.decode()
+    assert "Attention &lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert 'href="https://hf.co/papers/1"' in body
+    assert "42 upvotes" in body and "1 upvote<" in body
+    assert "not in yet" not in body
