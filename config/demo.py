@@ -83,7 +83,7 @@ def step_subscribers(say: Say) -> None:
             continue  # someone erased a demo subscriber: respect it, as for anyone
         created += new
         first = first or subscriber
-    where = f"; {first.email} manages them at {preferences_url(first)}" if first else ""
+    where = f"; {first.email}'s preferences: {preferences_url(first)}" if first else ""
     say(f"Demo subscribers: {len(DEMO_SUBSCRIBERS)} ({created} new){where}")
 
 
