@@ -80,7 +80,45 @@ def step_sample_batch(say: Say) -> None:
     )
 
 
-DEMO_STEPS: list[Callable[[Say], None]] = [step_admin, step_schedules, step_sample_batch]
+DEMO_SUBSCRIBERS = [
+    "ada@demo.paperboy.localhost",
+    "grace@demo.paperboy.localhost",
+    "alan@demo.paperboy.localhost",
+]
+
+
+def step_subscribers(say: Say) -> None:
+    """A few active subscribers with topics, so a digest has someone to go to."""
+    from digests.models import Topic
+    from subscriptions.links import preferences_url
+    from subscriptions.services import SubscriberSuppressed, subscriber_import
+
+    topics = list(Topic.objects.filter(is_active=True))
+    if not topics:
+        say("Demo subscribers: skipped, there are no active topics yet")
+        return
+    created, first = 0, None
+    for i, email in enumerate(DEMO_SUBSCRIBERS):
+        # Different people follow different topics, so their digests differ.
+        chosen = topics[i % len(topics) :: 2] or topics
+        try:
+            subscriber, new = subscriber_import(email=email, topics=chosen)
+        except SubscriberSuppressed:
+            continue  # someone erased a demo subscriber: respect it, as for anyone
+        created += new
+        first = first or subscriber
+    where = f"; {first.email}'s preferences: {preferences_url(first)}" if first else ""
+    say(f"Demo subscribers: {len(DEMO_SUBSCRIBERS)} ({created} new){where}")
+
+
+# Runs after any step that creates topics (subscribers need at least one).
+# Order matters: subscribers choose from the topics the sample batch's migration seeded.
+DEMO_STEPS: list[Callable[[Say], None]] = [
+    step_admin,
+    step_schedules,
+    step_sample_batch,
+    step_subscribers,
+]
 
 
 def demo_bootstrap(say: Say) -> None:

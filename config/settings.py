@@ -150,6 +150,10 @@ PAPERBOY_SCHEDULES = {
         "task": "config.tasks.clear_expired_sessions",
         "crontab": env_crontab("CLEAR_SESSIONS_CRON", default="17 3 * * *"),
     },
+    "Purge unconfirmed subscribers": {
+        "task": "subscriptions.tasks.purge_stale_pending",
+        "crontab": env_crontab("PURGE_PENDING_CRON", default="41 4 * * *"),
+    },
 }
 
 # --- Digests: fetching each day's trending papers (issue 3) -------------------------------
@@ -234,6 +238,29 @@ if not DEBUG and not ANYMAIL["WEBHOOK_SECRET"]:
     raise ImproperlyConfigured(
         "ANYMAIL_WEBHOOK_SECRET is required when DEBUG is off (it guards the tracking webhooks)"
     )
+
+# --- Subscriptions (signup, confirmation, abuse limits) -----------------------------------
+# Confirmation links expire after this many days; preference and unsubscribe links do not.
+SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS = env_int("CONFIRM_LINK_MAX_AGE_DAYS", default=7, minimum=1)
+# Pending subscribers whose last request is older than this are deleted by the purge task. It
+# must outlast the confirmation link, or a link that still works would find nobody.
+SUBSCRIPTIONS_PENDING_PURGE_DAYS = env_int("PENDING_PURGE_AFTER_DAYS", default=14, minimum=1)
+if SUBSCRIPTIONS_PENDING_PURGE_DAYS < SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS:
+    raise ImproperlyConfigured(
+        f"PENDING_PURGE_AFTER_DAYS={SUBSCRIPTIONS_PENDING_PURGE_DAYS} must be at least "
+        f"CONFIRM_LINK_MAX_AGE_DAYS={SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS}"
+    )
+# At most one mail caused by the signup form per address per this many seconds.
+SUBSCRIPTIONS_FORM_EMAIL_INTERVAL = env_int(
+    "SIGNUP_EMAIL_INTERVAL_SECONDS", default=3600, minimum=1
+)
+# Per client IP: at most SIGNUP_RATE_LIMIT form posts per SIGNUP_RATE_WINDOW_SECONDS, counted in
+# the cache (Redis when REDIS_URL is set, so all web processes share the count); then 429.
+SUBSCRIPTIONS_RATE_LIMIT = env_int("SIGNUP_RATE_LIMIT", default=30, minimum=1)
+SUBSCRIPTIONS_RATE_WINDOW = env_int("SIGNUP_RATE_WINDOW_SECONDS", default=600, minimum=1)
+# How many reverse proxies in front of Paperboy append to X-Forwarded-For. 0 trusts only the
+# socket address; behind one proxy set 1, or every visitor shares the proxy's rate limit.
+SUBSCRIPTIONS_TRUSTED_PROXIES = env_int("TRUSTED_PROXY_COUNT", default=0, minimum=0)
 
 # --- Internationalization ------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

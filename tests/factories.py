@@ -6,8 +6,12 @@ import datetime as dt
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from digests.models import BatchEntry, DailyBatch, Paper, Topic
+from subscriptions.addresses import email_hash
+from subscriptions.consent import CONSENT_VERSION
+from subscriptions.models import ConsentRecord, Subscriber
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -67,3 +71,51 @@ class BatchEntryFactory(factory.django.DjangoModelFactory):
     paper = factory.SubFactory(PaperFactory)
     rank = factory.Sequence(lambda n: n + 1)
     upvotes_at_fetch = factory.LazyAttribute(lambda e: e.paper.upvotes)
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+class SubscriberFactory(factory.django.DjangoModelFactory):
+    """An active, confirmed subscriber with one topic and a confirmed consent record."""
+
+    class Meta:
+        model = Subscriber
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"reader{n}@example.org")
+    email_hash = factory.LazyAttribute(lambda o: email_hash(o.email))
+    status = Subscriber.Status.ACTIVE
+    created_at = factory.LazyFunction(timezone.now)
+    confirmed_at = factory.LazyAttribute(
+        lambda o: o.created_at if o.status != Subscriber.Status.PENDING else None
+    )
+
+    @factory.post_generation
+    def topics(self, create, extracted, **kwargs):
+        if create:
+            self.topics.set(extracted if extracted is not None else [TopicFactory()])
+
+    @factory.post_generation
+    def consent(self, create, extracted, **kwargs):
+        if create and extracted is not False:
+            ConsentRecordFactory(
+                subscriber=self,
+                requested_at=self.created_at,
+                confirmed_at=self.confirmed_at,
+                topics=[t.slug for t in self.topics.all()],
+            )
+
+    class Params:
+        pending = factory.Trait(status=Subscriber.Status.PENDING)
+
+
+class ConsentRecordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ConsentRecord
+
+    subscriber = factory.SubFactory(SubscriberFactory, consent=False)
+    requested_at = factory.LazyFunction(timezone.now)
+    ip = "192.0.2.10"
+    user_agent = "Mozilla/5.0 (factory)"
+    form_version = CONSENT_VERSION

@@ -174,3 +174,21 @@ def celery_broker() -> Iterator[str]:
             app.pool.force_close_all()
         app._pool = None
         app.conf.update(saved)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags for headless Chromium in containers and CI (see the guide).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+def require_chromium() -> str:
+    """Path of the Chromium binary the browser tests drive through Playwright."""
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        service_missing(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
+    return str(CHROMIUM)

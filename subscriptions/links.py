@@ -1,0 +1,83 @@
+"""Signed links in emails: confirmation, one-click unsubscribe, preference center.
+
+Each purpose signs with its own salt, so a token for one is refused by the others. Only the
+confirmation link expires (SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS); unsubscribe and preference
+links keep working as long as the subscriber exists, because old digests must stay honourable
+(RFC 8058 asks that a List-Unsubscribe URL keeps working).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+from subscriptions.models import ConsentRecord, Subscriber
+
+SALT_CONFIRM = "paperboy.subscriptions.confirm"
+SALT_UNSUBSCRIBE = "paperboy.subscriptions.unsubscribe"
+SALT_PREFERENCES = "paperboy.subscriptions.preferences"
+
+
+class TokenInvalid(Exception):
+    """The token was not signed by us for this purpose (tampered, truncated, wrong link)."""
+
+
+class TokenExpired(Exception):
+    """A genuine confirmation token past its age; `payload` still says whose it was."""
+
+    def __init__(self, payload: list) -> None:
+        super().__init__("token expired")
+        self.payload = payload
+
+
+def _absolute(name: str, token: str) -> str:
+    return settings.SITE_URL + reverse(name, args=[token])
+
+
+def confirm_token(subscriber: Subscriber, consent: ConsentRecord) -> str:
+    return signing.dumps([str(subscriber.key), consent.pk], salt=SALT_CONFIRM)
+
+
+def confirm_token_read(token: str, *, allow_expired: bool = False) -> tuple[str, int]:
+    """Return (subscriber key, consent id); raise TokenInvalid or TokenExpired."""
+    max_age = None if allow_expired else timedelta(days=settings.SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS)
+    try:
+        payload = signing.loads(token, salt=SALT_CONFIRM, max_age=max_age)
+    except signing.SignatureExpired:
+        raise TokenExpired(signing.loads(token, salt=SALT_CONFIRM)) from None
+    except signing.BadSignature:
+        raise TokenInvalid from None
+    if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[1], int)):
+        raise TokenInvalid
+    return str(payload[0]), payload[1]
+
+
+def _key_token(subscriber: Subscriber, salt: str) -> str:
+    return signing.dumps(str(subscriber.key), salt=salt)
+
+
+def key_token_read(token: str, *, salt: str) -> str:
+    """Return the subscriber key from an unsubscribe or preferences token."""
+    try:
+        payload = signing.loads(token, salt=salt)
+    except signing.BadSignature:
+        raise TokenInvalid from None
+    if not isinstance(payload, str):
+        raise TokenInvalid
+    return payload
+
+
+def confirm_url(subscriber: Subscriber, consent: ConsentRecord) -> str:
+    return _absolute("subscriptions:confirm", confirm_token(subscriber, consent))
+
+
+def unsubscribe_url(subscriber: Subscriber) -> str:
+    """The RFC 8058 one-click URL: put it in List-Unsubscribe (POST acts, GET asks)."""
+    return _absolute("subscriptions:unsubscribe", _key_token(subscriber, SALT_UNSUBSCRIBE))
+
+
+def preferences_url(subscriber: Subscriber) -> str:
+    return _absolute("subscriptions:preferences", _key_token(subscriber, SALT_PREFERENCES))

@@ -1,0 +1,415 @@
+"""Every write to subscribers, consent records and suppressions goes through here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from digests.models import Topic
+from subscriptions.addresses import email_hash, email_normalize
+from subscriptions.consent import CONSENT_TEXTS, IMPORT_VERSION
+from subscriptions.emails import email_build
+from subscriptions.exports import export_sections
+from subscriptions.links import confirm_url, preferences_url
+from subscriptions.models import ConsentRecord, Subscriber, Suppression
+
+FORM_EMAIL_CONFIRM = "confirm"
+FORM_EMAIL_ALREADY = "already-subscribed"
+
+Status = Subscriber.Status
+
+
+class SubscriberSuppressed(Exception):
+    """An import was refused: the address is on the suppression list."""
+
+
+class ConfirmationInvalid(Exception):
+    """A confirmation link that no longer matches the subscription (it moved on since)."""
+
+
+def _active_topics(topics: Iterable[Topic]) -> list[Topic]:
+    chosen = [t for t in topics if t.is_active]
+    if not chosen:
+        raise ValidationError("Choose at least one topic.", code="no_topics")
+    return chosen
+
+
+def _suppression_for(address_hash: str) -> Suppression | None:
+    return Suppression.objects.filter(email_hash=address_hash).first()
+
+
+def _locked(subscriber: Subscriber) -> Subscriber:
+    return Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+
+
+@transaction.atomic
+def subscriber_subscribe(
+    *,
+    email: str,
+    topics: Iterable[Topic],
+    ip: str | None,
+    user_agent: str,
+    form_version: str,
+) -> None:
+    """Handle a signup form submission: a pending subscriber and a confirmation email.
+
+    Returns nothing on purpose: the caller must answer a new, pending, active, unsubscribed or
+    suppressed address identically, so it is not told which one this was. At most one email
+    per address per SUBSCRIPTIONS_FORM_EMAIL_INTERVAL leaves, whatever the state.
+    """
+    address = email_normalize(email)
+    chosen = _active_topics(topics)
+    if form_version not in CONSENT_TEXTS:
+        raise ValidationError("Unknown consent text version.", code="consent_version")
+    address_hash = email_hash(address)
+    now = timezone.now()
+
+    suppression = _suppression_for(address_hash)
+    if suppression is not None and suppression.reason not in Suppression.LIFTED_BY_CONFIRMATION:
+        return  # bounced, complained or blocked: not even a confirmation mail may go there
+
+    subscriber = Subscriber.objects.select_for_update().filter(email_hash=address_hash).first()
+    if subscriber is None:
+        try:
+            # A savepoint, so a concurrent submission for the same address that wins the
+            # unique index leaves this transaction usable.
+            with transaction.atomic():
+                subscriber = Subscriber.objects.create(
+                    email=address, email_hash=address_hash, created_at=now
+                )
+        except IntegrityError:
+            subscriber = Subscriber.objects.select_for_update().get(email_hash=address_hash)
+
+    consent_fields = {
+        "requested_at": now,
+        "ip": ip,
+        "user_agent": user_agent[:512],
+        "form_version": form_version,
+        "topics": [t.slug for t in chosen],
+    }
+    if subscriber.status in (Status.ACTIVE, Status.PAUSED):
+        # Someone typed a confirmed address: changing its topics from an unauthenticated form
+        # would let anyone edit anyone's subscription, so only a reminder with the link goes.
+        kind = FORM_EMAIL_ALREADY
+    else:
+        kind = FORM_EMAIL_CONFIRM
+        pending = subscriber.consents.filter(confirmed_at__isnull=True).first()
+        if subscriber.status == Status.PENDING and pending is not None:
+            # Still the same request: update it in place so the link already mailed keeps
+            # working, and repeated posts do not pile up records.
+            for field, value in consent_fields.items():
+                setattr(pending, field, value)
+            pending.save()
+        else:
+            # New, or coming back after an unsubscribe: a fresh round of confirmation.
+            ConsentRecord.objects.create(subscriber=subscriber, **consent_fields)
+            subscriber.status = Status.PENDING
+            subscriber.confirmed_at = None
+            subscriber.paused_at = None
+            subscriber.save(update_fields=["status", "confirmed_at", "paused_at"])
+        subscriber.topics.set(chosen)
+
+    # Claim the right to mail with one conditional UPDATE, so concurrent posts send once.
+    claimed = (
+        Subscriber.objects.filter(pk=subscriber.pk)
+        .filter(
+            Q(form_email_sent_at__isnull=True)
+            | Q(form_email_sent_at__lte=now - _form_email_interval())
+        )
+        .update(form_email_sent_at=now)
+    )
+    if claimed:
+        from subscriptions.tasks import send_form_email
+
+        send_form_email.delay_on_commit(subscriber.pk, kind)
+
+
+def _form_email_interval() -> timedelta:
+    return timedelta(seconds=settings.SUBSCRIPTIONS_FORM_EMAIL_INTERVAL)
+
+
+@transaction.atomic
+def subscriber_confirmation_resend(*, subscriber_key: str, consent_id: int) -> None:
+    """Send a fresh confirmation link for an expired one, if the request is still pending.
+
+    Subject to the same once-per-interval limit as the form; answers nothing, like the form.
+    """
+    subscriber = Subscriber.objects.select_for_update().filter(key=subscriber_key).first()
+    if subscriber is None or subscriber.status != Status.PENDING:
+        return
+    if not subscriber.consents.filter(pk=consent_id, confirmed_at__isnull=True).exists():
+        return
+    suppression = _suppression_for(subscriber.email_hash)
+    if suppression is not None and suppression.reason not in Suppression.LIFTED_BY_CONFIRMATION:
+        return
+    now = timezone.now()
+    claimed = (
+        Subscriber.objects.filter(pk=subscriber.pk)
+        .filter(
+            Q(form_email_sent_at__isnull=True)
+            | Q(form_email_sent_at__lte=now - _form_email_interval())
+        )
+        .update(form_email_sent_at=now)
+    )
+    if claimed:
+        from subscriptions.tasks import send_form_email
+
+        send_form_email.delay_on_commit(subscriber.pk, FORM_EMAIL_CONFIRM)
+
+
+def subscriber_form_email_send(*, subscriber_id: int, kind: str) -> bool:
+    """Render and send one form email; False when there is nothing (left) to send."""
+    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
+    if subscriber is None:
+        return False  # erased or purged after the email was queued
+    if kind == FORM_EMAIL_CONFIRM:
+        consent = subscriber.consents.filter(confirmed_at__isnull=True).first()
+        if subscriber.status != Status.PENDING or consent is None:
+            return False  # confirmed (or unsubscribed) in the meantime
+        context = {
+            "confirm_url": confirm_url(subscriber, consent),
+            "max_age_days": settings.SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS,
+            "topics": list(subscriber.topics.all()),
+        }
+    elif kind == FORM_EMAIL_ALREADY:
+        if subscriber.status not in (Status.ACTIVE, Status.PAUSED):
+            return False
+        context = {
+            "preferences_url": preferences_url(subscriber),
+            "paused": subscriber.status == Status.PAUSED,
+        }
+    else:
+        raise ValueError(f"unknown form email {kind!r}")
+    email_build(kind, to=subscriber.email, context=context).send()
+    return True
+
+
+@transaction.atomic
+def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> Subscriber:
+    """Activate a pending subscriber from their confirmation link (idempotent).
+
+    Lifts an unsubscribed/erased suppression: the person just proved they own the mailbox and
+    asked again. Raises ConfirmationInvalid if the link belongs to an earlier round.
+    """
+    subscriber = _locked(subscriber)
+    consent = subscriber.consents.filter(pk=consent_id).first()
+    if consent is None:
+        raise ConfirmationInvalid("this link belongs to an earlier subscription")
+    if consent.confirmed_at is not None:
+        if subscriber.status in (Status.ACTIVE, Status.PAUSED):
+            return subscriber  # a second click: already done
+        raise ConfirmationInvalid("this subscription was ended since")
+    if subscriber.status != Status.PENDING:
+        raise ConfirmationInvalid("this subscription is not waiting for confirmation")
+    now = timezone.now()
+    consent.confirmed_at = now
+    consent.save(update_fields=["confirmed_at"])
+    subscriber.status = Status.ACTIVE
+    subscriber.confirmed_at = now
+    subscriber.save(update_fields=["status", "confirmed_at"])
+    Suppression.objects.filter(
+        email_hash=subscriber.email_hash, reason__in=Suppression.LIFTED_BY_CONFIRMATION
+    ).delete()
+    return subscriber
+
+
+@transaction.atomic
+def subscriber_import(*, email: str, topics: Iterable[Topic]) -> tuple[Subscriber, bool]:
+    """Add an already-consented address as active (an operator's import, the demo).
+
+    Refuses any suppressed address, including unsubscribed and erased ones: only the person,
+    through double opt-in, can bring those back. An existing subscriber is left as it is.
+    Returns (subscriber, created).
+    """
+    address = email_normalize(email)
+    chosen = _active_topics(topics)
+    address_hash = email_hash(address)
+    if _suppression_for(address_hash) is not None:
+        raise SubscriberSuppressed(address)
+    existing = Subscriber.objects.filter(email_hash=address_hash).first()
+    if existing is not None:
+        return existing, False
+    now = timezone.now()
+    subscriber = Subscriber.objects.create(
+        email=address,
+        email_hash=address_hash,
+        status=Status.ACTIVE,
+        created_at=now,
+        confirmed_at=now,
+    )
+    subscriber.topics.set(chosen)
+    ConsentRecord.objects.create(
+        subscriber=subscriber,
+        source=ConsentRecord.Source.IMPORT,
+        requested_at=now,
+        form_version=IMPORT_VERSION,
+        topics=[t.slug for t in chosen],
+        confirmed_at=now,
+    )
+    return subscriber, True
+
+
+@transaction.atomic
+def subscriber_update_topics(*, subscriber: Subscriber, topics: Iterable[Topic]) -> Subscriber:
+    chosen = _active_topics(topics)
+    subscriber = _locked(subscriber)
+    if subscriber.status == Status.UNSUBSCRIBED:
+        raise ValidationError("Subscribe again before choosing topics.", code="unsubscribed")
+    subscriber.topics.set(chosen)
+    return subscriber
+
+
+@transaction.atomic
+def subscriber_pause(*, subscriber: Subscriber) -> Subscriber:
+    subscriber = _locked(subscriber)
+    if subscriber.status == Status.PAUSED:
+        return subscriber
+    if subscriber.status != Status.ACTIVE:
+        raise ValidationError("Only an active subscription can be paused.", code="not_active")
+    subscriber.status = Status.PAUSED
+    subscriber.paused_at = timezone.now()
+    subscriber.save(update_fields=["status", "paused_at"])
+    return subscriber
+
+
+@transaction.atomic
+def subscriber_resume(*, subscriber: Subscriber) -> Subscriber:
+    subscriber = _locked(subscriber)
+    if subscriber.status == Status.ACTIVE:
+        return subscriber
+    if subscriber.status != Status.PAUSED:
+        raise ValidationError("Only a paused subscription can be resumed.", code="not_paused")
+    subscriber.status = Status.ACTIVE
+    subscriber.paused_at = None
+    subscriber.save(update_fields=["status", "paused_at"])
+    return subscriber
+
+
+@transaction.atomic
+def subscriber_unsubscribe(*, subscriber: Subscriber) -> bool:
+    """Stop all mail to this subscriber; True if this call changed anything.
+
+    Repeating it (a second one-click POST, a retrying mailbox provider) changes nothing, the
+    first timestamp included. A suppression is kept so an import cannot quietly re-add them.
+    """
+    now = timezone.now()
+    changed = (
+        Subscriber.objects.filter(pk=subscriber.pk)
+        .exclude(status=Status.UNSUBSCRIBED)
+        .update(status=Status.UNSUBSCRIBED, unsubscribed_at=now, paused_at=None)
+    )
+    _suppression_add(subscriber.email_hash, Suppression.Reason.UNSUBSCRIBED, now)
+    return bool(changed)
+
+
+def _suppression_add(address_hash: str, reason: str, now) -> None:
+    # An existing entry keeps its reason: an unsubscribe must not soften a complaint.
+    Suppression.objects.get_or_create(
+        email_hash=address_hash, defaults={"reason": reason, "created_at": now}
+    )
+
+
+@transaction.atomic
+def subscriber_suppress(*, email: str, reason: str) -> None:
+    """Stop mailing an address (bounce or complaint webhook, an operator's block).
+
+    Works for addresses Paperboy does not know (the entry then blocks a later signup). A
+    stronger reason replaces "unsubscribed"/"erased", which a confirmation could lift.
+    """
+    if reason not in Suppression.Reason.values:
+        raise ValueError(f"unknown suppression reason {reason!r}")
+    address_hash = email_hash(email_normalize(email))
+    now = timezone.now()
+    entry, created = Suppression.objects.select_for_update().get_or_create(
+        email_hash=address_hash, defaults={"reason": reason, "created_at": now}
+    )
+    if (
+        not created
+        and entry.reason in Suppression.LIFTED_BY_CONFIRMATION
+        and reason not in Suppression.LIFTED_BY_CONFIRMATION
+    ):
+        entry.reason = reason
+        entry.created_at = now
+        entry.save(update_fields=["reason", "created_at"])
+
+
+@transaction.atomic
+def subscriber_erase(*, subscriber: Subscriber) -> None:
+    """Delete the subscriber and their consent records; keep only a hashed suppression.
+
+    Delivery history in other apps goes with the row (their foreign keys cascade or null).
+    """
+    subscriber = _locked(subscriber)
+    entry = Suppression.objects.select_for_update().filter(email_hash=subscriber.email_hash).first()
+    if entry is None:
+        Suppression.objects.create(
+            email_hash=subscriber.email_hash,
+            reason=Suppression.Reason.ERASED,
+            created_at=timezone.now(),
+        )
+    elif entry.reason == Suppression.Reason.UNSUBSCRIBED:
+        entry.reason = Suppression.Reason.ERASED
+        entry.save(update_fields=["reason"])
+    subscriber.delete()
+
+
+def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything Paperboy holds about a subscriber, as JSON-able data."""
+    data: dict[str, Any] = {
+        "format": "paperboy-export/1",
+        "exported_at": timezone.now().isoformat(),
+        "profile": {
+            "email": subscriber.email,
+            "status": subscriber.status,
+            "created_at": _iso(subscriber.created_at),
+            "confirmed_at": _iso(subscriber.confirmed_at),
+            "paused_at": _iso(subscriber.paused_at),
+            "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        },
+        "topics": [{"slug": t.slug, "name": t.name} for t in subscriber.topics.all()],
+        "consent_records": [
+            {
+                "source": c.source,
+                "requested_at": _iso(c.requested_at),
+                "confirmed_at": _iso(c.confirmed_at),
+                "ip": c.ip,
+                "user_agent": c.user_agent,
+                "form_version": c.form_version,
+                "form_text": CONSENT_TEXTS.get(c.form_version, ""),
+                "topics": c.topics,
+            }
+            for c in subscriber.consents.all()
+        ],
+    }
+    for name, fn in export_sections().items():
+        data[name] = fn(subscriber)
+    return data
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@transaction.atomic
+def subscriber_purge_stale_pending() -> int:
+    """Delete subscribers still pending SUBSCRIPTIONS_PENDING_PURGE_DAYS after their last request.
+
+    Their suppression entries (if they had unsubscribed before) stay.
+    """
+    cutoff = timezone.now() - timedelta(days=settings.SUBSCRIPTIONS_PENDING_PURGE_DAYS)
+    stale = list(
+        Subscriber.objects.filter(status=Status.PENDING)
+        .annotate(last_request=Coalesce(Max("consents__requested_at"), "created_at"))
+        .filter(last_request__lt=cutoff)
+        .values_list("pk", flat=True)
+    )
+    Subscriber.objects.filter(pk__in=stale).delete()
+    return len(stale)

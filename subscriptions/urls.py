@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from subscriptions import views
+
+app_name = "subscriptions"
+
+urlpatterns = [
+    path("", views.landing, name="landing"),
+    path("confirm/<str:token>/", views.confirm, name="confirm"),
+    path("confirm/<str:token>/resend", views.confirm_resend, name="confirm-resend"),
+    # Short, because it goes into every digest's List-Unsubscribe header.
+    path("u/<str:token>", views.unsubscribe, name="unsubscribe"),
+    path("p/<str:token>/", views.preferences, name="preferences"),
+    path("p/<str:token>/topics", views.preferences_topics, name="preferences-topics"),
+    path("p/<str:token>/pause", views.preferences_pause, name="preferences-pause"),
+    path("p/<str:token>/resume", views.preferences_resume, name="preferences-resume"),
+    path(
+        "p/<str:token>/unsubscribe", views.preferences_unsubscribe, name="preferences-unsubscribe"
+    ),
+    path(
+        "p/<str:token>/resubscribe", views.preferences_resubscribe, name="preferences-resubscribe"
+    ),
+    path("p/<str:token>/export", views.preferences_export, name="preferences-export"),
+    path("p/<str:token>/erase", views.preferences_erase, name="preferences-erase"),
+]
