@@ -199,18 +199,19 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Paperboy <digest@pap
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_OUTBOX_DIR = VAR_DIR / "outbox"
 
-# Anymail backends by ESP name, and the name of the setting that carries each one's key.
+# Providers the digest can go through, and the setting that carries each one's key. The
+# digest fills per-recipient links into the body, which these do without provider-side
+# templates (Postmark through newsletter/backends.py).
 ANYMAIL_ESP_KEYS = {
     "postmark": "POSTMARK_SERVER_TOKEN",
     "mailgun": "MAILGUN_API_KEY",
     "sendgrid": "SENDGRID_API_KEY",
-    "resend": "RESEND_API_KEY",
-    "brevo": "BREVO_API_KEY",
-    "amazon_ses": None,  # credentials come from the usual AWS variables
 }
 ANYMAIL_ESP = env.str("ANYMAIL_ESP", default="").strip().lower()
 ANYMAIL: dict[str, object] = {
     "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="") or None,
+    # SendGrid substitutes merge fields spelled exactly like the digest's "{{name}}".
+    "SENDGRID_MERGE_FIELD_FORMAT": "{{{{{}}}}}",
 }
 if ANYMAIL_ESP:
     if ANYMAIL_ESP not in ANYMAIL_ESP_KEYS:
@@ -218,12 +219,16 @@ if ANYMAIL_ESP:
             f"ANYMAIL_ESP={ANYMAIL_ESP!r} is not supported: use one of "
             + ", ".join(sorted(ANYMAIL_ESP_KEYS))
         )
-    EMAIL_BACKEND = f"anymail.backends.{ANYMAIL_ESP}.EmailBackend"
+    EMAIL_BACKEND = (
+        # Postmark's batch API with merge fields filled in the bodies (see newsletter/backends.py)
+        "newsletter.backends.PostmarkBatchEmailBackend"
+        if ANYMAIL_ESP == "postmark"
+        else f"anymail.backends.{ANYMAIL_ESP}.EmailBackend"
+    )
     key_setting = ANYMAIL_ESP_KEYS[ANYMAIL_ESP]
-    if key_setting:
-        ANYMAIL[key_setting] = env.str("ANYMAIL_API_KEY", default="")
-        if not ANYMAIL[key_setting]:
-            raise ImproperlyConfigured(f"ANYMAIL_API_KEY is required for {ANYMAIL_ESP}")
+    ANYMAIL[key_setting] = env.str("ANYMAIL_API_KEY", default="")
+    if not ANYMAIL[key_setting]:
+        raise ImproperlyConfigured(f"ANYMAIL_API_KEY is required for {ANYMAIL_ESP}")
     api_url = env.str("ANYMAIL_API_URL", default="")
     if api_url:
         # Points the backend at another endpoint (a regional one, or the local fake provider).
@@ -261,6 +266,35 @@ SUBSCRIPTIONS_RATE_WINDOW = env_int("SIGNUP_RATE_WINDOW_SECONDS", default=600, m
 # How many reverse proxies in front of Paperboy append to X-Forwarded-For. 0 trusts only the
 # socket address; behind one proxy set 1, or every visitor shares the proxy's rate limit.
 SUBSCRIPTIONS_TRUSTED_PROXIES = env_int("TRUSTED_PROXY_COUNT", default=0, minimum=0)
+
+# --- The daily digest (newsletter app) ----------------------------------------------------
+DIGEST_MAX_PAPERS = env_int("DIGEST_MAX_PAPERS", default=10, minimum=1)
+DIGEST_NO_MATCH = env.str("DIGEST_NO_MATCH", default="skip")
+if DIGEST_NO_MATCH not in {"skip", "top"}:
+    raise ImproperlyConfigured(f"DIGEST_NO_MATCH={DIGEST_NO_MATCH!r} must be skip or top")
+DIGEST_LIST_ID = env.str(
+    "DIGEST_LIST_ID", default=f"Paperboy daily digest <daily.{urlsplit(SITE_URL).hostname}>"
+)
+# 0 = the provider's per-call limit (Postmark 500, Mailgun 1,000, ...); smaller values cap it.
+DIGEST_BATCH_SIZE = env_int("DIGEST_BATCH_SIZE", default=0, minimum=0)
+DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", default=6, minimum=1)
+# A claimed delivery not settled within this many seconds is reconciled by the sweeper.
+DIGEST_CLAIM_LEASE_SECONDS = env_int("DIGEST_CLAIM_LEASE_SECONDS", default=600, minimum=1)
+ANYMAIL["REQUESTS_TIMEOUT"] = env_int("ANYMAIL_TIMEOUT_SECONDS", default=30, minimum=1)
+# Per-recipient outcomes are recorded on each Delivery; a refused recipient is not an exception.
+ANYMAIL["IGNORE_RECIPIENT_STATUS"] = True
+PAPERBOY_SCHEDULES.update(
+    {
+        "Send the daily digest": {
+            "task": "newsletter.tasks.send_daily_digest",
+            "crontab": env_crontab("DIGEST_SEND_CRON", default="0 13 * * 1-5"),
+        },
+        "Sweep stuck deliveries": {
+            "task": "newsletter.tasks.sweep_deliveries",
+            "crontab": env_crontab("DIGEST_SWEEP_CRON", default="* * * * *"),
+        },
+    }
+)
 
 # --- Internationalization ------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -10,6 +10,9 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("subscriptions.urls")),
+    path("", include("newsletter.urls")),
+    # Anymail's tracking webhooks (bounces, complaints, opens...), e.g. /anymail/postmark/tracking/
+    path("anymail/", include("anymail.urls")),
 ]
 
 if settings.DEBUG:

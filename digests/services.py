@@ -346,3 +346,12 @@ def batch_approve(*, batch: DailyBatch, user=None) -> DailyBatch:
     if not updated:
         raise ValidationError(f"Only a draft batch can be approved; this one is {batch.status}.")
     return batch
+
+
+def batch_mark_sent(*, batch: DailyBatch) -> bool:
+    """Record that the batch's digest went out (called by the newsletter when an issue ends)."""
+    return bool(
+        DailyBatch.objects.filter(pk=batch.pk, status=DailyBatch.Status.APPROVED).update(
+            status=DailyBatch.Status.SENT
+        )
+    )

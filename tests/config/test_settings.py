@@ -96,7 +96,7 @@ def test_it_reads_each_variable(load, tmp_path):
     assert s["CELERY_BROKER_URL"] == "redis://redis:6379/0"
     assert s["CELERY_TASK_ALWAYS_EAGER"] is False
     assert s["CACHES"]["default"]["LOCATION"] == "redis://redis:6379/1"
-    assert s["EMAIL_BACKEND"] == "anymail.backends.postmark.EmailBackend"
+    assert s["EMAIL_BACKEND"] == "newsletter.backends.PostmarkBatchEmailBackend"
     assert s["ANYMAIL"]["POSTMARK_SERVER_TOKEN"] == "server-token"
     assert s["ANYMAIL"]["POSTMARK_API_URL"] == "http://127.0.0.1:9999/"
     assert s["ANYMAIL"]["WEBHOOK_SECRET"] == "hook:secret"
@@ -123,6 +123,7 @@ def test_it_reads_each_variable(load, tmp_path):
         ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"ANYMAIL_ESP": "pigeon"}, "ANYMAIL_ESP"),
+        ({"ANYMAIL_ESP": "amazon_ses", "ANYMAIL_API_KEY": "k"}, "ANYMAIL_ESP"),
         ({"ANYMAIL_ESP": "postmark"}, "ANYMAIL_API_KEY"),
         ({"CLEAR_SESSIONS_CRON": "every day"}, "CLEAR_SESSIONS_CRON"),
         ({"CLEAR_SESSIONS_CRON": "99 3 * * *"}, "CLEAR_SESSIONS_CRON"),

@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 BATCH_LIMIT = 500
 TOKEN = "fake-postmark-token"
@@ -82,6 +83,42 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        """``GET /messages/outbound``: Postmark's search of sent messages, by metadata."""
+        url = urlsplit(self.path)
+        if url.path != "/messages/outbound":
+            return self._reply(404, {"ErrorCode": 404, "Message": "Not found"})
+        if self.headers.get("X-Postmark-Server-Token") != self.state.token:
+            return self._reply(401, {"ErrorCode": 10, "Message": "Bad token"})
+        query = parse_qs(url.query)
+        count, offset = int(query["count"][0]), int(query.get("offset", ["0"])[0])
+        wanted = {
+            k[len("metadata_") :]: v[0] for k, v in query.items() if k.startswith("metadata_")
+        }
+        with self.state.lock:
+            matches = [
+                m
+                for m in self.state.messages
+                if all(str((m.get("Metadata") or {}).get(k)) == v for k, v in wanted.items())
+            ]
+        page = matches[offset : offset + count]
+        return self._reply(
+            200,
+            {
+                "TotalCount": len(matches),
+                "Messages": [
+                    {
+                        "MessageID": m["_MessageID"],
+                        "To": [{"Email": _addr_spec(m["To"]), "Name": None}],
+                        "Subject": m["Subject"],
+                        "Metadata": m.get("Metadata") or {},
+                        "Status": "Sent",
+                    }
+                    for m in page
+                ],
+            },
+        )
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -151,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
         message_id = str(uuid.uuid4())
         with self.state.lock:
-            self.state.messages.append(message)
+            self.state.messages.append({**message, "_MessageID": message_id})
         return {
             "ErrorCode": 0,
             "Message": "OK",

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class Issue(models.Model):
+    """The digest of one day's batch: created once, sent once."""
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        CANCELLED = "cancelled", "Cancelled"
+
+    batch = models.OneToOneField(
+        "digests.DailyBatch", on_delete=models.PROTECT, related_name="issue"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SCHEDULED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Counts at creation; live per-status counts come from issue_stats().
+    recipient_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    content_count = models.PositiveIntegerField(
+        default=0, help_text="Distinct email bodies (subscribers with the same papers share one)."
+    )
+
+    class Meta:
+        ordering = ["-batch__date"]
+
+    def __str__(self) -> str:
+        return f"Digest of {self.batch.date:%Y-%m-%d}"
+
+
+class Delivery(models.Model):
+    """One subscriber's copy of one issue. The unit of "exactly once"."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+        SKIPPED = "skipped", "Skipped"
+
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
+    # Kept (without the person) when a subscriber is erased, so issue statistics stay right.
+    subscriber = models.ForeignKey(
+        "subscriptions.Subscriber",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # What this subscriber gets: [[paper_id, [matched topic ids]], ...] in ranked order, and a
+    # hash of it. Subscribers with the same content_key share one rendered body.
+    selection = models.JSONField(default=list)
+    content_key = models.CharField(max_length=40, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Set when a worker claims the row; a row left in "sending" past its lease is reconciled
+    # with the provider by the sweeper (claim identifies the provider call).
+    claim = models.CharField(max_length=32, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    provider_message_id = models.CharField(max_length=128, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issue", "subscriber"], name="one_delivery_per_issue_and_subscriber"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["issue", "status", "content_key"], name="delivery_claim_idx"),
+            models.Index(fields=["status", "claimed_at"], name="delivery_lease_idx"),
+            models.Index(fields=["provider_message_id"], name="delivery_message_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery {self.pk} ({self.status})"
+
+
+class TrackingEvent(models.Model):
+    """A provider webhook event, stored once (event_key is unique) and applied once."""
+
+    event_key = models.CharField(max_length=200, unique=True)
+    event_type = models.CharField(max_length=20)
+    # No address is stored here: an erased subscriber must leave nothing personal behind.
+    provider_message_id = models.CharField(max_length=128, blank=True)
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_key}"

@@ -1,0 +1,161 @@
+"""Rendering the digest: each paper's block once per issue, each distinct email once.
+
+A subscriber's email is the issue's shell (header, footer) around the blocks of their selected
+papers. Blocks and the shell are rendered and CSS-inlined once per issue; assembling an email
+is string joining, cached by content. What differs per person (unsubscribe and preference
+links) is left as ``{{field}}`` merge fields, filled in by the provider (Anymail merge_data).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+
+import css_inline
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.text import Truncator
+
+from digests.models import BatchEntry, DailyBatch, Topic
+from newsletter.providers import merge_field
+
+CSS_TEMPLATE = "newsletter/email/digest.css"
+SUMMARY_CHARS = 480  # keeps ten papers well under Gmail's 102 KB clipping limit
+SUBJECT_TITLE_CHARS = 90
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+def archive_url(day: date) -> str:
+    return settings.SITE_URL + reverse("newsletter:archive-day", args=[day.isoformat()])
+
+
+def _authors_line(authors: list[str]) -> str:
+    if len(authors) > 3:
+        return ", ".join(authors[:3]) + " et al."
+    return ", ".join(authors)
+
+
+def _links(paper) -> list[tuple[str, str]]:
+    candidates = [
+        ("Paper page", paper.hf_url),
+        ("arXiv", paper.arxiv_url),
+        ("PDF", paper.pdf_url),
+        ("Code", paper.code_url),
+        ("Project", paper.project_url),
+    ]
+    return [(label, url) for label, url in candidates if url]
+
+
+class IssueRenderer:
+    """Renders the emails of one batch. Holds per-issue caches; build one per task run."""
+
+    def __init__(self, batch: DailyBatch) -> None:
+        self.batch = batch
+        entries = (
+            BatchEntry.objects.filter(batch=batch, hidden=False)
+            .select_related("paper")
+            .order_by("rank")
+        )
+        self.papers = {e.paper_id: e.paper for e in entries}
+        self.topic_names = dict(Topic.objects.values_list("id", "name"))
+        self._inliner = css_inline.CSSInliner(keep_style_tags=True)
+        self._contents: dict[str, RenderedDigest] = {}
+
+    @cached_property
+    def css(self) -> str:
+        return render_to_string(CSS_TEMPLATE)
+
+    @cached_property
+    def _shells(self) -> tuple[str, str]:
+        context = {
+            "day": self.batch.date,
+            "css": self.css,
+            "archive_url": archive_url(self.batch.date),
+            # Merge fields, filled per recipient by the provider.
+            "unsubscribe_field": merge_field("unsubscribe_url"),
+            "preferences_field": merge_field("preferences_url"),
+        }
+        shell_html = self._inliner.inline(render_to_string("newsletter/email/shell.html", context))
+        shell_text = render_to_string("newsletter/email/shell.txt", context)
+        return shell_html, shell_text
+
+    @cached_property
+    def _blocks(self) -> dict[int, tuple[str, str]]:
+        """Each visible paper's (html, text) block, rendered and inlined once."""
+        blocks = {}
+        for paper_id, paper in self.papers.items():
+            context = {
+                "paper": paper,
+                "url": paper.hf_url or paper.arxiv_url,
+                "authors": _authors_line(paper.authors),
+                "summary": Truncator(paper.ai_summary or paper.abstract).chars(SUMMARY_CHARS),
+                "links": _links(paper),
+            }
+            block_html = css_inline.inline_fragment(
+                render_to_string("newsletter/email/paper.html", context), self.css
+            )
+            blocks[paper_id] = (block_html, render_to_string("newsletter/email/paper.txt", context))
+        return blocks
+
+    @cached_property
+    def _reason_html(self) -> str:
+        return css_inline.inline_fragment('<p class="reason">%%TEXT%%</p>', self.css)
+
+    def _reason(self, topic_ids: list[int]) -> str:
+        names = [self.topic_names[t] for t in topic_ids if t in self.topic_names]
+        return f"Because you follow {', '.join(names)}" if names else "Top paper of the day"
+
+    def render(self, selection: list[list], content_key: str = "") -> RenderedDigest:
+        """The email for one selection ([[paper_id, [topic ids]], ...]); cached by content_key."""
+        if content_key and content_key in self._contents:
+            return self._contents[content_key]
+        chosen = [(pid, topics) for pid, topics in selection if pid in self.papers]
+        if not chosen:
+            raise ValueError("a digest needs at least one visible paper")
+        html_parts, text_parts = [], []
+        for paper_id, topic_ids in chosen:
+            block_html, block_text = self._blocks[paper_id]
+            reason = self._reason(topic_ids)
+            html_parts.append(
+                block_html.replace(
+                    "%%REASON%%", self._reason_html.replace("%%TEXT%%", html.escape(reason), 1), 1
+                )
+            )
+            text_parts.append(block_text.replace("%%REASON%%", f"[{reason}]\n"))
+        titles = [self.papers[pid].title for pid, _ in chosen]
+        subject = self._subject(titles)
+        preheader = " · ".join(titles[1:4]) or titles[0]
+        intro = (
+            f"{len(chosen)} trending paper{'s' if len(chosen) != 1 else ''} picked for your topics."
+        )
+        shell_html, shell_text = self._shells
+        rendered = RenderedDigest(
+            subject=subject,
+            preheader=preheader,
+            html=shell_html.replace("%%PREHEADER%%", html.escape(preheader), 1)
+            .replace("%%INTRO%%", html.escape(intro), 1)
+            .replace("<!--PAPERS-->", "\n".join(html_parts), 1),
+            text=shell_text.replace("%%INTRO%%", intro, 1).replace(
+                "%%PAPERS%%", "\n\n".join(part.strip() + "\n" for part in text_parts), 1
+            ),
+        )
+        if content_key:
+            self._contents[content_key] = rendered
+        return rendered
+
+    def _subject(self, titles: list[str]) -> str:
+        # "Tue 12 Mar: <top title> + 9 more". Titles are stored without CR/LF or control
+        # characters, so nothing from upstream can add a header line.
+        top = Truncator(" ".join(titles[0].split())).chars(SUBJECT_TITLE_CHARS)
+        more = f" + {len(titles) - 1} more" if len(titles) > 1 else ""
+        return f"{self.batch.date:%a %-d %b}: {top}{more}"

@@ -1,0 +1,595 @@
+"""Composing and delivering the daily digest.
+
+The flow: ``issue_create`` plans one Delivery row per eligible subscriber (one transaction,
+written in bulk); ``issue_start`` moves the issue to "sending" once and enqueues chunk tasks;
+each ``deliveries_send_chunk`` claims up to one provider batch of pending rows, sends them and
+records the provider's per-recipient answer; ``deliveries_sweep`` recovers rows a dead worker
+left behind. Every state change is a conditional UPDATE, so no row is sent twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from itertools import groupby
+
+import requests
+from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
+from anymail.message import AnymailMessage
+from django.conf import settings
+from django.core.mail import get_connection
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from digests.models import BatchEntry, DailyBatch, PaperTopic
+from digests.services import batch_mark_sent
+from newsletter import providers
+from newsletter.models import Delivery, Issue, TrackingEvent
+from newsletter.rendering import IssueRenderer
+from newsletter.selection import Candidate, content_key, plan_selections
+from subscriptions.links import preferences_url, unsubscribe_url
+from subscriptions.models import Subscriber
+from subscriptions.selectors import subscribers_sendable
+from subscriptions.services import subscriber_suppress
+
+logger = logging.getLogger(__name__)
+
+DIGEST_TAG = "daily-digest"
+SENT_LIKE = [Delivery.Status.SENT, Delivery.Status.BOUNCED, Delivery.Status.COMPLAINED]
+
+
+class TransientSendError(Exception):
+    """The provider could not take the batch right now (429, 5xx, connection refused)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# --- Planning an issue -------------------------------------------------------------------------
+
+
+def _candidates(batch: DailyBatch) -> list[Candidate]:
+    entries = list(
+        BatchEntry.objects.filter(batch=batch, hidden=False).values_list(
+            "paper_id", "paper__upvotes", "pinned", "rank"
+        )
+    )
+    topics: dict[int, set[int]] = defaultdict(set)
+    for paper_id, topic_id in PaperTopic.objects.filter(
+        paper_id__in=[e[0] for e in entries]
+    ).values_list("paper_id", "topic_id"):
+        topics[paper_id].add(topic_id)
+    return [
+        Candidate(paper_id=p, topic_ids=frozenset(topics[p]), upvotes=u, pinned=pin, rank=r)
+        for p, u, pin, r in entries
+    ]
+
+
+def _followed_topics() -> list[tuple[int, frozenset[int]]]:
+    """(subscriber id, followed topic ids) for everyone who may be mailed now."""
+    through = Subscriber.topics.through
+    rows = (
+        through.objects.filter(subscriber__in=subscribers_sendable(), topic__is_active=True)
+        .order_by("subscriber_id")
+        .values_list("subscriber_id", "topic_id")
+    )
+    followed = [
+        (subscriber_id, frozenset(t for _, t in group))
+        for subscriber_id, group in groupby(rows.iterator(chunk_size=10_000), key=lambda r: r[0])
+    ]
+    with_topics = {s for s, _ in followed}
+    # Sendable subscribers following no (active) topic get an empty set: skipped, or the day's
+    # top papers if DIGEST_NO_MATCH is "top".
+    followed += [
+        (s, frozenset())
+        for s in subscribers_sendable().values_list("id", flat=True).iterator(chunk_size=10_000)
+        if s not in with_topics
+    ]
+    return followed
+
+
+def _already_sent(batch: DailyBatch, paper_ids: list[int]) -> dict[int, frozenset[int]]:
+    """Papers of this batch each subscriber already got in an earlier digest."""
+    earlier = (
+        Issue.objects.filter(batch__entries__paper_id__in=paper_ids)
+        .exclude(batch=batch)
+        .values_list("id", flat=True)
+        .distinct()
+    )
+    wanted = set(paper_ids)
+    sent: dict[int, set[int]] = defaultdict(set)
+    rows = Delivery.objects.filter(issue_id__in=list(earlier), status__in=SENT_LIKE).values_list(
+        "subscriber_id", "selection"
+    )
+    for subscriber_id, selection in rows.iterator(chunk_size=10_000):
+        sent[subscriber_id].update(pid for pid, _ in selection if pid in wanted)
+    return {s: frozenset(p) for s, p in sent.items() if p}
+
+
+@dataclass
+class Plan:
+    rows: list[tuple[int, str, list, str]] = field(default_factory=list)  # id, status, sel, key
+    contents: set[str] = field(default_factory=set)
+
+
+def issue_plan(*, batch: DailyBatch) -> Plan:
+    """Who gets which papers: one row per sendable subscriber (skipped when nothing matches)."""
+    candidates = _candidates(batch)
+    plan = Plan()
+    selections = plan_selections(
+        candidates,
+        _followed_topics(),
+        _already_sent(batch, [c.paper_id for c in candidates]),
+        limit=settings.DIGEST_MAX_PAPERS,
+        fallback_to_top=settings.DIGEST_NO_MATCH == "top",
+    )
+    keys: dict[int, str] = {}  # selections are shared objects: hash each once
+    for subscriber_id, selection in selections:
+        if not selection:
+            plan.rows.append((subscriber_id, Delivery.Status.SKIPPED, [], ""))
+            continue
+        key = keys.get(id(selection)) or keys.setdefault(id(selection), content_key(selection))
+        plan.rows.append((subscriber_id, Delivery.Status.PENDING, selection, key))
+        plan.contents.add(key)
+    return plan
+
+
+def _deliveries_insert(issue: Issue, plan: Plan) -> None:
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        # COPY: one round trip for any number of rows (bulk_create would be many INSERTs).
+        columns = (
+            "issue_id, subscriber_id, status, selection, content_key, attempts, claim, "
+            "provider_message_id, last_error, created_at"
+        )
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {Delivery._meta.db_table} ({columns}) FROM STDIN") as copy,
+        ):
+            for subscriber_id, status, selection, key in plan.rows:
+                copy.write_row(
+                    (
+                        issue.pk,
+                        subscriber_id,
+                        status,
+                        json.dumps(selection),
+                        key,
+                        0,
+                        "",
+                        "",
+                        "",
+                        now,
+                    )
+                )
+        return
+    Delivery.objects.bulk_create(
+        (
+            Delivery(
+                issue=issue,
+                subscriber_id=s,
+                status=st,
+                selection=sel,
+                content_key=k,
+                created_at=now,
+            )
+            for s, st, sel, k in plan.rows
+        ),
+        batch_size=2000,
+    )
+
+
+def issue_create(*, batch: DailyBatch) -> Issue:
+    """The issue of a batch with its Delivery rows; creating it again returns the same one."""
+    existing = Issue.objects.filter(batch=batch).first()
+    if existing is not None:
+        return existing
+    plan = issue_plan(batch=batch)
+    with transaction.atomic():
+        # Lock the batch so two concurrent creators serialize; the loser finds the issue.
+        DailyBatch.objects.select_for_update().get(pk=batch.pk)
+        existing = Issue.objects.filter(batch=batch).first()
+        if existing is not None:
+            return existing
+        skipped = sum(1 for _, status, _, _ in plan.rows if status == Delivery.Status.SKIPPED)
+        issue = Issue.objects.create(
+            batch=batch,
+            recipient_count=len(plan.rows) - skipped,
+            skipped_count=skipped,
+            content_count=len(plan.contents),
+        )
+        _deliveries_insert(issue, plan)
+    logger.info(
+        "issue planned",
+        extra={
+            "issue": issue.pk,
+            "recipients": issue.recipient_count,
+            "skipped": skipped,
+            "contents": issue.content_count,
+        },
+    )
+    return issue
+
+
+# --- Starting, finishing, cancelling -----------------------------------------------------------
+
+
+def _enqueue_chunks(issue_id: int, pending: int) -> None:
+    from newsletter.tasks import send_issue_chunk
+
+    for _ in range(math.ceil(pending / providers.batch_limit())):
+        send_issue_chunk.delay(issue_id)
+
+
+def issue_start(*, issue: Issue) -> bool:
+    """Move a scheduled issue to sending and enqueue its chunks. False if it already started."""
+    with transaction.atomic():
+        started = Issue.objects.filter(pk=issue.pk, status=Issue.Status.SCHEDULED).update(
+            status=Issue.Status.SENDING, started_at=timezone.now()
+        )
+        if not started:
+            return False
+        pending = Delivery.objects.filter(issue=issue, status=Delivery.Status.PENDING).count()
+        transaction.on_commit(lambda: _enqueue_chunks(issue.pk, pending))
+    if not pending:
+        issue_finish_if_done(issue_id=issue.pk)
+    return True
+
+
+def issue_cancel(*, issue: Issue) -> bool:
+    """Cancel an issue that has not started sending."""
+    return bool(
+        Issue.objects.filter(pk=issue.pk, status=Issue.Status.SCHEDULED).update(
+            status=Issue.Status.CANCELLED
+        )
+    )
+
+
+def issue_finish_if_done(*, issue_id: int) -> bool:
+    unfinished = Delivery.objects.filter(
+        issue_id=issue_id, status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING]
+    ).exists()
+    if unfinished:
+        return False
+    with transaction.atomic():
+        finished = Issue.objects.filter(pk=issue_id, status=Issue.Status.SENDING).update(
+            status=Issue.Status.SENT, finished_at=timezone.now()
+        )
+        if finished:
+            batch_mark_sent(batch=Issue.objects.get(pk=issue_id).batch)
+    return bool(finished)
+
+
+def digest_send_for_day(*, day: date) -> Issue | None:
+    """Send the approved batch of `day`, once. None when there is no approved batch."""
+    batch = DailyBatch.objects.filter(date=day).first()
+    if batch is None or batch.status not in {DailyBatch.Status.APPROVED, DailyBatch.Status.SENT}:
+        logger.info("no approved batch to send", extra={"day": day.isoformat()})
+        return None
+    issue = issue_create(batch=batch)
+    issue_start(issue=issue)
+    return issue
+
+
+# --- Sending a chunk ---------------------------------------------------------------------------
+
+
+def _deliveries_claim(issue: Issue, limit: int) -> tuple[str, list[Delivery]]:
+    """Claim up to `limit` pending rows (grouped by content) for this worker.
+
+    SKIP LOCKED lets concurrent workers take different rows; the conditional UPDATE makes a
+    row claimable once even where row locks do not exist (SQLite). Rows whose subscriber may
+    no longer be mailed (paused, unsubscribed, suppressed since planning) are skipped here.
+    """
+    claim = uuid.uuid4().hex
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(issue=issue, status=Delivery.Status.PENDING)
+            .order_by("content_key", "id")
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return claim, []
+        claimed = Delivery.objects.filter(id__in=ids, status=Delivery.Status.PENDING)
+        gone = claimed.exclude(subscriber__in=subscribers_sendable())
+        gone.update(status=Delivery.Status.SKIPPED, last_error="no longer subscribed at send time")
+        claimed.update(
+            status=Delivery.Status.SENDING,
+            claim=claim,
+            claimed_at=now,
+            attempts=F("attempts") + 1,
+        )
+    rows = list(
+        Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
+        .select_related("subscriber")
+        .order_by("content_key", "id")
+    )
+    return claim, rows
+
+
+def digest_message(
+    renderer: IssueRenderer, deliveries: list[Delivery], *, claim: str = ""
+) -> AnymailMessage:
+    """One provider batch: same content, one To per recipient, personal links merged in."""
+    first = deliveries[0]
+    rendered = renderer.render(first.selection, first.content_key)
+    message = AnymailMessage(
+        subject=rendered.subject,
+        body=rendered.text,
+        to=[d.subscriber.email for d in deliveries],
+        headers={
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": settings.DIGEST_LIST_ID,
+        },
+    )
+    message.attach_alternative(rendered.html, "text/html")
+    message.tags = [DIGEST_TAG]
+    message.metadata = {"issue": str(first.issue_id), "claim": claim}
+    message.merge_data, message.merge_headers, message.merge_metadata = {}, {}, {}
+    for delivery in deliveries:
+        address = delivery.subscriber.email
+        unsubscribe = unsubscribe_url(delivery.subscriber)
+        message.merge_data[address] = {
+            "unsubscribe_url": unsubscribe,
+            "preferences_url": preferences_url(delivery.subscriber),
+        }
+        message.merge_headers[address] = {"List-Unsubscribe": f"<{unsubscribe}>"}
+        message.merge_metadata[address] = {"delivery": str(delivery.pk)}
+    return message
+
+
+def _transient(error: AnymailAPIError) -> TransientSendError | None:
+    """A TransientSendError if the provider certainly did not take the batch and may later."""
+    status = getattr(error, "status_code", None)
+    if status == 429 or (status is not None and status >= 500):
+        response = getattr(error, "response", None)
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        return TransientSendError(
+            f"provider answered {status}",
+            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
+    if isinstance(error.__cause__, requests.ConnectionError) and not isinstance(
+        error.__cause__, requests.ReadTimeout
+    ):
+        return TransientSendError(f"provider unreachable: {error.__cause__}")
+    return None
+
+
+def _record_statuses(deliveries: list[Delivery], message: AnymailMessage) -> None:
+    now = timezone.now()
+    by_address = {d.subscriber.email.lower(): d for d in deliveries}
+    sent, failed = [], []
+    for address, status in message.anymail_status.recipients.items():
+        delivery = by_address.get(address.lower())
+        if delivery is None:
+            continue
+        if status.status in {"sent", "queued"}:
+            delivery.status, delivery.sent_at = Delivery.Status.SENT, now
+            message_id = status.message_id
+            delivery.provider_message_id = "" if message_id is None else str(message_id)
+            delivery.last_error = ""
+            sent.append(delivery)
+        else:
+            delivery.status = Delivery.Status.FAILED
+            delivery.last_error = f"provider {status.status} this recipient"
+            failed.append(delivery)
+    answered = {d.pk for d in sent + failed}
+    for delivery in deliveries:
+        if delivery.pk not in answered:
+            delivery.status = Delivery.Status.FAILED
+            delivery.last_error = "provider gave no status for this recipient"
+            failed.append(delivery)
+    with transaction.atomic():
+        for delivery in sent + failed:
+            # Conditional on still being ours: the sweeper may have reconciled it meanwhile.
+            Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
+                status=delivery.status,
+                sent_at=delivery.sent_at,
+                provider_message_id=delivery.provider_message_id,
+                last_error=delivery.last_error,
+            )
+
+
+def _release(deliveries: list[Delivery], error: str) -> None:
+    """Put rows back to pending (the provider did not take them) or fail them if worn out."""
+    ids = [d.pk for d in deliveries]
+    mine = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING)
+    mine.filter(attempts__gte=settings.DIGEST_MAX_ATTEMPTS).update(
+        status=Delivery.Status.FAILED, last_error=f"gave up after retries: {error}"
+    )
+    mine.update(status=Delivery.Status.PENDING, claim="", claimed_at=None, last_error=error)
+
+
+def deliveries_send_chunk(*, issue_id: int, renderer: IssueRenderer | None = None) -> int:
+    """Claim one provider batch of an issue's pending deliveries and send it.
+
+    Returns how many deliveries were handed to the provider. Raises TransientSendError (the
+    unsent rows are back to pending) when the provider should be retried later.
+    """
+    issue = Issue.objects.select_related("batch").get(pk=issue_id)
+    if issue.status != Issue.Status.SENDING:
+        return 0
+    claim, rows = _deliveries_claim(issue, providers.batch_limit())
+    if not rows:
+        issue_finish_if_done(issue_id=issue.pk)
+        return 0
+    renderer = renderer or IssueRenderer(issue.batch)
+    handed = 0
+    backend = get_connection()
+    groups = [list(g) for _, g in groupby(rows, key=lambda d: d.content_key)]
+    for index, group in enumerate(groups):
+        message = digest_message(renderer, group, claim=claim)
+        try:
+            backend.send_messages([message])
+        except AnymailAPIError as error:
+            transient = _transient(error)
+            unsent = [d for g in groups[index:] for d in g]
+            if transient is not None:
+                _release(unsent, str(transient))
+                raise transient from error
+            if isinstance(error, AnymailRequestsAPIError) and error.status_code is None:
+                # Read timeout: the provider may have accepted it. The sweeper asks it later.
+                logger.warning("send outcome unknown; left for the sweeper", extra={"claim": claim})
+                _release([d for g in groups[index + 1 :] for d in g], "not attempted")
+                return handed
+            Delivery.objects.filter(
+                pk__in=[d.pk for d in group], status=Delivery.Status.SENDING
+            ).update(status=Delivery.Status.FAILED, last_error=f"provider refused: {error}"[:2000])
+            continue
+        _record_statuses(group, message)
+        handed += len(group)
+    issue_finish_if_done(issue_id=issue.pk)
+    return handed
+
+
+# --- Recovering from dead workers --------------------------------------------------------------
+
+
+def deliveries_sweep() -> int:
+    """Settle rows left in "sending" past their lease, then re-enqueue unfinished issues.
+
+    A worker that died mid-call may or may not have had its batch accepted. The provider is
+    asked which messages of the claim it accepted: those are marked sent, the rest go back to
+    pending. Where the provider cannot say, the rows are failed for an editor to retry,
+    because resending blindly could mail people twice.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_LEASE_SECONDS)
+    stuck_claims = (
+        Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=cutoff)
+        .values_list("claim", flat=True)
+        .distinct()
+    )
+    settled = 0
+    for claim in list(stuck_claims):
+        accepted = providers.accepted_messages(claim)
+        rows = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
+        with transaction.atomic():
+            if accepted is None:
+                settled += rows.update(
+                    status=Delivery.Status.FAILED,
+                    last_error="worker lost mid-send and the provider cannot confirm; not "
+                    "resent to avoid a duplicate",
+                )
+                continue
+            for delivery_id, message_id in accepted.items():
+                settled += rows.filter(pk=delivery_id).update(
+                    status=Delivery.Status.SENT,
+                    provider_message_id=message_id,
+                    sent_at=timezone.now(),
+                )
+            settled += rows.update(status=Delivery.Status.PENDING, claim="", claimed_at=None)
+    for issue_id in Issue.objects.filter(status=Issue.Status.SENDING).values_list("id", flat=True):
+        pending = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.PENDING)
+        count = pending.count()
+        if count:
+            transaction.on_commit(lambda i=issue_id, c=count: _enqueue_chunks(i, c))
+        else:
+            issue_finish_if_done(issue_id=issue_id)
+    return settled
+
+
+def deliveries_retry(*, deliveries) -> int:
+    """Send failed deliveries again (editor action); their issue goes back to sending."""
+    ids = list(deliveries.filter(status=Delivery.Status.FAILED).values_list("id", flat=True))
+    with transaction.atomic():
+        count = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.FAILED).update(
+            status=Delivery.Status.PENDING, attempts=0, claim="", claimed_at=None
+        )
+        issue_ids = set(Delivery.objects.filter(pk__in=ids).values_list("issue_id", flat=True))
+        Issue.objects.filter(pk__in=issue_ids, status=Issue.Status.SENT).update(
+            status=Issue.Status.SENDING
+        )
+        for issue_id in issue_ids:
+            transaction.on_commit(lambda i=issue_id: _enqueue_chunks(i, count))
+    return count
+
+
+# --- Tracking webhooks -------------------------------------------------------------------------
+
+SUPPRESSING_EVENTS = {
+    "bounced": "bounced",
+    "complained": "complained",
+    "unsubscribed": "unsubscribed",
+    "rejected": "bounced",
+}
+DELIVERY_STATUS_FOR_EVENT = {
+    "bounced": Delivery.Status.BOUNCED,
+    "rejected": Delivery.Status.BOUNCED,
+    "complained": Delivery.Status.COMPLAINED,
+}
+TIMESTAMP_FIELD_FOR_EVENT = {
+    "delivered": "delivered_at",
+    "opened": "opened_at",
+    "clicked": "clicked_at",
+    "bounced": "bounced_at",
+    "rejected": "bounced_at",
+    "complained": "complained_at",
+}
+
+
+def _event_key(event) -> str:
+    if event.event_id:
+        return f"{event.event_type}:{event.event_id}"[:200]
+    stamp = event.timestamp.isoformat() if event.timestamp else ""
+    return f"{event.event_type}:{event.message_id}:{event.recipient}:{stamp}"[:200]
+
+
+def tracking_event_record(*, event) -> bool:
+    """Apply one Anymail tracking event once. Returns False for a replayed event."""
+    metadata = event.metadata or {}
+    delivery = None
+    if str(metadata.get("delivery", "")).isdigit():
+        delivery = Delivery.objects.filter(pk=int(metadata["delivery"])).first()
+    if delivery is None and event.message_id:
+        delivery = Delivery.objects.filter(provider_message_id=event.message_id).first()
+    with transaction.atomic():
+        _, created = TrackingEvent.objects.get_or_create(
+            event_key=_event_key(event),
+            defaults={
+                "event_type": event.event_type,
+                "provider_message_id": event.message_id or "",
+                "delivery": delivery,
+                "occurred_at": event.timestamp,
+                "description": (event.description or "")[:2000],
+            },
+        )
+        if not created:
+            return False
+        if delivery is not None:
+            stamp_field = TIMESTAMP_FIELD_FOR_EVENT.get(event.event_type)
+            changes = {}
+            if stamp_field and getattr(delivery, stamp_field) is None:
+                changes[stamp_field] = event.timestamp or timezone.now()
+            if event.event_type in DELIVERY_STATUS_FOR_EVENT:
+                changes["status"] = DELIVERY_STATUS_FOR_EVENT[event.event_type]
+            if changes:
+                Delivery.objects.filter(pk=delivery.pk).update(**changes)
+        if event.event_type in SUPPRESSING_EVENTS and event.recipient:
+            # Soft bounces arrive as "deferred" and never suppress.
+            subscriber_suppress(email=event.recipient, reason=SUPPRESSING_EVENTS[event.event_type])
+    return True
+
+
+# --- Reading -----------------------------------------------------------------------------------
+
+
+def issue_stats(issue: Issue) -> dict[str, int | float]:
+    counts = Delivery.objects.filter(issue=issue).aggregate(
+        total=Count("id"),
+        **{s.value: Count("id", filter=Q(status=s.value)) for s in Delivery.Status},
+        delivered=Count("id", filter=Q(delivered_at__isnull=False)),
+        opened=Count("id", filter=Q(opened_at__isnull=False)),
+        clicked=Count("id", filter=Q(clicked_at__isnull=False)),
+    )
+    handed = counts["sent"] + counts["bounced"] + counts["complained"]
+    for name in ("bounced", "complained", "opened", "clicked"):
+        counts[f"{name}_rate"] = round(counts[name] / handed, 4) if handed else 0.0
+    return counts

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pytest
+
+from digests.models import DailyBatch, PaperTopic, Topic
+from tests.factories import BatchEntryFactory, DailyBatchFactory, PaperFactory, TopicFactory
+
+DAY = dt.date(2026, 3, 10)  # a Tuesday
+
+
+@dataclass
+class DayBatch:
+    batch: DailyBatch
+    topics: dict[str, Topic]
+    papers: dict[str, object]
+
+
+def tag(paper, *topics: Topic) -> None:
+    for topic in topics:
+        PaperTopic.objects.get_or_create(paper=paper, topic=topic, defaults={"reason": "test"})
+
+
+@pytest.fixture
+def day_batch(db) -> DayBatch:
+    """An approved batch: robotics papers r1-r3, agents a1-a2, vision v1, one both r+a."""
+    topics = {
+        slug: TopicFactory(name=slug.capitalize(), slug=slug)
+        for slug in ("robotics", "agents", "vision")
+    }
+    batch = DailyBatchFactory(date=DAY, status=DailyBatch.Status.APPROVED)
+    layout = {
+        "r1": (["robotics"], 120),
+        "r2": (["robotics"], 60),
+        "r3": (["robotics"], 5),
+        "a1": (["agents"], 90),
+        "a2": (["agents"], 30),
+        "v1": (["vision"], 300),
+        "ra": (["robotics", "agents"], 40),
+    }
+    papers = {}
+    for rank, (name, (slugs, upvotes)) in enumerate(layout.items(), start=1):
+        paper = PaperFactory(title=f"Paper {name}", upvotes=upvotes)
+        tag(paper, *(topics[s] for s in slugs))
+        BatchEntryFactory(batch=batch, paper=paper, rank=rank)
+        papers[name] = paper
+    return DayBatch(batch=batch, topics=topics, papers=papers)
