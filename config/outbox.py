@@ -46,7 +46,7 @@ def outbox_dir() -> Path:
     return Path(settings.EMAIL_OUTBOX_DIR)
 
 
-def _per_recipient(message: EmailMessage) -> list[tuple[str, EmailMessage]]:
+def messages_per_recipient(message: EmailMessage) -> list[tuple[str, EmailMessage]]:
     """Expand a batch message (Anymail merge_data/merge_headers) into one message per recipient.
 
     Like a provider's batch send: each To recipient gets their own copy, sees only their own
@@ -97,7 +97,7 @@ class OutboxEmailBackend(BaseEmailBackend):
             if not message.recipients():
                 continue
             statuses = {}
-            for address, one in _per_recipient(message):
+            for address, one in messages_per_recipient(message):
                 stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
                 path = directory / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
                 # Write then rename, so a reader never sees half a message.

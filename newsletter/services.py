@@ -22,11 +22,12 @@ import requests
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
 from anymail.message import AnymailMessage
 from django.conf import settings
-from django.core.mail import get_connection
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from config.outbox import messages_per_recipient
 from digests.models import BatchEntry, DailyBatch, PaperTopic
 from digests.services import batch_mark_sent
 from newsletter import providers
@@ -576,6 +577,64 @@ def tracking_event_record(*, event) -> bool:
             # Soft bounces arrive as "deferred" and never suppress.
             subscriber_suppress(email=event.recipient, reason=SUPPRESSING_EVENTS[event.event_type])
     return True
+
+
+# --- Previews ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigestPreview:
+    """Exactly the message one subscriber gets for a batch, merge fields filled in."""
+
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]
+    selection: list
+
+    @property
+    def size_kb(self) -> float:
+        return round(len(self.html.encode()) / 1024, 1)
+
+
+def digest_preview(*, batch: DailyBatch, subscriber: Subscriber) -> DigestPreview | None:
+    """What `subscriber` would get for `batch` now; None when nothing matches their topics.
+
+    Built by the same functions as a real send (selection, rendering, merge fields), so the
+    previewed HTML is byte-for-byte the HTML the subscriber receives.
+    """
+    candidates = _candidates(batch)
+    followed = frozenset(subscriber.topics.filter(is_active=True).values_list("id", flat=True))
+    excluded = _already_sent(batch, [c.paper_id for c in candidates]).get(subscriber.pk)
+    [(_, selection)] = plan_selections(
+        candidates,
+        [(subscriber.pk, followed)],
+        {subscriber.pk: excluded} if excluded else {},
+        limit=settings.DIGEST_MAX_PAPERS,
+        fallback_to_top=settings.DIGEST_NO_MATCH == "top",
+    )
+    if not selection:
+        return None
+    delivery = Delivery(subscriber=subscriber, selection=selection, content_key="")
+    delivery.pk = 0  # never saved; only fills the merge metadata
+    message = digest_message(IssueRenderer(batch), [delivery])
+    [(_, personal)] = messages_per_recipient(message)
+    return DigestPreview(
+        subject=personal.subject,
+        html=personal.alternatives[0][0],
+        text=personal.body,
+        headers=dict(personal.extra_headers),
+        selection=selection,
+    )
+
+
+def digest_preview_send(*, preview: DigestPreview, to: str) -> None:
+    """Send a preview to an editor, marked as a test so it is not mistaken for the real one."""
+    message = EmailMultiAlternatives(
+        subject=f"[Test] {preview.subject}", body=preview.text, to=[to], headers=preview.headers
+    )
+    message.attach_alternative(preview.html, "text/html")
+    message.send()
 
 
 # --- Reading -----------------------------------------------------------------------------------

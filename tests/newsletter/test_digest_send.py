@@ -217,3 +217,27 @@ def test_it_leaves_hidden_papers_out_and_pinned_papers_first(day_batch):
     delivery = Delivery.objects.get(subscriber=reader)
     names = {p.pk: n for n, p in day_batch.papers.items()}
     assert [names[pid] for pid, _ in delivery.selection] == ["r3", "r2", "ra"]
+
+
+def test_it_previews_byte_for_byte_what_the_subscriber_receives(day_batch, settings):
+    from newsletter.services import digest_preview
+
+    settings.EMAIL_BACKEND = "config.outbox.OutboxEmailBackend"
+    reader = SubscriberFactory(topics=[day_batch.topics["agents"]])
+    preview = digest_preview(batch=day_batch.batch, subscriber=reader)
+    send_day(DAY)
+
+    import email
+    from email.policy import default as policy
+
+    [path] = settings.EMAIL_OUTBOX_DIR.glob("*.eml")
+    received = email.message_from_bytes(path.read_bytes(), policy=policy)
+    # .eml files use CRLF line ends (MIME); the content is otherwise the same bytes.
+    def lf(text):
+        return text.replace("\r\n", "\n")
+
+    assert lf(received.get_body(("html",)).get_content()) == preview.html
+    assert lf(received.get_body(("plain",)).get_content()) == preview.text
+    assert received["Subject"] == preview.subject
+    assert received["List-Unsubscribe"] == preview.headers["List-Unsubscribe"]
+    assert unsubscribe_url(reader) in preview.html
