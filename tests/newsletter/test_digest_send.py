@@ -232,6 +232,7 @@ def test_it_previews_byte_for_byte_what_the_subscriber_receives(day_batch, setti
 
     [path] = settings.EMAIL_OUTBOX_DIR.glob("*.eml")
     received = email.message_from_bytes(path.read_bytes(), policy=policy)
+
     # .eml files use CRLF line ends (MIME); the content is otherwise the same bytes.
     def lf(text):
         return text.replace("\r\n", "\n")
@@ -239,5 +240,5 @@ def test_it_previews_byte_for_byte_what_the_subscriber_receives(day_batch, setti
     assert lf(received.get_body(("html",)).get_content()) == preview.html
     assert lf(received.get_body(("plain",)).get_content()) == preview.text
     assert received["Subject"] == preview.subject
-    assert received["List-Unsubscribe"] == preview.headers["List-Unsubscribe"]
+    assert received["List-Unsubscribe"].strip() == preview.headers["List-Unsubscribe"]
     assert unsubscribe_url(reader) in preview.html

@@ -5,6 +5,7 @@ from django.core import mail
 from django.core.cache import cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 
+from digests.models import Topic
 from subscriptions.consent import CONSENT_VERSION
 from tests.factories import TopicFactory
 
@@ -23,8 +24,14 @@ def _fresh_cache():
     _clear_local_cache()
 
 
+def without_seeded_topics() -> None:
+    """These tests make the topics they need; the seeded ones would collide by name."""
+    Topic.objects.all().delete()
+
+
 @pytest.fixture
 def topics(db):
+    without_seeded_topics()
     return [
         TopicFactory(name="Language models", slug="llm", position=1),
         TopicFactory(name="Computer vision", slug="cv", position=2),

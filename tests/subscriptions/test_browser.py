@@ -15,6 +15,7 @@ from config.outbox import outbox_list
 from subscriptions.models import Subscriber
 from tests.factories import TopicFactory
 from tests.services import CHROMIUM_ARGS, ROOT, require_chromium
+from tests.subscriptions.conftest import without_seeded_topics
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 
@@ -37,6 +38,7 @@ def test_it_subscribes_confirms_and_manages_preferences_in_a_browser(
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     settings.SITE_URL = live_server.url
     settings.EMAIL_BACKEND = "config.outbox.OutboxEmailBackend"
+    without_seeded_topics()
     llm = TopicFactory(name="Language models", slug="llm", position=1)
     cv = TopicFactory(name="Computer vision", slug="cv", position=2)
     TopicFactory(name="Robotics", slug="robotics", position=3)

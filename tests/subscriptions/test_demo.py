@@ -5,6 +5,7 @@ import pytest
 from config.demo import DEMO_STEPS, DEMO_SUBSCRIBERS, step_subscribers
 from subscriptions.models import Subscriber
 from subscriptions.selectors import subscribers_sendable
+from tests.subscriptions.conftest import without_seeded_topics
 
 pytestmark = pytest.mark.django_db
 
@@ -14,6 +15,7 @@ def test_it_is_a_demo_step():
 
 
 def test_it_skips_without_topics():
+    without_seeded_topics()
     lines: list[str] = []
     step_subscribers(lines.append)
     assert len(lines) == 1 and "no active topics" in lines[0]
