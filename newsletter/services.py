@@ -569,12 +569,14 @@ def tracking_event_record(*, event) -> bool:
             changes = {}
             if stamp_field and getattr(delivery, stamp_field) is None:
                 changes[stamp_field] = event.timestamp or timezone.now()
-            if event.event_type in DELIVERY_STATUS_FOR_EVENT:
+            if event.event_type in DELIVERY_STATUS_FOR_EVENT and (
+                event.event_type != "bounced" or providers.bounce_is_permanent(event)
+            ):
                 changes["status"] = DELIVERY_STATUS_FOR_EVENT[event.event_type]
             if changes:
                 Delivery.objects.filter(pk=delivery.pk).update(**changes)
-        if event.event_type in SUPPRESSING_EVENTS and event.recipient:
-            # Soft bounces arrive as "deferred" and never suppress.
+        permanent = event.event_type != "bounced" or providers.bounce_is_permanent(event)
+        if event.event_type in SUPPRESSING_EVENTS and event.recipient and permanent:
             subscriber_suppress(email=event.recipient, reason=SUPPRESSING_EVENTS[event.event_type])
     return True
 

@@ -1,0 +1,167 @@
+"""The real Anymail Postmark backend over HTTP, against the local fake Postmark API."""
+
+from __future__ import annotations
+
+import pytest
+
+from newsletter.models import Delivery, Issue
+from newsletter.services import (
+    TransientSendError,
+    deliveries_send_chunk,
+    deliveries_sweep,
+    digest_preview,
+    issue_create,
+    issue_start,
+)
+from subscriptions.links import unsubscribe_url
+from tests.factories import SubscriberFactory
+from tests.fakes.postmark import TOKEN, FakePostmark
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def postmark(settings):
+    with FakePostmark() as fake:
+        settings.ANYMAIL_ESP = "postmark"
+        settings.EMAIL_BACKEND = "newsletter.backends.PostmarkBatchEmailBackend"
+        settings.ANYMAIL = {
+            **settings.ANYMAIL,
+            "POSTMARK_SERVER_TOKEN": TOKEN,
+            "POSTMARK_API_URL": fake.url,
+        }
+        settings.SITE_URL = "https://paperboy.example.org"
+        yield fake
+
+
+@pytest.fixture
+def sending(day_batch, django_capture_on_commit_callbacks):
+    """An issue in 'sending' state whose chunk tasks the test runs by hand."""
+
+    def start():
+        issue = issue_create(batch=day_batch.batch)
+        with django_capture_on_commit_callbacks(execute=False):
+            assert issue_start(issue=issue)
+        return issue
+
+    return start
+
+
+def test_it_sends_one_message_per_recipient_with_their_own_links(postmark, day_batch, sending):
+    readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(3)]
+    issue = sending()
+
+    assert deliveries_send_chunk(issue_id=issue.pk) == 3
+
+    assert postmark.state.calls["/email/batch"] == 1
+    by_to = {m["To"]: m for m in postmark.state.messages}
+    assert set(by_to) == {r.email for r in readers}  # each message names one recipient
+    for reader in readers:
+        message = by_to[reader.email]
+        link = unsubscribe_url(reader)
+        assert link in message["HtmlBody"] and link in message["TextBody"]
+        assert "{{" not in message["HtmlBody"] + message["TextBody"]
+        headers = {h["Name"]: h["Value"] for h in message["Headers"]}
+        assert headers["List-Unsubscribe"] == f"<{link}>"
+        assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        delivery = Delivery.objects.get(subscriber=reader)
+        assert message["Metadata"]["delivery"] == str(delivery.pk)
+        assert delivery.status == Delivery.Status.SENT
+        assert delivery.provider_message_id == message["_MessageID"]
+        assert message["Tag"] == "daily-digest"
+        # What the editor previews is byte for byte what the provider was given.
+        preview = digest_preview(batch=day_batch.batch, subscriber=reader)
+        assert preview.html == message["HtmlBody"] and preview.text == message["TextBody"]
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENT
+
+
+def test_it_records_a_per_recipient_rejection_and_sends_the_rest(postmark, day_batch, sending):
+    kept = SubscriberFactory(email="kept@example.org", topics=[day_batch.topics["robotics"]])
+    SubscriberFactory(email="inactive@example.org", topics=[day_batch.topics["robotics"]])
+    postmark.state.inactive.add("inactive@example.org")
+    issue = sending()
+
+    deliveries_send_chunk(issue_id=issue.pk)
+
+    rejected = Delivery.objects.get(subscriber__email="inactive@example.org")
+    assert rejected.status == Delivery.Status.FAILED
+    assert "rejected" in rejected.last_error
+    assert Delivery.objects.get(subscriber=kept).status == Delivery.Status.SENT
+    assert postmark.state.recipients() == ["kept@example.org"]
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_it_retries_a_transient_error_without_losing_or_duplicating(
+    postmark, day_batch, sending, status
+):
+    readers = [SubscriberFactory(topics=[day_batch.topics["agents"]]) for _ in range(2)]
+    issue = sending()
+    postmark.state.fail_next(status)
+
+    with pytest.raises(TransientSendError) as raised:
+        deliveries_send_chunk(issue_id=issue.pk)
+    if status == 429:
+        assert raised.value.retry_after == 1.0  # the fake's Retry-After
+    pending = Delivery.objects.filter(issue=issue, status=Delivery.Status.PENDING)
+    assert pending.count() == 2 and postmark.state.messages == []
+
+    assert deliveries_send_chunk(issue_id=issue.pk) == 2
+    assert sorted(postmark.state.recipients()) == sorted(r.email for r in readers)
+    assert set(Delivery.objects.filter(issue=issue).values_list("attempts", flat=True)) == {2}
+
+
+def test_it_fails_the_batch_on_a_permanent_error(postmark, day_batch, sending):
+    SubscriberFactory(topics=[day_batch.topics["agents"]])
+    postmark.state.token = "another-token"  # our key is refused: 401
+    issue = sending()
+
+    assert deliveries_send_chunk(issue_id=issue.pk) == 0
+    [delivery] = Delivery.objects.filter(issue=issue)
+    assert delivery.status == Delivery.Status.FAILED
+    assert "refused" in delivery.last_error
+
+
+def test_it_treats_a_refused_connection_as_transient(postmark, day_batch, sending, settings):
+    SubscriberFactory(topics=[day_batch.topics["agents"]])
+    settings.ANYMAIL = {**settings.ANYMAIL, "POSTMARK_API_URL": "http://127.0.0.1:1/"}
+    issue = sending()
+    with pytest.raises(TransientSendError):
+        deliveries_send_chunk(issue_id=issue.pk)
+    assert Delivery.objects.get(issue=issue).status == Delivery.Status.PENDING
+
+
+def test_it_settles_rows_a_dead_worker_left_by_asking_the_provider(
+    postmark, day_batch, sending, settings, django_capture_on_commit_callbacks
+):
+    """A worker died after Postmark accepted its call but before recording it."""
+    readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(4)]
+    issue = sending()
+    deliveries_send_chunk(issue_id=issue.pk)
+    accepted = dict(Delivery.objects.values_list("pk", "provider_message_id"))
+    # Roll two rows back to the state a crash mid-call leaves: claimed, nothing recorded.
+    stuck = list(Delivery.objects.order_by("pk")[:2])
+    unsent = readers[-1]
+    Delivery.objects.filter(pk__in=[d.pk for d in stuck]).update(
+        status=Delivery.Status.SENDING, provider_message_id=""
+    )
+    Delivery.objects.filter(subscriber=unsent).update(
+        status=Delivery.Status.SENDING, claim="lost-claim", provider_message_id=""
+    )
+    postmark.state.messages[:] = [
+        m for m in postmark.state.messages if m["To"] != unsent.email
+    ]  # the provider never got that one
+    issue.__class__.objects.filter(pk=issue.pk).update(status=Issue.Status.SENDING)
+    settings.DIGEST_CLAIM_LEASE_SECONDS = 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deliveries_sweep()
+
+    for delivery in stuck:
+        delivery.refresh_from_db()
+        assert delivery.status == Delivery.Status.SENT
+        assert delivery.provider_message_id == accepted[delivery.pk]
+    # The one the provider never saw went back to pending and was sent by the re-enqueued
+    # chunk task: everyone has exactly one message.
+    assert sorted(postmark.state.recipients()) == sorted(r.email for r in readers)
+    assert Delivery.objects.get(subscriber=unsent).status == Delivery.Status.SENT
