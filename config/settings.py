@@ -277,7 +277,9 @@ DIGEST_LIST_ID = env.str(
 )
 # 0 = the provider's per-call limit (Postmark 500, Mailgun 1,000, ...); smaller values cap it.
 DIGEST_BATCH_SIZE = env_int("DIGEST_BATCH_SIZE", default=0, minimum=0)
-DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", default=6, minimum=1)
+DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", default=10, minimum=1)
+# First retry after a transient provider error waits about this long, doubling each time.
+DIGEST_RETRY_BACKOFF_SECONDS = env_int("DIGEST_RETRY_BACKOFF_SECONDS", default=5, minimum=1)
 # A claimed delivery not settled within this many seconds is reconciled by the sweeper.
 DIGEST_CLAIM_LEASE_SECONDS = env_int("DIGEST_CLAIM_LEASE_SECONDS", default=600, minimum=1)
 ANYMAIL["REQUESTS_TIMEOUT"] = env_int("ANYMAIL_TIMEOUT_SECONDS", default=30, minimum=1)

@@ -51,6 +51,7 @@ class TransientSendError(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.claim: str | None = None  # the rows waiting for the retry
 
 
 # --- Planning an issue -------------------------------------------------------------------------
@@ -281,15 +282,13 @@ def digest_send_for_day(*, day: date) -> Issue | None:
 # --- Sending a chunk ---------------------------------------------------------------------------
 
 
-def _deliveries_claim(issue: Issue, limit: int) -> tuple[str, list[Delivery]]:
-    """Claim up to `limit` pending rows (grouped by content) for this worker.
+def _deliveries_claim(issue: Issue, limit: int) -> str | None:
+    """Claim up to `limit` pending rows (grouped by content) for this worker; None if none.
 
     SKIP LOCKED lets concurrent workers take different rows; the conditional UPDATE makes a
-    row claimable once even where row locks do not exist (SQLite). Rows whose subscriber may
-    no longer be mailed (paused, unsubscribed, suppressed since planning) are skipped here.
+    row claimable once even where row locks do not exist (SQLite).
     """
     claim = uuid.uuid4().hex
-    now = timezone.now()
     with transaction.atomic():
         ids = list(
             Delivery.objects.select_for_update(skip_locked=True)
@@ -297,23 +296,25 @@ def _deliveries_claim(issue: Issue, limit: int) -> tuple[str, list[Delivery]]:
             .order_by("content_key", "id")
             .values_list("id", flat=True)[:limit]
         )
-        if not ids:
-            return claim, []
-        claimed = Delivery.objects.filter(id__in=ids, status=Delivery.Status.PENDING)
-        gone = claimed.exclude(subscriber__in=subscribers_sendable())
-        gone.update(status=Delivery.Status.SKIPPED, last_error="no longer subscribed at send time")
-        claimed.update(
-            status=Delivery.Status.SENDING,
-            claim=claim,
-            claimed_at=now,
-            attempts=F("attempts") + 1,
+        claimed = Delivery.objects.filter(id__in=ids, status=Delivery.Status.PENDING).update(
+            status=Delivery.Status.SENDING, claim=claim, claimed_at=timezone.now()
         )
-    rows = list(
-        Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
-        .select_related("subscriber")
-        .order_by("content_key", "id")
-    )
-    return claim, rows
+    return claim if claimed else None
+
+
+def _claimed_rows(claim: str) -> list[Delivery]:
+    """The rows of a claim still to send, stamped for this attempt.
+
+    Rows whose subscriber may no longer be mailed (paused, unsubscribed, suppressed since the
+    issue was planned, or during a retry's wait) are skipped here, just before sending.
+    """
+    with transaction.atomic():
+        mine = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
+        mine.exclude(subscriber__in=subscribers_sendable()).update(
+            status=Delivery.Status.SKIPPED, last_error="no longer subscribed at send time"
+        )
+        mine.update(claimed_at=timezone.now(), attempts=F("attempts") + 1)
+    return list(mine.select_related("subscriber").order_by("content_key", "id"))
 
 
 def digest_message(
@@ -399,47 +400,59 @@ def _record_statuses(deliveries: list[Delivery], message: AnymailMessage) -> Non
             )
 
 
-def _release(deliveries: list[Delivery], error: str) -> None:
-    """Put rows back to pending (the provider did not take them) or fail them if worn out."""
-    ids = [d.pk for d in deliveries]
-    mine = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING)
+def deliveries_release_claim(*, claim: str, error: str) -> int:
+    """Give a claim's unsent rows back (the provider did not take them): to pending for
+    another try, or failed once they have used up DIGEST_MAX_ATTEMPTS."""
+    mine = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
     mine.filter(attempts__gte=settings.DIGEST_MAX_ATTEMPTS).update(
-        status=Delivery.Status.FAILED, last_error=f"gave up after retries: {error}"
+        status=Delivery.Status.FAILED, last_error=f"gave up after retries: {error}"[:2000]
     )
-    mine.update(status=Delivery.Status.PENDING, claim="", claimed_at=None, last_error=error)
+    return mine.update(
+        status=Delivery.Status.PENDING, claim="", claimed_at=None, last_error=error[:2000]
+    )
 
 
-def deliveries_send_chunk(*, issue_id: int, renderer: IssueRenderer | None = None) -> int:
-    """Claim one provider batch of an issue's pending deliveries and send it.
+def deliveries_send_chunk(
+    *, issue_id: int, claim: str | None = None, renderer: IssueRenderer | None = None
+) -> int:
+    """Send one provider batch of an issue: a new claim of pending rows, or (on a retry) the
+    unsent rows of `claim`.
 
-    Returns how many deliveries were handed to the provider. Raises TransientSendError (the
-    unsent rows are back to pending) when the provider should be retried later.
+    Returns how many deliveries the provider took. Raises TransientSendError when it should
+    be retried later; the unsent rows then stay in the claim, so the retry sends exactly
+    them and other workers do not pick them up meanwhile.
     """
     issue = Issue.objects.select_related("batch").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING:
         return 0
-    claim, rows = _deliveries_claim(issue, providers.batch_limit())
+    claim = claim or _deliveries_claim(issue, providers.batch_limit())
+    rows = _claimed_rows(claim) if claim else []
     if not rows:
         issue_finish_if_done(issue_id=issue.pk)
         return 0
     renderer = renderer or IssueRenderer(issue.batch)
     handed = 0
     backend = get_connection()
-    groups = [list(g) for _, g in groupby(rows, key=lambda d: d.content_key)]
-    for index, group in enumerate(groups):
+    for _, grouped in groupby(rows, key=lambda d: d.content_key):
+        group = list(grouped)
         message = digest_message(renderer, group, claim=claim)
         try:
             backend.send_messages([message])
         except AnymailAPIError as error:
             transient = _transient(error)
-            unsent = [d for g in groups[index:] for d in g]
             if transient is not None:
-                _release(unsent, str(transient))
+                if rows[0].attempts >= settings.DIGEST_MAX_ATTEMPTS:
+                    deliveries_release_claim(claim=claim, error=str(transient))
+                    return handed
+                transient.claim = claim
                 raise transient from error
             if isinstance(error, AnymailRequestsAPIError) and error.status_code is None:
-                # Read timeout: the provider may have accepted it. The sweeper asks it later.
+                # Read timeout: the provider may have accepted it. The sweeper asks it later;
+                # the groups after it are given back for another worker.
                 logger.warning("send outcome unknown; left for the sweeper", extra={"claim": claim})
-                _release([d for g in groups[index + 1 :] for d in g], "not attempted")
+                Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING).exclude(
+                    pk__in=[d.pk for d in group]
+                ).update(status=Delivery.Status.PENDING, claim="", claimed_at=None)
                 return handed
             Delivery.objects.filter(
                 pk__in=[d.pk for d in group], status=Delivery.Status.SENDING

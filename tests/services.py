@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import kombu.pools
 import pytest
 import redis
 from django.db import connection
@@ -130,15 +131,19 @@ class WorkerProcess:
 
 
 @contextmanager
-def celery_worker(tmp_path: Path, *, concurrency: int = 1, **env: str) -> Iterator[WorkerProcess]:
+def celery_worker(
+    tmp_path: Path, *, concurrency: int = 1, flush: bool = True, **env: str
+) -> Iterator[WorkerProcess]:
     """Start a real worker on the test database and a Redis broker; stop it afterwards.
 
     Needs PostgreSQL (a child process cannot see an in-memory SQLite test database) and Redis.
     """
     require_postgres()
     url = require_redis()
-    redis.Redis.from_url(url).flushdb()
-    worker = WorkerProcess(service_env(**env), tmp_path / "worker.log", concurrency=concurrency)
+    if flush:
+        redis.Redis.from_url(env.get("CELERY_BROKER_URL", url)).flushdb()
+    log = tmp_path / f"worker-{time.monotonic_ns()}.log"
+    worker = WorkerProcess(service_env(**env), log, concurrency=concurrency)
     try:
         worker.wait_ready()
         yield worker
@@ -156,23 +161,28 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1, message: str
 
 
 @contextmanager
-def celery_broker() -> Iterator[str]:
+def celery_broker(url: str | None = None) -> Iterator[str]:
     """Make this test process publish tasks to the real Redis broker, not run them eagerly.
 
     Tasks then run only in worker processes started with celery_worker().
     """
     from config.celery import app
 
-    url = require_redis()
+    url = url or require_redis()
     saved = {k: app.conf[k] for k in ("broker_url", "task_always_eager")}
+
+    def drop_connections() -> None:
+        # Celery caches connection and producer pools, kombu keeps a global registry of them.
+        app._pool = None
+        app.amqp._producer_pool = None
+        kombu.pools.reset()
+
+    drop_connections()  # those to the previous broker
     app.conf.update(broker_url=url, task_always_eager=False)
-    app._pool = None  # drop connections to the previous broker
     try:
         yield url
     finally:
-        if app._pool is not None:
-            app.pool.force_close_all()
-        app._pool = None
+        drop_connections()
         app.conf.update(saved)
 
 

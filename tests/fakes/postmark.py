@@ -42,6 +42,7 @@ class FakePostmarkState:
     messages: list[dict] = field(default_factory=list)
     calls: Counter = field(default_factory=Counter)
     inactive: set[str] = field(default_factory=set)
+    delay: float = 0.0  # seconds to think before answering a send, like a real API under load
     _failures: list[int] = field(default_factory=list)
     _down_until: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -128,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
             state.calls[self.path] += 1
         if self.path not in {"/email", "/email/batch"}:
             return self._reply(404, {"ErrorCode": 404, "Message": "Not found"})
+        if state.delay:
+            time.sleep(state.delay)
         failure = state._take_failure()
         if failure == 429:
             return self._reply(

@@ -103,10 +103,13 @@ def test_it_retries_a_transient_error_without_losing_or_duplicating(
         deliveries_send_chunk(issue_id=issue.pk)
     if status == 429:
         assert raised.value.retry_after == 1.0  # the fake's Retry-After
-    pending = Delivery.objects.filter(issue=issue, status=Delivery.Status.PENDING)
-    assert pending.count() == 2 and postmark.state.messages == []
+    claim = raised.value.claim
+    waiting = Delivery.objects.filter(issue=issue, status=Delivery.Status.SENDING, claim=claim)
+    assert waiting.count() == 2 and postmark.state.messages == []
+    # The rows wait for this claim's retry: another worker does not take them meanwhile.
+    assert deliveries_send_chunk(issue_id=issue.pk) == 0
 
-    assert deliveries_send_chunk(issue_id=issue.pk) == 2
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=claim) == 2
     assert sorted(postmark.state.recipients()) == sorted(r.email for r in readers)
     assert set(Delivery.objects.filter(issue=issue).values_list("attempts", flat=True)) == {2}
 
@@ -126,9 +129,23 @@ def test_it_treats_a_refused_connection_as_transient(postmark, day_batch, sendin
     SubscriberFactory(topics=[day_batch.topics["agents"]])
     settings.ANYMAIL = {**settings.ANYMAIL, "POSTMARK_API_URL": "http://127.0.0.1:1/"}
     issue = sending()
-    with pytest.raises(TransientSendError):
+    with pytest.raises(TransientSendError) as raised:
         deliveries_send_chunk(issue_id=issue.pk)
-    assert Delivery.objects.get(issue=issue).status == Delivery.Status.PENDING
+    delivery = Delivery.objects.get(issue=issue)
+    assert (delivery.status, delivery.claim) == (Delivery.Status.SENDING, raised.value.claim)
+
+
+def test_it_gives_up_on_a_row_after_its_last_attempt(postmark, day_batch, sending, settings):
+    SubscriberFactory(topics=[day_batch.topics["agents"]])
+    settings.DIGEST_MAX_ATTEMPTS = 2
+    issue = sending()
+    postmark.state.fail_next(500, 500)
+    with pytest.raises(TransientSendError) as raised:
+        deliveries_send_chunk(issue_id=issue.pk)
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 0
+    delivery = Delivery.objects.get(issue=issue)
+    assert delivery.status == Delivery.Status.FAILED
+    assert delivery.last_error.startswith("gave up after retries")
 
 
 def test_it_settles_rows_a_dead_worker_left_by_asking_the_provider(
