@@ -112,12 +112,32 @@ def step_subscribers(say: Say) -> None:
 
 
 # Runs after any step that creates topics (subscribers need at least one).
-# Order matters: subscribers choose from the topics the sample batch's migration seeded.
+def step_send_digest(say: Say) -> None:
+    """Today's digest for the demo subscribers, into the outbox (once: a rerun sends nothing)."""
+    from django.utils import timezone
+
+    from newsletter.services import digest_send_for_day, issue_stats
+
+    issue = digest_send_for_day(day=timezone.now().date())
+    if issue is None:
+        say("Digest: today's batch is not approved yet (approve it in admin, then send it)")
+        return
+    issue.refresh_from_db()
+    stats = issue_stats(issue)
+    say(
+        f"Digest: today's issue is {issue.status}, {stats['sent']} emails sent to the outbox "
+        f"({issue.content_count} distinct): {settings.SITE_URL}/outbox/"
+    )
+
+
+# Order matters: subscribers choose from the topics the sample batch's migration seeded, and
+# the digest goes to those subscribers.
 DEMO_STEPS: list[Callable[[Say], None]] = [
     step_admin,
     step_schedules,
     step_sample_batch,
     step_subscribers,
+    step_send_digest,
 ]
 
 

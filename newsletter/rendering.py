@@ -25,6 +25,7 @@ from newsletter.providers import merge_field
 CSS_TEMPLATE = "newsletter/email/digest.css"
 SUMMARY_CHARS = 480  # keeps ten papers well under Gmail's 102 KB clipping limit
 SUBJECT_TITLE_CHARS = 90
+REASON_TOPICS = 2  # topics named in "Because you follow ..."; more become "and N more"
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,11 @@ class IssueRenderer:
 
     def _reason(self, topic_ids: list[int]) -> str:
         names = [self.topic_names[t] for t in topic_ids if t in self.topic_names]
-        return f"Because you follow {', '.join(names)}" if names else "Top paper of the day"
+        if not names:
+            return "Top paper of the day"
+        shown = ", ".join(names[:REASON_TOPICS])
+        more = f" and {len(names) - REASON_TOPICS} more" if len(names) > REASON_TOPICS else ""
+        return f"Because you follow {shown}{more}"
 
     def render(self, selection: list[list], content_key: str = "") -> RenderedDigest:
         """The email for one selection ([[paper_id, [topic ids]], ...]); cached by content_key."""

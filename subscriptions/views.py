@@ -14,6 +14,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from digests.models import DailyBatch
+from digests.selectors import batch_preview_latest
 from subscriptions import services
 from subscriptions.abuse import client_ip, ip_rate_limited
 from subscriptions.consent import CONSENT_TEXTS, CONSENT_VERSION
@@ -31,7 +33,11 @@ from subscriptions.models import Subscriber
 
 
 def _latest_preview() -> list:
-    return []  # the lead wires this to digests.selectors.batch_preview_latest(limit=5) after merge
+    # Only what editors let through (approved or sent), never a draft still under review.
+    entries = batch_preview_latest(
+        limit=5, statuses=(DailyBatch.Status.APPROVED, DailyBatch.Status.SENT)
+    )
+    return [entry.paper for entry in entries]
 
 
 def _problem(request: HttpRequest, title: str, message: str, status: int) -> HttpResponse:

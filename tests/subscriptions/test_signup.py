@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from datetime import timedelta
 
 import pytest
@@ -215,3 +216,18 @@ def test_it_previews_papers_escaping_upstream_titles(client, topics, monkeypatch
     assert 'href="https://hf.co/papers/1"' in body
     assert "42 upvotes" in body and "1 upvote<" in body
     assert "not in yet" not in body
+
+
+def test_it_previews_the_latest_approved_batch_but_not_a_draft(client, topics):
+    from digests.models import DailyBatch
+    from tests.factories import BatchEntryFactory, DailyBatchFactory, PaperFactory
+
+    approved = DailyBatchFactory(date=dt.date(2026, 3, 9), status=DailyBatch.Status.APPROVED)
+    BatchEntryFactory(batch=approved, paper=PaperFactory(title="Approved <b>paper</b>"), rank=1)
+    BatchEntryFactory(batch=approved, paper=PaperFactory(title="Hidden paper"), hidden=True)
+    draft = DailyBatchFactory(date=dt.date(2026, 3, 10), status=DailyBatch.Status.DRAFT)
+    BatchEntryFactory(batch=draft, paper=PaperFactory(title="Draft paper"), rank=1)
+
+    body = client.get("/").content.decode()
+    assert "Approved &lt;b&gt;paper&lt;/b&gt;" in body
+    assert "Hidden paper" not in body and "Draft paper" not in body
