@@ -56,6 +56,18 @@ def _links(paper) -> list[tuple[str, str]]:
     return [(label, url) for label, url in candidates if url]
 
 
+TABLE_OPEN, TABLE_CLOSE = "<table><tbody>", "</tbody></table>"
+
+
+def _inline_row(row_html: str, css: str) -> str:
+    """Inline CSS into a table row. Parsed alone, a fragment loses its <tr>/<td> tags (HTML
+    parsing drops them outside a table) and the papers ended up outside the layout table."""
+    inlined = css_inline.inline_fragment(f"<table>{row_html}</table>", css)
+    if not (inlined.startswith(TABLE_OPEN) and inlined.endswith(TABLE_CLOSE)):
+        raise ValueError("a paper block must be table rows")
+    return inlined[len(TABLE_OPEN) : -len(TABLE_CLOSE)]
+
+
 class IssueRenderer:
     """Renders the emails of one batch. Holds per-issue caches; build one per task run."""
 
@@ -101,7 +113,7 @@ class IssueRenderer:
                 "summary": Truncator(paper.ai_summary or paper.abstract).chars(SUMMARY_CHARS),
                 "links": _links(paper),
             }
-            block_html = css_inline.inline_fragment(
+            block_html = _inline_row(
                 render_to_string("newsletter/email/paper.html", context), self.css
             )
             blocks[paper_id] = (block_html, render_to_string("newsletter/email/paper.txt", context))
