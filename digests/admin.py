@@ -105,8 +105,20 @@ class TopicAdmin(admin.ModelAdmin):
 # --- Papers ----------------------------------------------------------------------------------
 
 
+class PaperTopicForm(forms.ModelForm):
+    reason = forms.CharField(required=False, max_length=200)
+
+    class Meta:
+        model = PaperTopic
+        fields = ["topic", "reason"]
+
+    def clean_reason(self) -> str:
+        return self.cleaned_data["reason"] or "set by an editor"
+
+
 class PaperTopicInline(admin.TabularInline):
     model = PaperTopic
+    form = PaperTopicForm
     extra = 1
     fields = ["topic", "reason", "is_manual"]
     readonly_fields = ["is_manual"]
@@ -162,7 +174,6 @@ class PaperAdmin(admin.ModelAdmin):
         for inline_form in formset.forms:
             if inline_form.has_changed() and not inline_form.cleaned_data.get("DELETE"):
                 inline_form.instance.is_manual = True
-                inline_form.instance.reason = inline_form.instance.reason or "set by an editor"
         super().save_formset(request, form, formset, change)
 
 

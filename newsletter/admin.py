@@ -14,7 +14,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from digests.admin import BatchEntryInline, IngestRunInline
 from digests.admin import DailyBatchAdmin as CurationBatchAdmin
@@ -329,10 +329,8 @@ class IssueAdmin(admin.ModelAdmin):
                 "clicked",
             )
         ]
-        body = "".join(
-            format_html("<tr><th>{}</th><td>{}</td><td>{}</td></tr>", *row) for row in rows
-        )
-        return format_html('<table id="issue-stats">{}</table>', format_html(body))
+        body = format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>", rows)
+        return format_html('<table id="issue-stats">{}</table>', body)
 
     def get_urls(self):
         return [

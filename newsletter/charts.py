@@ -51,10 +51,12 @@ def line_chart(*, title: str, days: list[date], series: dict[str, list[int]]) ->
     )
     # A date label at the start, the middle and the end keeps the axis readable at 90 days.
     ticks = sorted({0, (len(days) - 1) // 2, len(days) - 1}) if days else []
+    # The end labels are anchored inwards so they are not cut off at the edges.
+    anchors = {0: "start", len(days) - 1: "end"}
     labels = format_html_join(
         "",
-        '<text x="{}" y="{}" text-anchor="middle" font-size="11" fill="currentColor">{}</text>',
-        ((x(i), HEIGHT - 8, days[i].strftime("%-d %b")) for i in ticks),
+        '<text x="{}" y="{}" text-anchor="{}" font-size="11" fill="currentColor">{}</text>',
+        ((x(i), HEIGHT - 8, anchors.get(i, "middle"), days[i].strftime("%-d %b")) for i in ticks),
     )
     lines = format_html_join(
         "",

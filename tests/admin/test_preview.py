@@ -48,6 +48,8 @@ def test_it_shows_subject_headers_size_text_and_a_sandboxed_frame(editor_client,
     assert srcdoc(page) == preview.html
     assert html.escape(preview.text, quote=False) in content
     assert "Paper r1" in srcdoc(page) and "Paper v1" not in srcdoc(page)
+    # Each paper is a row of the email's layout table (a bare fragment once lost its <tr>).
+    assert preview.html.count('<tr><td class="paper"') == len(preview.selection) == 4
 
 
 def test_it_says_so_when_nothing_matches(editor_client, day_batch):

@@ -43,7 +43,10 @@ def test_it_searches_and_filters(editor_client, topics):
     assert emails(q="ada") == ["ada@example.org"]
     assert emails(status__exact="pending") == ["alan@example.org"]
     assert emails(topics__id__exact=topics["llm"].pk) == ["ada@example.org"]
-    assert emails(created_at__gte="2000-01-01 00:00:00+00:00") == ["ada@example.org", "alan@example.org"]
+    assert emails(created_at__gte="2000-01-01 00:00:00+00:00") == [
+        "ada@example.org",
+        "alan@example.org",
+    ]
     assert emails(created_at__lt="2000-01-01 00:00:00+00:00") == []
 
 
@@ -51,7 +54,13 @@ def test_its_import_with_confirmation_mails_each_new_address(
     editor_client, editor, topics, on_commit
 ):
     SubscriberFactory(email="known@example.org", topics=[topics["cv"]])
-    text = "email,topics\nnew@example.org,llm\nother@EXAMPLE.org,\nknown@example.org,llm\nnot-an-address,\n"
+    text = (
+        "email,topics\n"
+        "new@example.org,llm\n"
+        "other@EXAMPLE.org,\n"
+        "known@example.org,llm\n"
+        "not-an-address,\n"
+    )
     with on_commit():
         page = upload(editor_client, text, topics=[topics["cv"].pk], mode="confirm")
 
