@@ -111,7 +111,21 @@ def step_subscribers(say: Say) -> None:
     say(f"Demo subscribers: {len(DEMO_SUBSCRIBERS)} ({created} new){where}")
 
 
-# Runs after any step that creates topics (subscribers need at least one).
+def step_editor(say: Say) -> None:
+    """An editor account: the "Editors" group's curation rights, no user management."""
+    from django.contrib.auth.models import Group
+
+    username, password = demo_user(
+        username="editor", email="editor@paperboy.localhost", superuser=False, say=say
+    )
+    group = Group.objects.filter(name="Editors").first()
+    if group is None:
+        say("Editor login: skipped, the Editors group is missing (run migrate)")
+        return
+    get_user_model().objects.get(username=username).groups.add(group)
+    say(f"Editor login: {settings.SITE_URL}/admin/  user: {username}  password: {password}")
+
+
 def step_send_digest(say: Say) -> None:
     """Today's digest for the demo subscribers, into the outbox (once: a rerun sends nothing)."""
     from django.utils import timezone
@@ -138,6 +152,7 @@ DEMO_STEPS: list[Callable[[Say], None]] = [
     step_sample_batch,
     step_subscribers,
     step_send_digest,
+    step_editor,
 ]
 
 

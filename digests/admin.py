@@ -1,46 +1,251 @@
-"""Plain admin for digests; the editor's curation screens come with a later issue."""
+"""The editor's curation screens for digests: topics, papers, and a day's batch.
+
+Sending a batch (send now, cancel, preview as a subscriber) belongs to the newsletter app,
+which extends DailyBatchAdmin in newsletter/admin.py: digests never imports newsletter.
+Every write goes through digests.services; actions record what they did in the admin log.
+"""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from digests.models import BatchEntry, DailyBatch, IngestRun, Paper, PaperTopic, Topic
-from digests.services import batch_approve
+from digests.services import (
+    batch_approve,
+    batch_entries_reorder,
+    batch_entry_set_flags,
+    batch_ingest,
+    papers_retag_recent,
+)
+
+RETAG_DAYS = 30
+
+
+# --- Topics ----------------------------------------------------------------------------------
+
+
+class PhrasesField(forms.CharField):
+    """The topic's phrases as one phrase per line: easier to edit than a JSON list."""
+
+    widget = forms.Textarea(attrs={"rows": 8, "cols": 60})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(str(v) for v in value)
+        return value
+
+    def to_python(self, value):
+        lines = (line.strip() for line in (value or "").splitlines())
+        return list(dict.fromkeys(line for line in lines if line))
+
+
+class TopicForm(forms.ModelForm):
+    phrases = PhrasesField(
+        required=False,
+        help_text="One phrase per line, matched as whole words in title, keywords and abstract. "
+        'After a change, run "Re-tag recent papers" to apply it.',
+    )
+
+    class Meta:
+        model = Topic
+        fields = ["name", "slug", "description", "phrases", "is_active", "position"]
 
 
 @admin.register(Topic)
 class TopicAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "is_active", "position"]
+    form = TopicForm
+    list_display = ["name", "slug", "is_active", "position", "phrase_count", "paper_count"]
     list_editable = ["is_active", "position"]
     prepopulated_fields = {"slug": ["name"]}
-    search_fields = ["name", "description"]
+    search_fields = ["name", "description", "phrases"]
+    actions = ["retag_recent"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_papers=Count("paper_topics"))
+
+    @admin.display(description="phrases")
+    def phrase_count(self, topic: Topic) -> int:
+        return len(topic.phrases) if isinstance(topic.phrases, list) else 0
+
+    @admin.display(description="papers", ordering="_papers")
+    def paper_count(self, topic: Topic) -> int:
+        return topic._papers
+
+    @admin.action(
+        description=f"Re-tag papers of the last {RETAG_DAYS} days and count matches",
+        permissions=["change"],
+    )
+    def retag_recent(self, request, queryset):
+        # Tagging always uses every active topic (a partial run would drop the others' tags);
+        # the counts shown are those of the selected topics.
+        report = papers_retag_recent(days=RETAG_DAYS)
+        selected = set(queryset.values_list("pk", flat=True))
+        counts = ", ".join(
+            f"{topic.name}: {count}"
+            for topic, count in report.matches.items()
+            if topic.pk in selected
+        )
+        summary = (
+            f"Re-tagged {report.papers} papers of the last {RETAG_DAYS} days "
+            f"({report.changes} tags added or removed). Papers per topic: {counts or 'none'}"
+        )
+        for topic in queryset:
+            self.log_change(
+                request, topic, f"Re-tagged recent papers: {report.matches.get(topic, 0)} match"
+            )
+        self.message_user(request, summary, messages.SUCCESS)
+
+
+# --- Papers ----------------------------------------------------------------------------------
+
+
+class PaperTopicForm(forms.ModelForm):
+    reason = forms.CharField(required=False, max_length=200)
+
+    class Meta:
+        model = PaperTopic
+        fields = ["topic", "reason"]
+
+    def clean_reason(self) -> str:
+        return self.cleaned_data["reason"] or "set by an editor"
 
 
 class PaperTopicInline(admin.TabularInline):
     model = PaperTopic
-    extra = 0
+    form = PaperTopicForm
+    extra = 1
     fields = ["topic", "reason", "is_manual"]
+    readonly_fields = ["is_manual"]
+    autocomplete_fields = ["topic"]
+
+
+def upstream_links(paper: Paper) -> str:
+    links = [
+        (url, label)
+        for label, url in (
+            ("HF", paper.hf_url),
+            ("arXiv", paper.arxiv_url),
+            ("PDF", paper.pdf_url),
+            ("Code", paper.code_url),
+            ("Project", paper.project_url),
+        )
+        if url
+    ]
+    return format_html_join(
+        " · ", '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', links
+    )
 
 
 @admin.register(Paper)
 class PaperAdmin(admin.ModelAdmin):
-    list_display = ["arxiv_id", "title", "upvotes", "first_seen_at", "updated_at"]
+    """Upstream's fields are read-only (the next ingest would overwrite them); editors set
+    topics. A topic an editor adds or edits here is marked manual, so re-tagging keeps it."""
+
+    list_display = ["arxiv_id", "title", "topic_list", "upvotes", "links", "first_seen_at"]
     search_fields = ["arxiv_id", "title"]
-    list_filter = ["topics"]
-    readonly_fields = ["first_seen_at", "updated_at"]
+    list_filter = ["topics", ("entries__batch__date", admin.DateFieldListFilter)]
+    readonly_fields = [
+        "links",
+        *(f.name for f in Paper._meta.fields if f.name != "id"),
+    ]
     inlines = [PaperTopicInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("topics")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # papers come from upstream
+
+    @admin.display(description="topics")
+    def topic_list(self, paper: Paper) -> str:
+        return ", ".join(t.name for t in paper.topics.all())
+
+    @admin.display(description="upstream")
+    def links(self, paper: Paper) -> str:
+        return upstream_links(paper)
+
+    def save_formset(self, request, form, formset, change):
+        for inline_form in formset.forms:
+            if inline_form.has_changed() and not inline_form.cleaned_data.get("DELETE"):
+                inline_form.instance.is_manual = True
+        super().save_formset(request, form, formset, change)
+
+
+# --- Batches ---------------------------------------------------------------------------------
+
+
+class BatchEntryFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        batch = self.instance
+        if batch.status == DailyBatch.Status.SENT and any(f.has_changed() for f in self.forms):
+            raise ValidationError("This batch was sent; its entries can no longer change.")
+        if batch.status == DailyBatch.Status.APPROVED and all(
+            f.cleaned_data.get("hidden") for f in self.forms if hasattr(f, "cleaned_data")
+        ):
+            raise ValidationError("An approved batch must keep at least one visible paper.")
 
 
 class BatchEntryInline(admin.TabularInline):
     model = BatchEntry
+    formset = BatchEntryFormSet
     extra = 0
-    fields = ["rank", "paper", "upvotes_at_fetch", "pinned", "hidden", "editor_note"]
-    readonly_fields = ["rank", "paper", "upvotes_at_fetch"]
+    can_delete = False
+    fields = [
+        "rank",
+        "paper_title",
+        "paper_topics",
+        "upvotes_at_fetch",
+        "pinned",
+        "hidden",
+        "editor_note",
+    ]
+    readonly_fields = ["paper_title", "paper_topics", "upvotes_at_fetch"]
     ordering = ["-pinned", "rank"]
+    formfield_overrides = {
+        models.TextField: {"widget": forms.Textarea(attrs={"rows": 1, "cols": 30})}
+    }
+    verbose_name_plural = (
+        "Entries: pinned papers open every digest in this order; hidden ones are never sent. "
+        "Change the numbers in Rank to reorder"
+    )
 
-    def has_add_permission(self, request, obj=None):
+    def get_queryset(self, request):
+        return (
+            super().get_queryset(request).select_related("paper").prefetch_related("paper__topics")
+        )
+
+    def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        if obj is not None and obj.status == DailyBatch.Status.SENT:
+            return False
+        return super().has_change_permission(request, obj)
+
+    @admin.display(description="paper")
+    def paper_title(self, entry: BatchEntry) -> str:
+        url = reverse("admin:digests_paper_change", args=[entry.paper_id])
+        return format_html(
+            '<a href="{}">{}</a><br><small>{} · {}</small>',
+            url,
+            entry.paper.title,
+            entry.paper.arxiv_id,
+            upstream_links(entry.paper),
+        )
+
+    @admin.display(description="topics")
+    def paper_topics(self, entry: BatchEntry) -> str:
+        return ", ".join(t.name for t in entry.paper.topics.all())
 
 
 class IngestRunInline(admin.TabularInline):
@@ -49,6 +254,7 @@ class IngestRunInline(admin.TabularInline):
     fields = ["started_at", "source", "ok", "item_count", "new_count", "error_count", "error"]
     readonly_fields = fields
     show_change_link = True
+    can_delete = False
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -59,17 +265,19 @@ class DailyBatchAdmin(admin.ModelAdmin):
     list_display = [
         "date",
         "status",
+        "paper_count",
+        "visible_count",
+        "pinned_count",
+        "hidden_count",
         "source",
-        "entry_count",
-        "new_count",
-        "updated_count",
-        "error_count",
         "fetched_at",
+        "approved_by",
     ]
     list_filter = ["status", "source"]
     date_hierarchy = "date"
-    actions = ["approve"]
+    actions = ["approve", "refetch"]
     readonly_fields = [
+        "date",
         "status",
         "source",
         "fetched_at",
@@ -81,11 +289,74 @@ class DailyBatchAdmin(admin.ModelAdmin):
         "error",
         "approved_at",
         "approved_by",
+        "reordered_at",
         "created_at",
     ]
     inlines = [BatchEntryInline, IngestRunInline]
 
-    @admin.action(description="Approve selected draft batches")
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("approved_by")
+            .annotate(
+                _papers=Count("entries"),
+                _visible=Count("entries", filter=Q(entries__hidden=False)),
+                _pinned=Count("entries", filter=Q(entries__pinned=True, entries__hidden=False)),
+                _hidden=Count("entries", filter=Q(entries__hidden=True)),
+            )
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a day's batch comes from an ingest ("Re-fetch from upstream")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # an issue refers to its batch; history stays
+
+    @admin.display(description="papers", ordering="_papers")
+    def paper_count(self, batch: DailyBatch) -> int:
+        return batch._papers
+
+    @admin.display(description="visible", ordering="_visible")
+    def visible_count(self, batch: DailyBatch) -> int:
+        return batch._visible
+
+    @admin.display(description="pinned", ordering="_pinned")
+    def pinned_count(self, batch: DailyBatch) -> int:
+        return batch._pinned
+
+    @admin.display(description="hidden", ordering="_hidden")
+    def hidden_count(self, batch: DailyBatch) -> int:
+        return batch._hidden
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not BatchEntry:
+            return super().save_formset(request, form, formset, change)
+        # Through the services rather than formset.save(), so the rules (a sent batch is
+        # frozen, ranks stay 1..n, the order survives a re-fetch) hold here as everywhere.
+        batch = form.instance
+        changed = []
+        ranks = []
+        for entry_form in formset.forms:
+            entry = BatchEntry.objects.get(pk=entry_form.instance.pk)
+            data = entry_form.cleaned_data
+            ranks.append((data.get("rank", entry.rank), entry.rank, entry.pk))
+            if not entry_form.has_changed():
+                continue
+            batch_entry_set_flags(
+                entry=entry,
+                pinned=data.get("pinned"),
+                hidden=data.get("hidden"),
+                editor_note=data.get("editor_note"),
+            )
+            changed.append((entry_form.instance, entry_form.changed_data))
+        if any(new != old for new, old, _ in ranks):
+            # Typed ranks decide the order; ties keep the previous order.
+            batch_entries_reorder(batch=batch, entry_ids=[pk for *_, pk in sorted(ranks)])
+        # What construct_change_message reads to write the admin log entry.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], changed, []
+
+    @admin.action(description="Approve selected draft batches", permissions=["change"])
     def approve(self, request, queryset):
         for batch in queryset:
             try:
@@ -93,7 +364,18 @@ class DailyBatchAdmin(admin.ModelAdmin):
             except ValidationError as exc:
                 self.message_user(request, f"{batch.date}: {exc.messages[0]}", messages.WARNING)
             else:
+                self.log_change(request, batch, "Approved")
                 self.message_user(request, f"{batch.date}: approved", messages.SUCCESS)
+
+    @admin.action(description="Re-fetch selected days from upstream", permissions=["change"])
+    def refetch(self, request, queryset):
+        # Synchronous on purpose: the editor waits for the answer (the HTTP client has
+        # timeouts and a bounded number of retries).
+        for batch in queryset:
+            report = batch_ingest(day=batch.date)
+            self.log_change(request, batch, f"Re-fetched: {report.summary()}")
+            level = messages.ERROR if report.failed else messages.SUCCESS
+            self.message_user(request, report.summary(), level)
 
 
 @admin.register(IngestRun)

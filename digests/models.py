@@ -109,6 +109,8 @@ class DailyBatch(models.Model):
         on_delete=models.SET_NULL,
         related_name="approved_batches",
     )
+    # Set when an editor reorders the entries: from then on a re-fetch keeps their order.
+    reordered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -122,7 +124,9 @@ class DailyBatch(models.Model):
 class BatchEntry(models.Model):
     batch = models.ForeignKey(DailyBatch, on_delete=models.CASCADE, related_name="entries")
     paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="entries")
-    rank = models.PositiveIntegerField(help_text="Position upstream, 1 = most upvoted.")
+    rank = models.PositiveIntegerField(
+        help_text="Position in the batch, 1 = first: upstream's order until an editor reorders."
+    )
     upvotes_at_fetch = models.PositiveIntegerField(default=0)
     pinned = models.BooleanField(default=False)
     hidden = models.BooleanField(default=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from digests import sources
@@ -247,6 +248,10 @@ def _batch_store(
     matchers = topic_matchers()
 
     seen: set[str] = set()
+    # Once an editor has ordered the batch, upstream's ranks no longer move existing entries,
+    # and papers that arrive later go to the end instead of jumping ahead of the editor's picks.
+    keep_order = batch.reordered_at is not None
+    last_rank = max(batch.entries.values_list("rank", flat=True), default=0)
     for rank, item in enumerate(result.items, start=1):
         if item.arxiv_id in seen:
             report.skipped += 1
@@ -259,7 +264,7 @@ def _batch_store(
             batch=batch,
             paper=paper,
             defaults={
-                "rank": rank,
+                "rank": last_rank + 1 if keep_order else rank,
                 "upvotes_at_fetch": item.upvotes,
                 # A sent batch is history: a late paper is recorded, not shown as sent.
                 "hidden": batch.status == DailyBatch.Status.SENT,
@@ -270,8 +275,12 @@ def _batch_store(
                 ),
             },
         )
-        if not created and (entry.rank, entry.upvotes_at_fetch) != (rank, item.upvotes):
-            entry.rank, entry.upvotes_at_fetch = rank, item.upvotes
+        if created:
+            last_rank = max(last_rank, entry.rank)
+            continue
+        wanted_rank = entry.rank if keep_order else rank
+        if (entry.rank, entry.upvotes_at_fetch) != (wanted_rank, item.upvotes):
+            entry.rank, entry.upvotes_at_fetch = wanted_rank, item.upvotes
             entry.save(update_fields=["rank", "upvotes_at_fetch"])
 
     now = timezone.now()
@@ -355,3 +364,103 @@ def batch_mark_sent(*, batch: DailyBatch) -> bool:
             status=DailyBatch.Status.SENT
         )
     )
+
+
+def batch_unapprove(*, batch: DailyBatch) -> DailyBatch:
+    """Take an approved batch back to draft, so the day's scheduled send skips it.
+
+    Only while nothing was sent: the newsletter refuses once an issue exists (see its admin).
+    """
+    updated = DailyBatch.objects.filter(pk=batch.pk, status=DailyBatch.Status.APPROVED).update(
+        status=DailyBatch.Status.DRAFT, approved_at=None, approved_by=None
+    )
+    batch.refresh_from_db()
+    if not updated:
+        raise ValidationError(
+            f"Only an approved batch can go back to draft; this one is {batch.status}."
+        )
+    return batch
+
+
+def _check_curatable(batch: DailyBatch) -> None:
+    # A sent batch is history: what people received must stay what the archive shows.
+    if batch.status == DailyBatch.Status.SENT:
+        raise ValidationError("This batch was sent; its entries can no longer change.")
+
+
+@transaction.atomic
+def batch_entry_set_flags(
+    *,
+    entry: BatchEntry,
+    pinned: bool | None = None,
+    hidden: bool | None = None,
+    editor_note: str | None = None,
+) -> BatchEntry:
+    """Pin, hide or annotate one entry; None leaves a flag as it is."""
+    batch = DailyBatch.objects.select_for_update().get(pk=entry.batch_id)
+    _check_curatable(batch)
+    changes = {
+        name: value
+        for name, value in (("pinned", pinned), ("hidden", hidden), ("editor_note", editor_note))
+        if value is not None and getattr(entry, name) != value
+    }
+    if (
+        changes.get("hidden")
+        and batch.status == DailyBatch.Status.APPROVED
+        and not batch.entries.filter(hidden=False).exclude(pk=entry.pk).exists()
+    ):
+        raise ValidationError("An approved batch must keep at least one visible paper.")
+    for name, value in changes.items():
+        setattr(entry, name, value)
+    if changes:
+        entry.save(update_fields=list(changes))
+    return entry
+
+
+@transaction.atomic
+def batch_entries_reorder(*, batch: DailyBatch, entry_ids: list[int]) -> None:
+    """Put the batch's entries in the order given (ranks 1..n); entries not named keep their
+    relative order after the named ones. The order is kept across later re-fetches."""
+    batch = DailyBatch.objects.select_for_update().get(pk=batch.pk)
+    _check_curatable(batch)
+    entries = {e.pk: e for e in batch.entries.order_by("rank", "pk")}
+    unknown = [pk for pk in entry_ids if pk not in entries]
+    if unknown:
+        raise ValidationError(f"Entries {unknown} are not in the batch of {batch.date}.")
+    named = list(dict.fromkeys(entry_ids))
+    order = named + [pk for pk in entries if pk not in set(named)]
+    changed = []
+    for rank, pk in enumerate(order, start=1):
+        if entries[pk].rank != rank:
+            entries[pk].rank = rank
+            changed.append(entries[pk])
+    BatchEntry.objects.bulk_update(changed, ["rank"])
+    batch.reordered_at = timezone.now()
+    batch.save(update_fields=["reordered_at"])
+
+
+@dataclass
+class RetagReport:
+    papers: int
+    changes: int
+    matches: dict[Topic, int]
+
+
+def papers_retag_recent(*, days: int = 30) -> RetagReport:
+    """Re-tag the papers first seen in the last `days` days with the current topic phrases
+    (after an editor changed them) and count how many papers each active topic now matches."""
+    since = timezone.now() - dt.timedelta(days=days)
+    papers = Paper.objects.filter(first_seen_at__gte=since)
+    matchers = topic_matchers()
+    changes = 0
+    for paper in papers.iterator(chunk_size=500):
+        with transaction.atomic():
+            changes += papers_tag(papers=[paper], matchers=matchers)
+    counts = dict(
+        PaperTopic.objects.filter(paper__in=papers)
+        .values_list("topic_id")
+        .annotate(n=Count("id"))
+        .values_list("topic_id", "n")
+    )
+    matches = {t: counts.get(t.pk, 0) for t in Topic.objects.filter(is_active=True)}
+    return RetagReport(papers=papers.count(), changes=changes, matches=matches)

@@ -102,6 +102,7 @@ class IssueRenderer:
                 "summary": Truncator(paper.ai_summary or paper.abstract).chars(SUMMARY_CHARS),
                 "links": _links(paper),
             }
+            # Each block is a whole <table>: parsed alone, bare <tr>/<td> tags would be dropped.
             block_html = css_inline.inline_fragment(
                 render_to_string("newsletter/email/paper.html", context), self.css
             )

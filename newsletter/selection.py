@@ -42,10 +42,11 @@ def rank_for_topics(
 ) -> Selection:
     """The ranked papers for someone following `followed`, best first, at most `limit`.
 
-    Papers matching none of the followed topics are left out; pinned papers come first; then a
-    score mixing how many followed topics match with the paper's upvotes. Papers in `exclude`
-    (already sent to this subscriber) are never repeated. With nothing matching, either
-    nothing (the subscriber is skipped) or, if `fallback_to_top`, the day's top papers.
+    Papers matching none of the followed topics are left out; pinned papers come first, in the
+    editor's order; then a score mixing how many followed topics match with the paper's
+    upvotes. Papers in `exclude` (already sent to this subscriber) are never repeated. With
+    nothing matching, either nothing (the subscriber is skipped) or, if `fallback_to_top`, the
+    day's top papers.
     """
     if not candidates:
         return []
@@ -54,7 +55,9 @@ def rank_for_topics(
 
     def score(c: Candidate, matched: int) -> tuple:
         popularity = math.log1p(c.upvotes) / scale
-        return (not c.pinned, -(TOPIC_MATCH_WEIGHT * matched + popularity), c.rank)
+        # Pinned papers keep the editor's order (their rank) among themselves.
+        pinned_order = c.rank if c.pinned else 0
+        return (not c.pinned, pinned_order, -(TOPIC_MATCH_WEIGHT * matched + popularity), c.rank)
 
     scored = []
     for c in candidates:

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from digests.models import BatchEntry
-from newsletter.models import Issue
+from newsletter.models import Delivery, Issue
+from subscriptions.models import Subscriber
 
 
 def issues_published() -> QuerySet[Issue]:
@@ -28,4 +32,81 @@ def issue_papers(issue: Issue) -> list[BatchEntry]:
         .select_related("paper")
         .prefetch_related("paper__topics")
         .order_by("-pinned", "rank")
+    )
+
+
+# --- Editors' statistics ------------------------------------------------------------------------
+
+STAT_COUNTS = ("sent", "failed", "bounced", "complained", "opened", "clicked")
+
+
+def issues_with_counts() -> QuerySet[Issue]:
+    """Issues annotated with the counts issue_stats() gives for one issue (c_sent, c_failed,
+    ...), in one query for a whole admin page instead of one per issue."""
+    statuses = {name: Q(deliveries__status=name) for name in STAT_COUNTS[:4]}
+    stamps = {
+        "opened": Q(deliveries__opened_at__isnull=False),
+        "clicked": Q(deliveries__clicked_at__isnull=False),
+    }
+    return Issue.objects.select_related("batch").annotate(
+        **{f"c_{name}": Count("deliveries", filter=q) for name, q in {**statuses, **stamps}.items()}
+    )
+
+
+def issue_rate(issue: Issue, name: str) -> float:
+    """A rate as issue_stats() computes it: over the deliveries handed to the provider."""
+    handed = issue.c_sent + issue.c_bounced + issue.c_complained
+    return round(getattr(issue, f"c_{name}") / handed, 4) if handed else 0.0
+
+
+@dataclass(frozen=True)
+class DashboardSeries:
+    days: list[date]
+    subscribers: list[int]  # subscribed (confirmed, not unsubscribed) at the end of each day
+    sends: list[int]  # deliveries handed to the provider that day
+    opens: list[int]  # deliveries first opened that day
+
+
+def _per_day(queryset: QuerySet, stamp: str, first: date) -> tuple[int, dict[date, int]]:
+    """(count before `first`, {day: count}) of rows by the day of their `stamp` field."""
+    tz = timezone.get_current_timezone()
+    start = datetime.combine(first, time.min, tzinfo=tz)
+    before = queryset.filter(**{f"{stamp}__lt": start}).count()
+    rows = (
+        queryset.filter(**{f"{stamp}__gte": start})
+        .annotate(day=TruncDate(stamp, tzinfo=tz))
+        .values("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    return before, dict(rows)
+
+
+def dashboard_series(*, days: int, today: date | None = None) -> DashboardSeries:
+    """The last `days` days of subscribers, sends and opens, for the admin dashboard.
+
+    Subscriber history is rebuilt from the current rows (confirmations minus unsubscribes), so
+    erased people leave no trace in it, as they should.
+    """
+    today = today or timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    span = [first + timedelta(days=n) for n in range(days)]
+    confirmed = Subscriber.objects.filter(confirmed_at__isnull=False)
+    joined_before, joined = _per_day(confirmed, "confirmed_at", first)
+    left_before, left = _per_day(
+        confirmed.filter(status=Subscriber.Status.UNSUBSCRIBED, unsubscribed_at__isnull=False),
+        "unsubscribed_at",
+        first,
+    )
+    subscribers, running = [], joined_before - left_before
+    for day in span:
+        running += joined.get(day, 0) - left.get(day, 0)
+        subscribers.append(running)
+    _, sends = _per_day(Delivery.objects.filter(sent_at__isnull=False), "sent_at", first)
+    _, opens = _per_day(Delivery.objects.filter(opened_at__isnull=False), "opened_at", first)
+    return DashboardSeries(
+        days=span,
+        subscribers=subscribers,
+        sends=[sends.get(day, 0) for day in span],
+        opens=[opens.get(day, 0) for day in span],
     )

@@ -644,9 +644,14 @@ def digest_preview(*, batch: DailyBatch, subscriber: Subscriber) -> DigestPrevie
 
 
 def digest_preview_send(*, preview: DigestPreview, to: str) -> None:
-    """Send a preview to an editor, marked as a test so it is not mistaken for the real one."""
+    """Send a preview to an editor, marked as a test so it is not mistaken for the real one.
+
+    Without the List-Unsubscribe headers: they carry the previewed subscriber's one-click
+    link, and the editor's mail client offering "Unsubscribe" would unsubscribe that person.
+    """
+    headers = {k: v for k, v in preview.headers.items() if not k.lower().startswith("list-unsub")}
     message = EmailMultiAlternatives(
-        subject=f"[Test] {preview.subject}", body=preview.text, to=[to], headers=preview.headers
+        subject=f"[Test] {preview.subject}", body=preview.text, to=[to], headers=headers
     )
     message.attach_alternative(preview.html, "text/html")
     message.send()

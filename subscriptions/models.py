@@ -65,6 +65,8 @@ class ConsentRecord(models.Model):
     user_agent = models.CharField(max_length=512, blank=True)
     form_version = models.CharField(max_length=32)
     topics = models.JSONField(default=list, help_text="Topic slugs chosen on the form.")
+    # For imports: where and how the person gave consent, as the operator stated it.
+    note = models.CharField(max_length=300, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -56,3 +56,13 @@ def test_it_ranks_once_per_distinct_topic_set_and_shares_the_result():
     planned = dict(plan_selections(CANDIDATES, subscribers, {}, limit=5, fallback_to_top=False))
     assert planned[1] is planned[2]
     assert content_key(planned[1]) == content_key(planned[2]) != content_key(planned[3])
+
+
+def test_it_keeps_the_editors_order_among_pinned_papers():
+    candidates = [
+        paper(20, {ROBOTICS}, 500, pinned=True, rank=3),
+        paper(21, {ROBOTICS, AGENTS}, 1, pinned=True, rank=1),
+        paper(22, {ROBOTICS}, 50),
+    ]
+    selection = rank_for_topics(candidates, frozenset({ROBOTICS, AGENTS}), limit=10)
+    assert [pid for pid, _ in selection] == [21, 20, 22]
