@@ -9,6 +9,7 @@ left behind. Every state change is a conditional UPDATE, so no row is sent twice
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -501,12 +502,15 @@ def deliveries_sweep() -> int:
                 )
             settled += rows.update(status=Delivery.Status.PENDING, claim="", claimed_at=None)
     for issue_id in Issue.objects.filter(status=Issue.Status.SENDING).values_list("id", flat=True):
-        pending = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.PENDING)
-        count = pending.count()
-        if count:
-            transaction.on_commit(lambda i=issue_id, c=count: _enqueue_chunks(i, c))
-        else:
+        count = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.PENDING).count()
+        if not count:
             issue_finish_if_done(issue_id=issue_id)
+            continue
+        # Re-enqueue only an issue nobody has worked on for a lease: its chunk tasks were lost
+        # (broker restarted empty, retries used up). A busy issue already has tasks queued.
+        progressing = Delivery.objects.filter(issue_id=issue_id, claimed_at__gte=cutoff).exists()
+        if not progressing:
+            transaction.on_commit(lambda i=issue_id, c=count: _enqueue_chunks(i, c))
     return settled
 
 
@@ -550,10 +554,13 @@ TIMESTAMP_FIELD_FOR_EVENT = {
 
 
 def _event_key(event) -> str:
+    """The provider's event id, or (for events without one, such as Postmark's deliveries and
+    opens) a digest of what identifies the event: never the address itself."""
     if event.event_id:
         return f"{event.event_type}:{event.event_id}"[:200]
     stamp = event.timestamp.isoformat() if event.timestamp else ""
-    return f"{event.event_type}:{event.message_id}:{event.recipient}:{stamp}"[:200]
+    identity = f"{event.message_id}|{event.recipient}|{stamp}".encode()
+    return f"{event.event_type}:{hashlib.sha256(identity).hexdigest()}"
 
 
 def tracking_event_record(*, event) -> bool:

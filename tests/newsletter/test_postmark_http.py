@@ -182,3 +182,26 @@ def test_it_settles_rows_a_dead_worker_left_by_asking_the_provider(
     # chunk task: everyone has exactly one message.
     assert sorted(postmark.state.recipients()) == sorted(r.email for r in readers)
     assert Delivery.objects.get(subscriber=unsent).status == Delivery.Status.SENT
+
+
+def test_the_sweeper_re_enqueues_only_an_issue_nobody_works_on(
+    postmark, day_batch, sending, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(3)]
+    issue = sending()
+    settings.DIGEST_CLAIM_LEASE_SECONDS = 60
+    busy = Delivery.objects.filter(issue=issue).first()
+    Delivery.objects.filter(pk=busy.pk).update(claimed_at=timezone.now())  # a worker is on it
+
+    with django_capture_on_commit_callbacks() as enqueued:
+        deliveries_sweep()
+    assert enqueued == []
+
+    Delivery.objects.filter(pk=busy.pk).update(claimed_at=timezone.now() - timedelta(minutes=5))
+    with django_capture_on_commit_callbacks() as enqueued:
+        deliveries_sweep()
+    assert len(enqueued) == 1
