@@ -123,23 +123,24 @@ def subscriber_subscribe(
             subscriber.save(update_fields=["status", "confirmed_at", "paused_at"])
         subscriber.topics.set(chosen)
 
-    # Claim the right to mail with one conditional UPDATE, so concurrent posts send once.
+    _form_email_enqueue_once(subscriber=subscriber, kind=kind, now=now)
+
+
+def _form_email_enqueue_once(*, subscriber: Subscriber, kind: str, now) -> None:
+    """Queue a form email unless one went to this address within the interval.
+
+    The right to mail is claimed with one conditional UPDATE, so concurrent posts send once.
+    """
+    interval = timedelta(seconds=settings.SUBSCRIPTIONS_FORM_EMAIL_INTERVAL)
     claimed = (
         Subscriber.objects.filter(pk=subscriber.pk)
-        .filter(
-            Q(form_email_sent_at__isnull=True)
-            | Q(form_email_sent_at__lte=now - _form_email_interval())
-        )
+        .filter(Q(form_email_sent_at__isnull=True) | Q(form_email_sent_at__lte=now - interval))
         .update(form_email_sent_at=now)
     )
     if claimed:
         from subscriptions.tasks import send_form_email
 
         send_form_email.delay_on_commit(subscriber.pk, kind)
-
-
-def _form_email_interval() -> timedelta:
-    return timedelta(seconds=settings.SUBSCRIPTIONS_FORM_EMAIL_INTERVAL)
 
 
 @transaction.atomic
@@ -156,19 +157,7 @@ def subscriber_confirmation_resend(*, subscriber_key: str, consent_id: int) -> N
     suppression = _suppression_for(subscriber.email_hash)
     if suppression is not None and suppression.reason not in Suppression.LIFTED_BY_CONFIRMATION:
         return
-    now = timezone.now()
-    claimed = (
-        Subscriber.objects.filter(pk=subscriber.pk)
-        .filter(
-            Q(form_email_sent_at__isnull=True)
-            | Q(form_email_sent_at__lte=now - _form_email_interval())
-        )
-        .update(form_email_sent_at=now)
-    )
-    if claimed:
-        from subscriptions.tasks import send_form_email
-
-        send_form_email.delay_on_commit(subscriber.pk, FORM_EMAIL_CONFIRM)
+    _form_email_enqueue_once(subscriber=subscriber, kind=FORM_EMAIL_CONFIRM, now=timezone.now())
 
 
 def subscriber_form_email_send(*, subscriber_id: int, kind: str) -> bool:
