@@ -1,20 +1,23 @@
 from __future__ import annotations
 
+from digests.models import Paper
 from newsletter.models import Delivery
 
 
 def delivery_history(subscriber) -> list[dict]:
     """The digests sent to a subscriber, for their data export."""
-    rows = (
+    rows = list(
         Delivery.objects.filter(subscriber=subscriber)
         .select_related("issue__batch")
         .order_by("issue__batch__date")
     )
+    paper_ids = {paper_id for d in rows for paper_id, _ in d.selection}
+    arxiv_ids = dict(Paper.objects.filter(pk__in=paper_ids).values_list("pk", "arxiv_id"))
     return [
         {
             "digest_date": d.issue.batch.date.isoformat(),
             "status": d.status,
-            "papers": [paper_id for paper_id, _ in d.selection],
+            "papers": [arxiv_ids.get(paper_id) for paper_id, _ in d.selection],
             "sent_at": d.sent_at.isoformat() if d.sent_at else None,
             "opened_at": d.opened_at.isoformat() if d.opened_at else None,
         }

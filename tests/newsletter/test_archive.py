@@ -84,3 +84,14 @@ def test_the_command_shows_progress_until_the_issue_is_sent(day_batch, settings,
     out = capsys.readouterr().out
     assert "] 2/2" in out  # the progress bar reached the end
     assert "sent; sent 2, failed 0, skipped 0, pending 0" in out
+
+
+def test_a_subscribers_data_export_lists_their_digests(published):
+    from subscriptions.models import Subscriber
+    from subscriptions.services import subscriber_export
+
+    reader = Subscriber.objects.get()
+    export = subscriber_export(subscriber=reader)
+    [digest] = export["deliveries"]
+    assert digest["digest_date"] == "2026-03-10" and digest["status"] == "sent"
+    assert digest["papers"][0] == published.papers["r1"].arxiv_id
