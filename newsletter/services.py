@@ -19,12 +19,17 @@ from datetime import date, timedelta
 from itertools import groupby
 
 import requests
-from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailError,
+    AnymailRecipientsRefused,
+    AnymailRequestsAPIError,
+)
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from config.outbox import messages_per_recipient
@@ -364,39 +369,72 @@ def _transient(error: AnymailAPIError) -> TransientSendError | None:
     return None
 
 
-def _record_statuses(deliveries: list[Delivery], message: AnymailMessage) -> None:
+def _record_statuses(answered: list[tuple[list[Delivery], AnymailMessage]]) -> None:
+    """Store the provider's answer for each (deliveries, message) pair, in one transaction."""
     now = timezone.now()
-    by_address = {d.subscriber.email.lower(): d for d in deliveries}
     sent, failed = [], []
-    for address, status in message.anymail_status.recipients.items():
-        delivery = by_address.get(address.lower())
-        if delivery is None:
-            continue
-        if status.status in {"sent", "queued"}:
-            delivery.status, delivery.sent_at = Delivery.Status.SENT, now
-            message_id = status.message_id
-            delivery.provider_message_id = "" if message_id is None else str(message_id)
-            delivery.last_error = ""
-            sent.append(delivery)
-        else:
-            delivery.status = Delivery.Status.FAILED
-            delivery.last_error = f"provider {status.status} this recipient"
-            failed.append(delivery)
-    answered = {d.pk for d in sent + failed}
-    for delivery in deliveries:
-        if delivery.pk not in answered:
-            delivery.status = Delivery.Status.FAILED
-            delivery.last_error = "provider gave no status for this recipient"
-            failed.append(delivery)
+    for deliveries, message in answered:
+        by_address = {d.subscriber.email.lower(): d for d in deliveries}
+        answered_ids = set()
+        for address, status in message.anymail_status.recipients.items():
+            delivery = by_address.get(address.lower())
+            if delivery is None:
+                continue
+            answered_ids.add(delivery.pk)
+            if status.status in {"sent", "queued"}:
+                delivery.status, delivery.sent_at = Delivery.Status.SENT, now
+                message_id = status.message_id
+                delivery.provider_message_id = "" if message_id is None else str(message_id)
+                delivery.last_error = ""
+                sent.append(delivery)
+            else:
+                delivery.status = Delivery.Status.FAILED
+                delivery.last_error = f"provider {status.status} this recipient"
+                failed.append(delivery)
+        for delivery in deliveries:
+            if delivery.pk not in answered_ids:
+                delivery.status = Delivery.Status.FAILED
+                delivery.last_error = "provider gave no status for this recipient"
+                failed.append(delivery)
+    # One UPDATE per outcome instead of one per row (a chunk is up to 500 rows): sent rows
+    # differ only in their message id, failed rows only in their error. Conditional on still
+    # being ours: the sweeper may have reconciled a row meanwhile.
     with transaction.atomic():
-        for delivery in sent + failed:
-            # Conditional on still being ours: the sweeper may have reconciled it meanwhile.
-            Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
-                status=delivery.status,
-                sent_at=delivery.sent_at,
-                provider_message_id=delivery.provider_message_id,
-                last_error=delivery.last_error,
+        if sent:
+            _mark_sent(sent, now)
+        errors: dict[str, list[int]] = defaultdict(list)
+        for delivery in failed:
+            errors[delivery.last_error].append(delivery.pk)
+        for error, ids in errors.items():
+            Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).update(
+                status=Delivery.Status.FAILED, last_error=error
             )
+
+
+def _mark_sent(sent: list[Delivery], now) -> None:
+    ids = [d.pk for d in sent]
+    message_ids = [d.provider_message_id for d in sent]
+    if connection.vendor == "postgresql":
+        # Rows and their message ids as two arrays: one short statement for 500 rows (the
+        # ORM's CASE WHEN spends more time compiling than PostgreSQL spends running it).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Delivery._meta.db_table} AS d SET status = %s, sent_at = %s, "  # noqa: S608
+                "last_error = '', provider_message_id = v.message_id "
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, message_id) "
+                "WHERE d.id = v.id AND d.status = %s",
+                [Delivery.Status.SENT, now, ids, message_ids, Delivery.Status.SENDING],
+            )
+        return
+    Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.SENT,
+        sent_at=now,
+        last_error="",
+        provider_message_id=Case(
+            *(When(pk=pk, then=Value(m)) for pk, m in zip(ids, message_ids, strict=True)),
+            default=Value(""),
+        ),
+    )
 
 
 def _release(deliveries: list[Delivery], error: str) -> None:
@@ -423,30 +461,48 @@ def deliveries_send_chunk(*, issue_id: int, renderer: IssueRenderer | None = Non
         issue_finish_if_done(issue_id=issue.pk)
         return 0
     renderer = renderer or IssueRenderer(issue.batch)
-    handed = 0
-    backend = get_connection()
     groups = [list(g) for _, g in groupby(rows, key=lambda d: d.content_key)]
-    for index, group in enumerate(groups):
-        message = digest_message(renderer, group, claim=claim)
+    messages = [digest_message(renderer, group, claim=claim) for group in groups]
+    handed, todo = 0, list(range(len(groups)))
+    backend = get_connection()
+    while todo:
+        # The Postmark batch backend sends the whole chunk in one call; backends that post
+        # message by message stop at the first failure, and the rest goes again.
+        error: AnymailError | None = None
         try:
-            backend.send_messages([message])
-        except AnymailAPIError as error:
+            backend.send_messages([messages[i] for i in todo])
+        except (AnymailAPIError, AnymailRecipientsRefused) as exc:
+            error = exc
+        answered = [i for i in todo if messages[i].anymail_status.recipients]
+        if error is None:
+            answered = todo  # unanswered ones are recorded as failed: no status for them
+        if answered:
+            _record_statuses([(groups[i], messages[i]) for i in answered])
+            handed += sum(len(groups[i]) for i in answered)
+        todo = [i for i in todo if i not in set(answered)]
+        if error is None:
+            break
+        if isinstance(error, AnymailRecipientsRefused) and answered:
+            continue  # all of one message's recipients refused: recorded; send the rest
+        # The messages of the call that failed (all of them for the batch backend).
+        covered = {id(m) for m in getattr(error, "email_messages", [error.email_message])}
+        failed_call = [i for i in todo if id(messages[i]) in covered] or todo[:1]
+        if isinstance(error, AnymailAPIError):
             transient = _transient(error)
-            unsent = [d for g in groups[index:] for d in g]
             if transient is not None:
-                _release(unsent, str(transient))
+                _release([d for i in todo for d in groups[i]], str(transient))
                 raise transient from error
             if isinstance(error, AnymailRequestsAPIError) and error.status_code is None:
-                # Read timeout: the provider may have accepted it. The sweeper asks it later.
+                # Read timeout: the provider may have accepted them. The sweeper asks it later.
                 logger.warning("send outcome unknown; left for the sweeper", extra={"claim": claim})
-                _release([d for g in groups[index + 1 :] for d in g], "not attempted")
+                _release(
+                    [d for i in todo if i not in failed_call for d in groups[i]], "not attempted"
+                )
                 return handed
-            Delivery.objects.filter(
-                pk__in=[d.pk for d in group], status=Delivery.Status.SENDING
-            ).update(status=Delivery.Status.FAILED, last_error=f"provider refused: {error}"[:2000])
-            continue
-        _record_statuses(group, message)
-        handed += len(group)
+        Delivery.objects.filter(
+            pk__in=[d.pk for i in failed_call for d in groups[i]], status=Delivery.Status.SENDING
+        ).update(status=Delivery.Status.FAILED, last_error=f"provider refused: {error}"[:2000])
+        todo = [i for i in todo if i not in failed_call]
     issue_finish_if_done(issue_id=issue.pk)
     return handed
 
