@@ -313,11 +313,24 @@ def _deliveries_claim(issue: Issue, limit: int) -> tuple[str, list[Delivery]]:
             claimed_at=now,
             attempts=F("attempts") + 1,
         )
+    # Only what sending reads: the address and link key of each subscriber, and the
+    # selection of the first row of each content (the others share it).
     rows = list(
         Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
         .select_related("subscriber")
+        .only("id", "issue_id", "content_key", "subscriber__email", "subscriber__key")
         .order_by("content_key", "id")
     )
+    firsts = {}
+    for row in rows:
+        firsts.setdefault(row.content_key, row)
+    selections = dict(
+        Delivery.objects.filter(pk__in=[r.pk for r in firsts.values()]).values_list(
+            "pk", "selection"
+        )
+    )
+    for row in firsts.values():
+        row.selection = selections[row.pk]
     return claim, rows
 
 
@@ -447,6 +460,20 @@ def _release(deliveries: list[Delivery], error: str) -> None:
     mine.update(status=Delivery.Status.PENDING, claim="", claimed_at=None, last_error=error)
 
 
+_renderer_cache: dict[tuple, IssueRenderer] = {}
+
+
+def _issue_renderer(issue: Issue) -> IssueRenderer:
+    """This worker's renderer of an issue: paper blocks are rendered and inlined once per
+    issue, not once per chunk. Only the latest issue's is kept."""
+    key = (issue.pk, issue.batch_id, issue.started_at)  # ids alone may be reused (SQLite)
+    renderer = _renderer_cache.get(key)
+    if renderer is None:
+        _renderer_cache.clear()
+        renderer = _renderer_cache[key] = IssueRenderer(issue.batch)
+    return renderer
+
+
 def deliveries_send_chunk(*, issue_id: int, renderer: IssueRenderer | None = None) -> int:
     """Claim one provider batch of an issue's pending deliveries and send it.
 
@@ -460,7 +487,7 @@ def deliveries_send_chunk(*, issue_id: int, renderer: IssueRenderer | None = Non
     if not rows:
         issue_finish_if_done(issue_id=issue.pk)
         return 0
-    renderer = renderer or IssueRenderer(issue.batch)
+    renderer = renderer or _issue_renderer(issue)
     groups = [list(g) for _, g in groupby(rows, key=lambda d: d.content_key)]
     messages = [digest_message(renderer, group, claim=claim) for group in groups]
     handed, todo = 0, list(range(len(groups)))
