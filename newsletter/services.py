@@ -13,10 +13,13 @@ import json
 import logging
 import math
 import uuid
+from array import array
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import groupby
+from operator import itemgetter
 
 import requests
 from anymail.exceptions import (
@@ -29,7 +32,7 @@ from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, Q, Value, When
+from django.db.models import Case, Count, F, FilteredRelation, Q, Value, When
 from django.utils import timezone
 
 from config.outbox import messages_per_recipient
@@ -78,27 +81,23 @@ def _candidates(batch: DailyBatch) -> list[Candidate]:
     ]
 
 
-def _followed_topics() -> list[tuple[int, frozenset[int]]]:
-    """(subscriber id, followed topic ids) for everyone who may be mailed now."""
-    through = Subscriber.topics.through
+def _followed_topics() -> Iterator[tuple[int, frozenset[int]]]:
+    """(subscriber id, followed active topic ids) for everyone who may be mailed now.
+
+    One streamed query (a LEFT JOIN, so people following no active topic come with an empty
+    set: skipped, or the day's top papers if DIGEST_NO_MATCH is "top"). Equal topic sets are
+    one shared object: at a million subscribers there are only thousands of distinct sets.
+    """
     rows = (
-        through.objects.filter(subscriber__in=subscribers_sendable(), topic__is_active=True)
-        .order_by("subscriber_id")
-        .values_list("subscriber_id", "topic_id")
+        subscribers_sendable()
+        .annotate(active_topic=FilteredRelation("topics", condition=Q(topics__is_active=True)))
+        .order_by("id")
+        .values_list("id", "active_topic__id")
     )
-    followed = [
-        (subscriber_id, frozenset(t for _, t in group))
-        for subscriber_id, group in groupby(rows.iterator(chunk_size=10_000), key=lambda r: r[0])
-    ]
-    with_topics = {s for s, _ in followed}
-    # Sendable subscribers following no (active) topic get an empty set: skipped, or the day's
-    # top papers if DIGEST_NO_MATCH is "top".
-    followed += [
-        (s, frozenset())
-        for s in subscribers_sendable().values_list("id", flat=True).iterator(chunk_size=10_000)
-        if s not in with_topics
-    ]
-    return followed
+    shared: dict[frozenset[int], frozenset[int]] = {}
+    for subscriber_id, group in groupby(rows.iterator(chunk_size=10_000), key=itemgetter(0)):
+        topics = frozenset(t for _, t in group if t is not None)
+        yield subscriber_id, shared.setdefault(topics, topics)
 
 
 def _already_sent(batch: DailyBatch, paper_ids: list[int]) -> dict[int, frozenset[int]]:
@@ -121,8 +120,35 @@ def _already_sent(batch: DailyBatch, paper_ids: list[int]) -> dict[int, frozense
 
 @dataclass
 class Plan:
-    rows: list[tuple[int, str, list, str]] = field(default_factory=list)  # id, status, sel, key
-    contents: set[str] = field(default_factory=set)
+    """Who gets which papers, compact enough for a million subscribers: two arrays (subscriber
+    id, index of their content or -1 when skipped) and each distinct content once."""
+
+    subscriber_ids: array = field(default_factory=lambda: array("q"))
+    content_indexes: array = field(default_factory=lambda: array("l"))
+    selections: list[list] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+    @property
+    def contents(self) -> set[str]:
+        return set(self.keys)
+
+    @property
+    def skipped(self) -> int:
+        return self.content_indexes.count(-1)
+
+    @property
+    def rows(self) -> Iterator[tuple[int, str, list, str]]:
+        """(subscriber id, status, selection, content key) per subscriber."""
+        for subscriber_id, index in zip(self.subscriber_ids, self.content_indexes, strict=True):
+            if index < 0:
+                yield subscriber_id, Delivery.Status.SKIPPED, [], ""
+            else:
+                yield (
+                    subscriber_id,
+                    Delivery.Status.PENDING,
+                    self.selections[index],
+                    self.keys[index],
+                )
 
 
 def issue_plan(*, batch: DailyBatch) -> Plan:
@@ -136,14 +162,23 @@ def issue_plan(*, batch: DailyBatch) -> Plan:
         limit=settings.DIGEST_MAX_PAPERS,
         fallback_to_top=settings.DIGEST_NO_MATCH == "top",
     )
-    keys: dict[int, str] = {}  # selections are shared objects: hash each once
+    indexes: dict[int, int] = {}  # selections are shared objects: hash each once
+    by_key: dict[str, int] = {}
     for subscriber_id, selection in selections:
+        plan.subscriber_ids.append(subscriber_id)
         if not selection:
-            plan.rows.append((subscriber_id, Delivery.Status.SKIPPED, [], ""))
+            plan.content_indexes.append(-1)
             continue
-        key = keys.get(id(selection)) or keys.setdefault(id(selection), content_key(selection))
-        plan.rows.append((subscriber_id, Delivery.Status.PENDING, selection, key))
-        plan.contents.add(key)
+        index = indexes.get(id(selection))
+        if index is None:
+            key = content_key(selection)
+            index = by_key.get(key)
+            if index is None:
+                index = by_key[key] = len(plan.keys)
+                plan.selections.append(selection)
+                plan.keys.append(key)
+            indexes[id(selection)] = index
+        plan.content_indexes.append(index)
     return plan
 
 
@@ -159,21 +194,17 @@ def _deliveries_insert(issue: Issue, plan: Plan) -> None:
             connection.cursor() as cursor,
             cursor.cursor.copy(f"COPY {Delivery._meta.db_table} ({columns}) FROM STDIN") as copy,
         ):
-            for subscriber_id, status, selection, key in plan.rows:
-                copy.write_row(
-                    (
-                        issue.pk,
-                        subscriber_id,
-                        status,
-                        json.dumps(selection),
-                        key,
-                        0,
-                        "",
-                        "",
-                        "",
-                        now,
+            # Each distinct selection is encoded once, not once per row.
+            encoded = [json.dumps(selection) for selection in plan.selections]
+            pending, skipped = Delivery.Status.PENDING, Delivery.Status.SKIPPED
+            for subscriber_id, index in zip(plan.subscriber_ids, plan.content_indexes, strict=True):
+                if index < 0:
+                    copy.write_row((issue.pk, subscriber_id, skipped, "[]", "", 0, "", "", "", now))
+                else:
+                    key = plan.keys[index]
+                    copy.write_row(
+                        (issue.pk, subscriber_id, pending, encoded[index], key, 0, "", "", "", now)
                     )
-                )
         return
     Delivery.objects.bulk_create(
         (
@@ -203,12 +234,12 @@ def issue_create(*, batch: DailyBatch) -> Issue:
         existing = Issue.objects.filter(batch=batch).first()
         if existing is not None:
             return existing
-        skipped = sum(1 for _, status, _, _ in plan.rows if status == Delivery.Status.SKIPPED)
+        skipped = plan.skipped
         issue = Issue.objects.create(
             batch=batch,
-            recipient_count=len(plan.rows) - skipped,
+            recipient_count=len(plan.subscriber_ids) - skipped,
             skipped_count=skipped,
-            content_count=len(plan.contents),
+            content_count=len(plan.keys),
         )
         _deliveries_insert(issue, plan)
     logger.info(
