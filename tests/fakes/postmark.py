@@ -118,6 +118,9 @@ class FakePostmarkState:
 class _Handler(BaseHTTPRequestHandler):
     state: FakePostmarkState
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on, the body then waits
+    # for the client's delayed ACK (40 ms on Linux) on every call. Real servers turn it off.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep test output quiet
