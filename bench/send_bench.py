@@ -605,8 +605,16 @@ def baseline_run(args: argparse.Namespace, fake_url: str, fake_pid: int, workdir
     run.peak_rss_mb["django-newsletter"] = max(
         run.peak_rss_mb.get("django-newsletter", 0.0), result["peak_rss_mb"]
     )
+    run.cpu_s = {k: round(v, 2) for k, v in sorted(watch.cpu.items())}
     run.extra = {
         "version": result["version"],
+        # Its process while sending (not its start-up and data set-up), and the fake's.
+        "cpu_s_per_1000_emails": round(
+            1000
+            * (result["cpu_s"] + watch.cpu.get("fake provider", 0.0))
+            / max(result["subscribers"], 1),
+            3,
+        ),
         "db_queries": result["db_queries"],
         "db_queries_per_1000_emails": round(
             1000 * result["db_queries"] / max(result["subscribers"], 1), 1
@@ -680,6 +688,17 @@ def summarize(args: argparse.Namespace, runs: list[Run]) -> dict:
         "baseline_subscribers": base[0].subscribers if base else 0,
         "baseline_emails_per_s": base_rate,
         "ratio": round(rate / base_rate, 1) if base_rate else None,
+        # The same comparison in CPU per email (workers + fake + PostgreSQL against
+        # django-newsletter + fake): what the ratio would be on a machine of its own.
+        "cpu_ratio": (
+            round(
+                statistics.median([r.extra["cpu_s_per_1000_emails"] for r in base])
+                / statistics.median([r.extra["cpu_s_per_1000_emails"] for r in ours]),
+                1,
+            )
+            if base
+            else None
+        ),
         "machine": machine(),
         "emails": best.emails,
         "workers": WORKERS,
@@ -875,7 +894,8 @@ def report(result: dict, path: Path) -> None:
             f"django-newsletter {result['baseline_name'].split()[-1]}, "
             f"{result['baseline_subscribers']:,} subscribers: "
             f"{result['baseline_emails_per_s']:,.1f} emails/s\n"
-            f"ratio: {result['ratio']}x django-newsletter's emails/s\n"
+            f"ratio: {result['ratio']}x django-newsletter's emails/s; "
+            f"{result['cpu_ratio']}x less CPU per email\n"
         )
     out.write(f"targets: {result['targets']}\nwrote {path}\n\n{TABLE_HEADER}\n")
     out.write(table_row(result) + "\n")
