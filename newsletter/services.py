@@ -242,6 +242,12 @@ def issue_create(*, batch: DailyBatch) -> Issue:
             content_count=len(plan.keys),
         )
         _deliveries_insert(issue, plan)
+    if connection.vendor == "postgresql":
+        # Fresh statistics for the rows just loaded, before workers start claiming: with the
+        # old ones the planner expects a few pending rows and sorts all of them (1.2-2.7 s a
+        # claim at 1M) instead of walking delivery_claim_idx (50 ms). Samples, so bounded.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Delivery._meta.db_table}")
     logger.info(
         "issue planned",
         extra={
