@@ -6,8 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_SETTINGS_MODULE=config.settings
 
 WORKDIR /app
-COPY requirements.lock .
-RUN pip install --no-cache-dir -r requirements.lock
+COPY requirements-prod.lock .
+RUN pip install --no-cache-dir -r requirements-prod.lock
 
 COPY . .
 # collectstatic needs settings that pass production validation; these throwaway values are

@@ -4,15 +4,29 @@ Postmark's ``/email/batch`` takes up to 500 separate messages in one call and an
 status and message id for each, which is what exactly-once bookkeeping wants. Anymail sends
 ``merge_data`` to Postmark only through server-side templates; the digest is rendered here,
 so this backend fills the ``{{field}}`` merge fields into each recipient's copy of the bodies
-itself (HTML-escaped in the HTML part), and otherwise is Anymail's Postmark backend unchanged.
+itself (HTML-escaped in the HTML part).
+
+Anymail posts every EmailMessage on its own. A digest chunk is several messages (one per
+distinct content, often a handful of recipients each), so ``send_messages`` here puts the
+copies of consecutive batch messages into shared ``/email/batch`` calls of up to 500, and
+gives each message its own slice of the answer: one HTTP call per chunk instead of one per
+content. Otherwise this is Anymail's Postmark backend unchanged.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urljoin
+
+import requests
 from anymail.backends.postmark import EmailBackend as PostmarkBackend
 from anymail.backends.postmark import PostmarkPayload
+from anymail.exceptions import AnymailError, AnymailRequestsAPIError
+from anymail.message import AnymailStatus
 
 from config.outbox import merge_fields_apply
+
+BATCH_LIMIT = 500  # messages per /email/batch call (Postmark's documented limit)
+BATCH_ENDPOINT = "email/batch"
 
 
 class PostmarkBatchPayload(PostmarkPayload):
@@ -21,7 +35,7 @@ class PostmarkBatchPayload(PostmarkPayload):
 
     def get_api_endpoint(self) -> str:
         if self.merge_data and not self._uses_template() and not self.backend.use_bulk_api:
-            return "email/batch"
+            return BATCH_ENDPOINT
         return super().get_api_endpoint()
 
     def data_for_recipient(self, to):
@@ -36,7 +50,127 @@ class PostmarkBatchPayload(PostmarkPayload):
                 data["TextBody"] = merge_fields_apply(data["TextBody"], fields, html_escape=False)
         return data
 
+    def batch_copies(self) -> list[dict]:
+        """This message's entries of an /email/batch body: one per To recipient."""
+        return [self.data_for_recipient(to) for to in self.to_emails]
+
+
+class _Slice:
+    """One message's part of a shared batch answer, shaped like the response it came in."""
+
+    def __init__(self, response: requests.Response, answers: list) -> None:
+        self._response = response
+        self._answers = answers
+
+    def json(self) -> list:
+        return self._answers
+
+    def __getattr__(self, name: str):
+        return getattr(self._response, name)
+
 
 class PostmarkBatchEmailBackend(PostmarkBackend):
     def build_message_payload(self, message, defaults):
         return PostmarkBatchPayload(message, defaults, self)
+
+    def send_messages(self, email_messages) -> int:
+        """Send the messages; copies of batch messages share /email/batch calls.
+
+        Messages are answered in order. On an error the exception is raised after the
+        messages answered before it got their ``anymail_status``; every message of a failed
+        call is listed in the exception's ``email_messages``, and later messages are not
+        attempted (as with Anymail, which stops at the first failing message).
+        """
+        if len(email_messages) < 2:
+            return super().send_messages(email_messages)
+        created_session = self.open()
+        try:
+            return self._send_shared(email_messages)
+        finally:
+            if created_session:
+                self.close()
+
+    def _send_shared(self, email_messages) -> int:
+        sent = 0
+        call: list[tuple[object, PostmarkBatchPayload, list[dict]]] = []
+        for message in email_messages:
+            message.anymail_status = AnymailStatus()
+            if not self.run_pre_send(message) or not message.recipients():
+                continue
+            payload = self.build_message_payload(message, self.send_defaults)
+            if payload.get_api_endpoint() != BATCH_ENDPOINT:
+                sent += self._post_shared(call)
+                call = []
+                self._finish(message, payload, self.post_to_esp(payload, message))
+                sent += 1
+                continue
+            copies = payload.batch_copies()
+            shared = sum(len(c) for _, _, c in call)
+            other_token = call and payload.server_token != call[0][1].server_token
+            if call and (shared + len(copies) > BATCH_LIMIT or other_token):
+                sent += self._post_shared(call)
+                call = []
+            call.append((message, payload, copies))
+        return sent + self._post_shared(call)
+
+    def _post_shared(self, call: list[tuple[object, PostmarkBatchPayload, list[dict]]]) -> int:
+        if not call:
+            return 0
+        first_message, first_payload, _ = call[0]
+        body = [copy for _, _, copies in call for copy in copies]
+        try:
+            try:
+                response = self.session.request(
+                    method="POST",
+                    url=urljoin(self.api_url, BATCH_ENDPOINT),
+                    data=first_payload.serialize_json(body),
+                    headers={
+                        **first_payload.headers,
+                        "X-Postmark-Server-Token": first_payload.server_token,
+                    },
+                    timeout=self.timeout,
+                )
+            except requests.RequestException as err:
+                # Both an Anymail error and the requests one, as Anymail's post_to_esp raises.
+                error_class = type(
+                    "AnymailRequestsAPIError", (AnymailRequestsAPIError, type(err)), {}
+                )
+                raise error_class(
+                    f"Error posting to {urljoin(self.api_url, BATCH_ENDPOINT)}:",
+                    email_message=first_message,
+                    payload=first_payload,
+                ) from err
+            self.raise_for_status(response, first_payload, first_message)
+            answers = self.deserialize_json_response(response, first_payload, first_message)
+            if not isinstance(answers, list) or len(answers) != len(body):
+                raise AnymailRequestsAPIError(
+                    "Invalid Postmark batch response: one answer per message expected",
+                    email_message=first_message,
+                    payload=first_payload,
+                    response=response,
+                    backend=self,
+                )
+        except AnymailError as error:
+            error.email_messages = [message for message, _, _ in call]
+            raise
+        start, refused = 0, None
+        for message, payload, copies in call:
+            part = _Slice(response, answers[start : start + len(copies)])
+            start += len(copies)
+            try:
+                self._finish(message, payload, response, part)
+            except AnymailError as error:
+                # Refused recipients of one message: the others were accepted, so they are
+                # all recorded first; the first refusal is raised at the end.
+                refused = refused or error
+        if refused is not None:
+            raise refused
+        return len(call)
+
+    def _finish(self, message, payload, response, answer=None) -> None:
+        """What Anymail does with a message's answer (statuses, tracking signal, checks)."""
+        message.anymail_status.esp_response = response
+        recipient_status = self.parse_recipient_status(answer or response, payload, message)
+        message.anymail_status.set_recipient_status(recipient_status)
+        self.run_post_send(message)
+        self.raise_for_recipient_status(message.anymail_status, response, payload, message)

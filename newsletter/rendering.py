@@ -9,6 +9,7 @@ links) is left as ``{{field}}`` merge fields, filled in by the provider (Anymail
 from __future__ import annotations
 
 import html
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -26,6 +27,7 @@ CSS_TEMPLATE = "newsletter/email/digest.css"
 SUMMARY_CHARS = 480  # keeps ten papers well under Gmail's 102 KB clipping limit
 SUBJECT_TITLE_CHARS = 90
 REASON_TOPICS = 2  # topics named in "Because you follow ..."; more become "and N more"
+CONTENTS_CACHED = 256  # rendered emails an IssueRenderer keeps (about 10 MB)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,10 @@ class IssueRenderer:
         self.papers = {e.paper_id: e.paper for e in entries}
         self.topic_names = dict(Topic.objects.values_list("id", "name"))
         self._inliner = css_inline.CSSInliner(keep_style_tags=True)
-        self._contents: dict[str, RenderedDigest] = {}
+        # Emails by content key, the most recently used last. Bounded: an issue can have tens
+        # of thousands of distinct contents, and chunks come in content order, so a worker
+        # needs only the few it is on.
+        self._contents: OrderedDict[str, RenderedDigest] = OrderedDict()
 
     @cached_property
     def css(self) -> str:
@@ -124,6 +129,7 @@ class IssueRenderer:
     def render(self, selection: list[list], content_key: str = "") -> RenderedDigest:
         """The email for one selection ([[paper_id, [topic ids]], ...]); cached by content_key."""
         if content_key and content_key in self._contents:
+            self._contents.move_to_end(content_key)
             return self._contents[content_key]
         chosen = [(pid, topics) for pid, topics in selection if pid in self.papers]
         if not chosen:
@@ -157,6 +163,8 @@ class IssueRenderer:
         )
         if content_key:
             self._contents[content_key] = rendered
+            if len(self._contents) > CONTENTS_CACHED:
+                self._contents.popitem(last=False)
         return rendered
 
     def _subject(self, titles: list[str]) -> str:

@@ -6,13 +6,19 @@ each message in a batch gets its own result (``ErrorCode`` 0 with a ``MessageID`
 invalid recipient, 406 for an inactive one). Tests can make it answer 429 or 500, or go away
 for a while, to exercise retries.
 
-Run standalone (for benchmarks): ``python -m tests.fakes.postmark --port 8025``.
+It also counts what it received (calls, request and response bytes, messages, distinct and
+repeated recipients), served at ``GET /_fake/stats`` and zeroed by ``POST /_fake/reset``. A
+benchmark runs it with ``--no-store``: it then keeps only those counters (and a small hash per
+recipient to spot duplicates) instead of every message, so its memory stays flat at any volume.
+
+Run standalone (for benchmarks): ``python -m tests.fakes.postmark --port 8025 [--no-store]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import re
 import threading
@@ -43,6 +49,14 @@ class FakePostmarkState:
     calls: Counter = field(default_factory=Counter)
     inactive: set[str] = field(default_factory=set)
     delay: float = 0.0  # seconds to think before answering a send, like a real API under load
+    # False: keep counters only, not the messages (GET /messages/outbound then finds nothing).
+    store: bool = True
+    bytes_in: int = 0
+    bytes_out: int = 0
+    accepted: int = 0
+    refused: int = 0
+    duplicates: int = 0
+    _seen: set[bytes] = field(default_factory=set)
     _failures: list[int] = field(default_factory=list)
     _down_until: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -61,6 +75,40 @@ class FakePostmarkState:
         with self.lock:
             return [_addr_spec(m["To"]) for m in self.messages]
 
+    def stats(self) -> dict[str, object]:
+        with self.lock:
+            return {
+                "calls": dict(self.calls),
+                "http_calls": sum(self.calls.values()),
+                "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out,
+                "accepted": self.accepted,
+                "refused": self.refused,
+                "distinct_recipients": len(self._seen),
+                "duplicates": self.duplicates,
+            }
+
+    def reset(self) -> None:
+        with self.lock:
+            self.messages.clear()
+            self.calls.clear()
+            self._seen.clear()
+            self.bytes_in = self.bytes_out = self.accepted = self.refused = self.duplicates = 0
+
+    def _record(self, message: dict, message_id: str) -> None:
+        # 8 bytes per recipient address: enough to count repeats at a million recipients.
+        digest = hashlib.blake2b(
+            str(message["To"]).lower().encode(), digest_size=8, usedforsecurity=False
+        ).digest()
+        with self.lock:
+            self.accepted += 1
+            if digest in self._seen:
+                self.duplicates += 1
+            else:
+                self._seen.add(digest)
+            if self.store:
+                self.messages.append({**message, "_MessageID": message_id})
+
     def _take_failure(self) -> int | None:
         with self.lock:
             if time.monotonic() < self._down_until:
@@ -71,6 +119,9 @@ class FakePostmarkState:
 class _Handler(BaseHTTPRequestHandler):
     state: FakePostmarkState
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on, the body then waits
+    # for the client's delayed ACK (40 ms on Linux) on every call. Real servers turn it off.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep test output quiet
@@ -84,10 +135,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+        with self.state.lock:
+            self.state.bytes_out += len(data)
 
     def do_GET(self) -> None:
         """``GET /messages/outbound``: Postmark's search of sent messages, by metadata."""
         url = urlsplit(self.path)
+        if url.path == "/_fake/stats":
+            return self._reply(200, self.state.stats())
         if url.path != "/messages/outbound":
             return self._reply(404, {"ErrorCode": 404, "Message": "Not found"})
         if self.headers.get("X-Postmark-Server-Token") != self.state.token:
@@ -125,8 +180,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         state = self.state
+        if self.path == "/_fake/reset":
+            state.reset()
+            return self._reply(200, {"reset": True})
         with state.lock:
             state.calls[self.path] += 1
+            state.bytes_in += len(raw)
         if self.path not in {"/email", "/email/batch"}:
             return self._reply(404, {"ErrorCode": 404, "Message": "Not found"})
         if state.delay:
@@ -165,6 +224,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _accept(self, message: object) -> dict:
         now = datetime.now(UTC).isoformat()
+        result = self._check(message)
+        if result is not None:
+            with self.state.lock:
+                self.state.refused += 1
+            return result
+        message_id = str(uuid.uuid4())
+        self.state._record(message, message_id)
+        return {
+            "ErrorCode": 0,
+            "Message": "OK",
+            "MessageID": message_id,
+            "SubmittedAt": now,
+            "To": message["To"],
+        }
+
+    def _check(self, message: object) -> dict | None:
+        """Postmark's error answer for an unacceptable message; None if it is fine."""
         if not isinstance(message, dict):
             return {"ErrorCode": 402, "Message": "Invalid message."}
         for required in ("From", "To", "Subject"):
@@ -189,25 +265,19 @@ class _Handler(BaseHTTPRequestHandler):
                 "Inactive recipients are ones that have generated a hard bounce or a spam "
                 "complaint. ",
             }
-        message_id = str(uuid.uuid4())
-        with self.state.lock:
-            self.state.messages.append({**message, "_MessageID": message_id})
-        return {
-            "ErrorCode": 0,
-            "Message": "OK",
-            "MessageID": message_id,
-            "SubmittedAt": now,
-            "To": message["To"],
-        }
+        return None
 
 
 class FakePostmark:
     """Serves the fake on 127.0.0.1 in a background thread."""
 
-    def __init__(self, port: int = 0) -> None:
-        self.state = FakePostmarkState()
+    def __init__(self, port: int = 0, *, store: bool = True) -> None:
+        self.state = FakePostmarkState(store=store)
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        # A listen backlog like a real server's: clients opening many connections at once
+        # (one per call) must queue, not be refused as if the provider were down.
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})
+        self.server = server_class(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -227,8 +297,14 @@ class FakePostmark:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8025)
+    parser.add_argument(
+        "--no-store",
+        dest="store",
+        action="store_false",
+        help="count messages without keeping them (benchmarks: memory stays flat)",
+    )
     args = parser.parse_args()
-    with FakePostmark(args.port) as fake:
+    with FakePostmark(args.port, store=args.store) as fake:
         print(f"fake Postmark at {fake.url} (token {TOKEN})", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             fake.thread.join()
