@@ -79,3 +79,17 @@ def test_it_says_so_when_the_pending_subscriber_was_purged(client, signup):
     response = client.post(link)
     assert response.status_code == 404
     assert b"subscribe again" in response.content
+
+
+def test_it_builds_links_exactly_as_reverse_would(settings):
+    from django.urls import reverse
+
+    from subscriptions import links
+    from subscriptions.models import Subscriber
+
+    subscriber = Subscriber(email="r@example.org")
+    for site in ("https://paperboy.example.org", "http://127.0.0.1:8000"):
+        settings.SITE_URL = site
+        token = links._key_token(subscriber, links.SALT_UNSUBSCRIBE)
+        expected = site + reverse("subscriptions:unsubscribe", args=[token])
+        assert links.unsubscribe_url(subscriber) == expected
