@@ -17,9 +17,11 @@ from digests.services import batch_ingest
 from tests.digests.conftest import API_SAMPLE
 from tests.services import TEST_REDIS_URL, celery_worker, require_postgres, wait_for
 
-# serialized_rollback: the flush after a transactional test would otherwise take the seeded
-# topics with it, for every test that runs later.
-db_committed = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# Committed data, for threads and worker processes to see. No serialized_rollback: mixed with
+# other transactional tests it restores content types that their flush already recreated
+# (a duplicate-key error). pytest-django runs transactional tests last, and none of them needs
+# the seeded topics.
+db_committed = pytest.mark.django_db(transaction=True)
 
 
 @db_committed
