@@ -34,7 +34,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -54,14 +53,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script: `python bench/send_bench.py`
 
+from tests.fakes.postmark import TOKEN as FAKE_TOKEN  # noqa: E402
+from tests.processes import ChildProcess  # noqa: E402
+
 RESULTS_DIR = ROOT / "bench" / "results"
 SAMPLE = ROOT / "digests" / "sample" / "hf_daily_papers.json"
-CORPUS = Path("/work/shared/fixtures/corpus/trending-papers-page.txt")
+CORPUS = ROOT / "tests" / "fixtures" / "trending-papers-page.txt"  # provenance beside it
 BATCH_PAPERS = 50
 ZIPF_EXPONENT = 1.1
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/pb_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
-FAKE_TOKEN = "fake-postmark-token"  # tests.fakes.postmark.TOKEN
 WORKERS = 2
 
 TARGETS = {"emails_per_s_at_100k": 1700, "peak_rss_mb": 300, "ratio": 20}
@@ -153,41 +154,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-class Child:
-    """A process of the benchmark (fake provider, worker), its output in a log file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-    def wait_for(self, marker: bytes, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.process.args} exited:\n{self.tail()}")
-            if marker in self.log_path.read_bytes():
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.process.args} not ready:\n{self.tail()}")
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 # --- Configuration -----------------------------------------------------------------------------
@@ -394,7 +360,7 @@ def paperboy_run(args: argparse.Namespace, fake_url: str, fake_pid: int, workdir
     query_dir = workdir / f"queries-{time.monotonic_ns()}"
     query_dir.mkdir()
     env = pipeline_env(args, fake_url, query_dir)
-    workers: list[Child] = []
+    workers: list[ChildProcess] = []
     try:
         return _paperboy_measure(args, batch, fake_url, fake_pid, workers, env, workdir, query_dir)
     finally:
@@ -409,7 +375,7 @@ def _paperboy_measure(args, batch, fake_url, fake_pid, workers, env, workdir, qu
 
     for index in range(1, WORKERS + 1):
         workers.append(
-            Child(
+            ChildProcess(
                 [
                     sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker",
                     "--pool=prefork", "--concurrency=1", "--without-gossip", "--without-mingle",
@@ -577,7 +543,7 @@ def baseline_run(args: argparse.Namespace, fake_url: str, fake_pid: int, workdir
     }
     watch = MemoryWatch()
     watch.watch("fake provider", fake_pid)
-    child = Child(
+    child = ChildProcess(
         [sys.executable, "-m", "bench.baseline", "--emails", str(emails), "--papers",
          str(papers), "--out", str(out)],
         env,
@@ -825,7 +791,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     runs: list[Run] = []
     port = free_port()
     fake_url = f"http://127.0.0.1:{port}/"
-    fake = Child(
+    fake = ChildProcess(
         [sys.executable, "-m", "tests.fakes.postmark", "--port", str(port), "--no-store"],
         os.environ.copy(),
         workdir / "fake.log",

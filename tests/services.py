@@ -7,8 +7,6 @@ PAPERBOY_REQUIRE_SERVICES=1, which turns those skips into failures.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,7 +18,9 @@ import pytest
 import redis
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import ROOT as ROOT  # the repository root, for tests that run commands
+from tests.processes import ChildProcess
+
 REQUIRE_SERVICES = os.environ.get("PAPERBOY_REQUIRE_SERVICES", "") == "1"
 # Database 15 keeps test traffic away from anything a developer runs on 0.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -71,63 +71,23 @@ def service_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """A real ``celery worker`` process, started and stopped by a test."""
 
     def __init__(self, env: dict[str, str], log_path: Path, *, concurrency: int = 1) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=prefork",
-                f"--concurrency={concurrency}",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel=INFO",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so kill() reaches the pool children too
-        )
+        super().__init__(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork",
+             f"--concurrency={concurrency}", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "--loglevel=INFO"],
+            env,
+            log_path,
+        )  # fmt: skip
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log()}")
-            if b" ready." in self.log_path.read_bytes():
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log()}")
+        self.wait_for(b" ready.", timeout)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def kill(self) -> None:
-        """kill -9 the worker and its pool, as a crash would."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
+        return self.tail()
 
 
 @contextmanager

@@ -1,0 +1,57 @@
+"""A child process with its output in a log file: the workers of the worker tests, and the
+fake provider, workers and baseline of bench/send_bench.py. No test-framework imports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ChildProcess:
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so signals reach its children too (a worker's pool)
+        )
+
+    def wait_for(self, marker: bytes, timeout: float = 60) -> None:
+        """Wait until the log shows `marker`; fail early if the process exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.process.args} exited:\n{self.tail()}")
+            if marker in self.log_path.read_bytes():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.process.args} not ready after {timeout}s:\n{self.tail()}")
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        """SIGKILL the process and its children, as a crash would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
