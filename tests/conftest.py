@@ -2,8 +2,30 @@ from __future__ import annotations
 
 import pytest
 
+from tests.services import CHROMIUM_ARGS, require_chromium
+
 
 @pytest.fixture(autouse=True)
 def _fast_and_isolated(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EMAIL_OUTBOX_DIR = tmp_path / "outbox"
+
+
+@pytest.fixture
+def browser_page(live_server, settings, monkeypatch):
+    """A page of headless Chromium (driven by Playwright) for the live test server, whose
+    mail goes to the outbox. Skips, or fails in CI, without /usr/bin/chromium."""
+    chromium = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread; the tests' ORM calls
+    # are plain synchronous ones and safe here.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.SITE_URL = live_server.url
+    settings.EMAIL_BACKEND = "config.outbox.OutboxEmailBackend"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()
