@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import email
+import functools
 import html
 import re
 import uuid
@@ -24,7 +25,17 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 
-MERGE_FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+MERGE_FIELD = re.compile(r"(\{\{\s*([A-Za-z0-9_]+)\s*\}\})")
+
+
+@functools.lru_cache(maxsize=64)
+def _merge_parts(text: str) -> tuple[str, ...]:
+    """``text`` split around its merge fields: literal, (field as written, name, literal)*.
+
+    Cached because one body is filled for every recipient of a batch message: the scan for
+    fields then happens once per body instead of once per recipient.
+    """
+    return tuple(MERGE_FIELD.split(text))
 
 
 def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) -> str:
@@ -32,14 +43,17 @@ def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) ->
 
     Unknown fields are left as they are, as a provider would.
     """
-
-    def value(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in data:
-            return match.group(0)
-        return html.escape(str(data[name])) if html_escape else str(data[name])
-
-    return MERGE_FIELD.sub(value, text)
+    parts = _merge_parts(text)
+    if len(parts) == 1:
+        return text
+    filled = [parts[0]]
+    for index in range(1, len(parts), 3):
+        written, name, literal = parts[index : index + 3]
+        if name in data:
+            value = str(data[name])
+            written = html.escape(value) if html_escape else value
+        filled += (written, literal)
+    return "".join(filled)
 
 
 def outbox_dir() -> Path:

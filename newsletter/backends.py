@@ -17,10 +17,15 @@ from __future__ import annotations
 
 from urllib.parse import urljoin
 
+import orjson
 import requests
 from anymail.backends.postmark import EmailBackend as PostmarkBackend
 from anymail.backends.postmark import PostmarkPayload
-from anymail.exceptions import AnymailError, AnymailRequestsAPIError
+from anymail.exceptions import (
+    AnymailError,
+    AnymailRequestsAPIError,
+    AnymailSerializationError,
+)
 from anymail.message import AnymailStatus
 
 from config.outbox import merge_fields_apply
@@ -32,6 +37,20 @@ BATCH_ENDPOINT = "email/batch"
 class PostmarkBatchPayload(PostmarkPayload):
     def _uses_template(self) -> bool:
         return "TemplateAlias" in self.data or "TemplateId" in self.data
+
+    def serialize_json(self, data) -> bytes:
+        """The request body as UTF-8 JSON bytes.
+
+        orjson rather than Anymail's json.dumps: a 500-copy digest call is about 15 MB of
+        JSON, which json.dumps took 50 ms to encode (a quarter of a worker's time per email)
+        and orjson 4 ms; bytes also spare requests encoding the body again.
+        """
+        try:
+            return orjson.dumps(data, default=self._json_default)
+        except TypeError as err:  # orjson.JSONEncodeError is a TypeError
+            raise AnymailSerializationError(
+                orig_err=err, email_message=self.message, backend=self.backend, payload=self
+            ) from None
 
     def get_api_endpoint(self) -> str:
         if self.merge_data and not self._uses_template() and not self.backend.use_bulk_api:

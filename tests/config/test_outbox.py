@@ -9,6 +9,8 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.test import override_settings
 from django.urls import clear_url_caches
 
+from config.outbox import merge_fields_apply
+
 OUTBOX = "config.outbox.OutboxEmailBackend"
 
 
@@ -56,6 +58,22 @@ def test_it_expands_a_batch_message_per_recipient_with_merge_fields(settings):
         "a@example.org": "sent",
         "b@example.org": "sent",
     }
+
+
+def test_it_fills_merge_fields_and_keeps_unknown_ones_as_written():
+    body = "<a href='{{url}}'>{{ name }}</a> {{ other }}{{url}}"
+    data = {"url": "https://s.test/u?a=1&b=<2>", "name": "Ada"}
+
+    filled = merge_fields_apply(body, data, html_escape=True)
+    assert filled == (
+        "<a href='https://s.test/u?a=1&amp;b=&lt;2&gt;'>Ada</a> {{ other }}"
+        "https://s.test/u?a=1&amp;b=&lt;2&gt;"
+    )
+    # The same body again (cached split) with another recipient's values, unescaped.
+    assert merge_fields_apply(body, {"url": "u2"}, html_escape=False) == (
+        "<a href='u2'>{{ name }}</a> {{ other }}u2"
+    )
+    assert merge_fields_apply("no fields here", data, html_escape=True) == "no fields here"
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from anymail.exceptions import AnymailSerializationError
+from anymail.message import AnymailMessage
+from django.core.mail import get_connection
 
 from newsletter.models import Delivery, Issue
 from newsletter.services import (
@@ -205,3 +208,33 @@ def test_the_sweeper_re_enqueues_only_an_issue_nobody_works_on(
     with django_capture_on_commit_callbacks() as enqueued:
         deliveries_sweep()
     assert len(enqueued) == 1
+
+
+def _batch_message(subject: str, to: list[str], **extra) -> AnymailMessage:
+    message = AnymailMessage(subject, "Hi {{name}}", "Paperboy <digest@paperboy.example.org>", to)
+    message.merge_data = {address: {"name": f"reader {address}"} for address in to}
+    for name, value in extra.items():
+        setattr(message, name, value)
+    return message
+
+
+def test_it_sends_non_ascii_text_intact_as_utf8_json(postmark):
+    subject = "Schrödinger's ∑ — 量子"
+    message = _batch_message(subject, ["a@example.org", "b@example.org"])
+
+    get_connection().send_messages([message])
+
+    assert [m["Subject"] for m in postmark.state.messages] == [subject, subject]
+    assert {m["TextBody"] for m in postmark.state.messages} == {
+        "Hi reader a@example.org",
+        "Hi reader b@example.org",
+    }
+    assert message.anymail_status.status == {"sent"}
+
+
+def test_it_refuses_a_value_json_cannot_carry_before_calling_the_provider(postmark):
+    message = _batch_message("Digest", ["a@example.org"], metadata={"delivery": object()})
+
+    with pytest.raises(AnymailSerializationError):
+        get_connection().send_messages([message, _batch_message("Other", ["b@example.org"])])
+    assert postmark.state.calls["/email/batch"] == 0
