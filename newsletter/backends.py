@@ -15,6 +15,8 @@ content. Otherwise this is Anymail's Postmark backend unchanged.
 
 from __future__ import annotations
 
+import functools
+import re
 from urllib.parse import urljoin
 
 import orjson
@@ -27,14 +29,42 @@ from anymail.exceptions import (
     AnymailSerializationError,
 )
 from anymail.message import AnymailStatus
+from anymail.utils import EmailAddress, parse_address_list
 
 from config.outbox import merge_fields_apply
 
 BATCH_LIMIT = 500  # messages per /email/batch call (Postmark's documented limit)
 BATCH_ENDPOINT = "email/batch"
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# A bare ASCII address with a dot-atom local part, the form subscriptions store.
+BARE_ADDRESS = re.compile(
+    rf"(?P<local>{_ATOM}(?:\.{_ATOM})*)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)"
+)
+
+
+def recipients_parse(addresses, field: str | None = None) -> list[EmailAddress]:
+    """Anymail's ``parse_address_list``, with a shortcut for lists of bare addresses.
+
+    Anymail runs every address through the standard library's RFC 5322 parser, about 30 us
+    each: a sixth of a worker's time per digest email. A bare ``local@domain`` of the form
+    above splits at its "@" into exactly what that parser returns (tests compare the two).
+    A list with anything else (a display name, quoting, non-ASCII, several addresses in one
+    string) goes through Anymail's parser whole, errors and all.
+    """
+    if isinstance(addresses, list | tuple):
+        matches = [BARE_ADDRESS.fullmatch(a) if isinstance(a, str) else None for a in addresses]
+        if matches and all(matches):
+            return [EmailAddress(username=m["local"], domain=m["domain"]) for m in matches]
+    return parse_address_list(addresses, field=field)
+
 
 class PostmarkBatchPayload(PostmarkPayload):
+    base_message_attrs = tuple(
+        (attr, combiner, functools.partial(recipients_parse, field=attr) if attr == "to" else conv)
+        for attr, combiner, conv in PostmarkPayload.base_message_attrs
+    )
+
     def _uses_template(self) -> bool:
         return "TemplateAlias" in self.data or "TemplateId" in self.data
 

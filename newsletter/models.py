@@ -45,7 +45,11 @@ class Delivery(models.Model):
         COMPLAINED = "complained", "Complained"
         SKIPPED = "skipped", "Skipped"
 
-    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of its own: the unique (issue, subscriber) and claim indexes start with it, and
+    # every index is written again for each of the row's status changes.
+    issue = models.ForeignKey(
+        Issue, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     # Kept (without the person) when a subscriber is erased, so issue statistics stay right.
     subscriber = models.ForeignKey(
         "subscriptions.Subscriber",
@@ -83,7 +87,13 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["issue", "status", "content_key"], name="delivery_claim_idx"),
-            models.Index(fields=["status", "claimed_at"], name="delivery_lease_idx"),
+            # Only the rows being sent, a few thousand at most: a claim's rows, and the
+            # sweeper's look for leases run out.
+            models.Index(
+                fields=["claim", "claimed_at"],
+                condition=models.Q(status="sending"),
+                name="delivery_sending_idx",
+            ),
             models.Index(fields=["provider_message_id"], name="delivery_message_id_idx"),
         ]
 

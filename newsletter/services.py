@@ -339,14 +339,18 @@ def _deliveries_claim(issue: Issue, limit: int) -> str | None:
             .order_by("content_key", "id")
             .values_list("id", flat=True)[:limit]
         )
+        # Stamped for its first attempt here, in the same write.
         claimed = Delivery.objects.filter(id__in=ids, status=Delivery.Status.PENDING).update(
-            status=Delivery.Status.SENDING, claim=claim, claimed_at=timezone.now()
+            status=Delivery.Status.SENDING,
+            claim=claim,
+            claimed_at=timezone.now(),
+            attempts=F("attempts") + 1,
         )
     return claim if claimed else None
 
 
-def _claimed_rows(claim: str) -> list[Delivery]:
-    """The rows of a claim still to send, stamped for this attempt.
+def _claimed_rows(claim: str, *, retry: bool) -> list[Delivery]:
+    """The rows of a claim still to send; a retry's rows are stamped for this attempt.
 
     Rows whose subscriber may no longer be mailed (paused, unsubscribed, suppressed since the
     issue was planned, or during a retry's wait) are skipped here, just before sending.
@@ -367,7 +371,8 @@ def _claimed_rows(claim: str) -> list[Delivery]:
             Delivery.objects.filter(id__in=gone, status=Delivery.Status.SENDING).update(
                 status=Delivery.Status.SKIPPED, last_error="no longer subscribed at send time"
             )
-        mine.update(claimed_at=timezone.now(), attempts=F("attempts") + 1)
+        if retry:
+            mine.update(claimed_at=timezone.now(), attempts=F("attempts") + 1)
     # Only what sending reads: the address and link key of each subscriber, and the
     # selection of the first row of each content (the others share it).
     rows = list(
@@ -543,8 +548,9 @@ def deliveries_send_chunk(
     issue = Issue.objects.select_related("batch").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING:
         return 0
+    retry = claim is not None
     claim = claim or _deliveries_claim(issue, providers.batch_limit())
-    rows = _claimed_rows(claim) if claim else []
+    rows = _claimed_rows(claim, retry=retry) if claim else []
     if not rows:
         issue_finish_if_done(issue_id=issue.pk)
         return 0

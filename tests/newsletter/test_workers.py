@@ -16,6 +16,7 @@ from collections import Counter
 
 import pytest
 import redis
+from django.db import connection
 
 from newsletter.models import Delivery, Issue
 from newsletter.services import issue_create, issue_start
@@ -167,6 +168,26 @@ def test_it_sends_exactly_once_through_a_provider_outage(
         assert_exactly_once(postmark, issue, readers, worker.log())
     retried = Delivery.objects.filter(issue=issue, attempts__gt=1).count()
     assert retried > 0, "the outage did not hit any send"
+
+
+def test_a_worker_keeps_its_database_session_from_task_to_task(
+    tmp_path, day_batch, readers, postmark, worker_env
+):
+    """Twelve chunk tasks on one worker process: one PostgreSQL session, not one per task."""
+    before = _sessions_opened()
+    with celery_broker(), celery_worker(tmp_path, DATABASE_CONN_MAX_AGE="60", **worker_env) as w:
+        issue = start_issue(day_batch)
+        assert_exactly_once(postmark, issue, readers, w.log())
+    time.sleep(1.5)  # backends report their statistics about once a second
+    # The pool process's session, and at most one of the main worker process.
+    assert _sessions_opened() - before <= 2
+
+
+def _sessions_opened() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
 
 
 def _pings(url: str) -> bool:
