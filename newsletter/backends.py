@@ -28,8 +28,8 @@ from anymail.exceptions import (
     AnymailRequestsAPIError,
     AnymailSerializationError,
 )
-from anymail.message import AnymailStatus
-from anymail.utils import EmailAddress, parse_address_list
+from anymail.message import AnymailRecipientStatus, AnymailStatus
+from anymail.utils import CaseInsensitiveCasePreservingDict, EmailAddress, parse_address_list
 
 from config.outbox import merge_fields_apply
 
@@ -118,9 +118,42 @@ class _Slice:
         return getattr(self._response, name)
 
 
+def plainly_accepted(answers: list, payload: PostmarkBatchPayload):
+    """Recipient statuses of a batch slice whose copies were all simply accepted, else None.
+
+    Anymail's status parser runs each answer's "To" through the RFC 5322 parser again. Where
+    every answer (they come in the order of the copies) accepts its copy and names the very
+    address it was sent to, the statuses can be read off as Anymail would; anything else (a
+    refusal, inactive addresses, an answer naming someone else) is left to Anymail's parser.
+    """
+    if payload.cc_and_bcc_emails or len(answers) != len(payload.to_emails):
+        return None
+    statuses = CaseInsensitiveCasePreservingDict()
+    for answer, to in zip(answers, payload.to_emails, strict=True):
+        if not (
+            isinstance(answer, dict)
+            and answer.get("ErrorCode", 0) == 0
+            and answer.get("To") == to.address
+            and "MessageID" in answer
+            and isinstance(answer.get("Message"), str)
+            and "inactive" not in answer["Message"]
+        ):
+            return None
+        status = "queued" if "delivery may be delayed" in answer["Message"] else "sent"
+        statuses[to.addr_spec] = AnymailRecipientStatus(answer["MessageID"], status)
+    return statuses
+
+
 class PostmarkBatchEmailBackend(PostmarkBackend):
     def build_message_payload(self, message, defaults):
         return PostmarkBatchPayload(message, defaults, self)
+
+    def parse_recipient_status(self, response, payload, message):
+        if isinstance(response, _Slice):
+            statuses = plainly_accepted(response.json(), payload)
+            if statuses is not None:
+                return statuses
+        return super().parse_recipient_status(response, payload, message)
 
     def send_messages(self, email_messages) -> int:
         """Send the messages; copies of batch messages share /email/batch calls.
