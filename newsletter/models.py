@@ -94,7 +94,12 @@ class Delivery(models.Model):
                 condition=models.Q(status="sending"),
                 name="delivery_sending_idx",
             ),
-            models.Index(fields=["provider_message_id"], name="delivery_message_id_idx"),
+            # Rows get a message id when sent; claiming a row then writes no entry here.
+            models.Index(
+                fields=["provider_message_id"],
+                condition=~models.Q(provider_message_id=""),
+                name="delivery_message_id_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -59,6 +59,17 @@ def _links(paper) -> list[tuple[str, str]]:
     return [(label, url) for label, url in candidates if url]
 
 
+def _ascii_html(markup: str) -> str:
+    """The markup with every non-ASCII character as a numeric character reference.
+
+    Every mail client shows a reference the same, whatever the transfer encoding on the way.
+    And a Python string of ASCII takes one byte a character instead of two or four: each
+    recipient's copy of the body is copied, filled and encoded for the provider, so a single
+    "▲" in the markup otherwise doubles that work for the whole email.
+    """
+    return markup.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
 class IssueRenderer:
     """Renders the emails of one batch. Holds per-issue caches; build one per task run."""
 
@@ -154,9 +165,11 @@ class IssueRenderer:
         rendered = RenderedDigest(
             subject=subject,
             preheader=preheader,
-            html=shell_html.replace("%%PREHEADER%%", html.escape(preheader), 1)
-            .replace("%%INTRO%%", html.escape(intro), 1)
-            .replace("<!--PAPERS-->", "\n".join(html_parts), 1),
+            html=_ascii_html(
+                shell_html.replace("%%PREHEADER%%", html.escape(preheader), 1)
+                .replace("%%INTRO%%", html.escape(intro), 1)
+                .replace("<!--PAPERS-->", "\n".join(html_parts), 1)
+            ),
             text=shell_text.replace("%%INTRO%%", intro, 1).replace(
                 "%%PAPERS%%", "\n\n".join(part.strip() + "\n" for part in text_parts), 1
             ),

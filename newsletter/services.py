@@ -333,14 +333,16 @@ def _deliveries_claim(issue: Issue, limit: int) -> str | None:
     """
     claim = uuid.uuid4().hex
     with transaction.atomic():
-        ids = list(
+        # One statement: the rows are picked (and locked) by a subquery, not sent back and
+        # forth as a list of ids.
+        picked = (
             Delivery.objects.select_for_update(skip_locked=True)
             .filter(issue=issue, status=Delivery.Status.PENDING)
             .order_by("content_key", "id")
-            .values_list("id", flat=True)[:limit]
+            .values("id")[:limit]
         )
         # Stamped for its first attempt here, in the same write.
-        claimed = Delivery.objects.filter(id__in=ids, status=Delivery.Status.PENDING).update(
+        claimed = Delivery.objects.filter(id__in=picked, status=Delivery.Status.PENDING).update(
             status=Delivery.Status.SENDING,
             claim=claim,
             claimed_at=timezone.now(),

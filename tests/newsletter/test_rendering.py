@@ -82,6 +82,22 @@ def test_it_escapes_markup_and_never_lets_a_title_add_a_header(settings, day_bat
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
+def test_it_writes_the_html_part_in_ascii_and_the_text_part_as_is(day_batch):
+    paper = PaperFactory(title="Schrödinger Bridges — Ünïcode ∑", abstract="Ωmega naïve café")
+    tag(paper, day_batch.topics["vision"])
+    BatchEntryFactory(batch=day_batch.batch, paper=paper, rank=0)
+
+    rendered = IssueRenderer(day_batch.batch).render([[paper.pk, []]])
+
+    assert rendered.html.isascii()
+    assert "Schr&#246;dinger Bridges &#8212; &#220;n&#239;code &#8721;" in rendered.html
+    assert "&#937;mega na&#239;ve caf&#233;" in rendered.html
+    assert (
+        "Schrödinger Bridges — Ünïcode ∑" in rendered.text and "Ωmega naïve café" in rendered.text
+    )
+    assert rendered.subject.endswith("Schrödinger Bridges — Ünïcode ∑")
+
+
 def test_it_renders_each_paper_block_once_per_issue(day_batch, django_assert_max_num_queries):
     renderer = IssueRenderer(day_batch.batch)
     papers = day_batch.papers
