@@ -33,7 +33,7 @@ from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, FilteredRelation, Q, Value, When
+from django.db.models import Case, Count, F, FilteredRelation, Min, Q, Value, When
 from django.utils import timezone
 
 from config.outbox import messages_per_recipient
@@ -102,22 +102,51 @@ def _followed_topics() -> Iterator[tuple[int, frozenset[int]]]:
         yield subscriber_id, shared.setdefault(topics, topics)
 
 
-def _already_sent(batch: DailyBatch, paper_ids: list[int]) -> dict[int, frozenset[int]]:
-    """Papers of this batch each subscriber already got in an earlier digest."""
-    earlier = (
+def _already_sent(
+    batch: DailyBatch, paper_ids: list[int], *, subscriber_id: int | None = None
+) -> dict[int, frozenset[int]]:
+    """Papers of this batch each subscriber (or only `subscriber_id`) got in an earlier digest.
+
+    On a day that repeats yesterday's papers this covers nearly every subscriber, so it is kept
+    small: each earlier email's selection is decoded once (its recipients share its content
+    key), and subscribers left with the same papers share one frozenset.
+    """
+    earlier = list(
         Issue.objects.filter(batch__entries__paper_id__in=paper_ids)
         .exclude(batch=batch)
         .values_list("id", flat=True)
         .distinct()
     )
-    wanted = set(paper_ids)
-    sent: dict[int, set[int]] = defaultdict(set)
-    rows = Delivery.objects.filter(issue_id__in=list(earlier), status__in=SENT_LIKE).values_list(
-        "subscriber_id", "selection"
+    if not earlier:
+        return {}
+    # Every row that was sent has a content key (only unsaved previews have none).
+    rows = Delivery.objects.filter(issue_id__in=earlier, status__in=SENT_LIKE).exclude(
+        content_key=""
     )
-    for subscriber_id, selection in rows.iterator(chunk_size=10_000):
-        sent[subscriber_id].update(pid for pid, _ in selection if pid in wanted)
-    return {s: frozenset(p) for s, p in sent.items() if p}
+    if subscriber_id is not None:
+        rows = rows.filter(subscriber_id=subscriber_id)
+    wanted = set(paper_ids)
+    one_per_content = rows.values("content_key").annotate(first=Min("id")).values("first")
+    repeated: dict[str, frozenset[int]] = {}  # content key -> this batch's papers in it
+    for key, selection in Delivery.objects.filter(pk__in=one_per_content).values_list(
+        "content_key", "selection"
+    ):
+        papers = frozenset(pid for pid, _ in selection if pid in wanted)
+        if papers:
+            repeated[key] = papers
+    if not repeated:
+        return {}
+    shared: dict[frozenset[int], frozenset[int]] = {}
+    sent: dict[int, frozenset[int]] = {}
+    pairs = rows.filter(subscriber__isnull=False).values_list("subscriber_id", "content_key")
+    for subscriber, key in pairs.iterator(chunk_size=10_000):
+        papers = repeated.get(key)
+        if papers is None:
+            continue
+        if subscriber in sent:  # in more than one earlier issue
+            papers = sent[subscriber] | papers
+        sent[subscriber] = shared.setdefault(papers, papers)
+    return sent
 
 
 @dataclass
@@ -770,7 +799,9 @@ def digest_preview(*, batch: DailyBatch, subscriber: Subscriber) -> DigestPrevie
     """
     candidates = _candidates(batch)
     followed = frozenset(subscriber.topics.filter(is_active=True).values_list("id", flat=True))
-    excluded = _already_sent(batch, [c.paper_id for c in candidates]).get(subscriber.pk)
+    excluded = _already_sent(
+        batch, [c.paper_id for c in candidates], subscriber_id=subscriber.pk
+    ).get(subscriber.pk)
     [(_, selection)] = plan_selections(
         candidates,
         [(subscriber.pk, followed)],

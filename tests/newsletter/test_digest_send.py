@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from digests.models import DailyBatch
 from newsletter.models import Delivery, Issue
-from newsletter.services import digest_send_for_day, issue_create, issue_start
+from newsletter.services import _already_sent, digest_send_for_day, issue_create, issue_start
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_suppress, subscriber_unsubscribe
@@ -197,6 +197,33 @@ def test_it_never_repeats_a_paper_sent_in_an_earlier_digest(day_batch):
 
     second = Delivery.objects.get(issue__batch=next_day, subscriber=reader)
     assert [pid for pid, _ in second.selection] == [fresh.pk]
+
+
+def test_it_remembers_papers_sent_over_several_days_compactly(day_batch):
+    robotics, vision = day_batch.topics["robotics"], day_batch.topics["vision"]
+    both = [SubscriberFactory(topics=[robotics, vision]) for _ in range(2)]
+    robotics_only = SubscriberFactory(topics=[robotics])
+    send_day(DAY)  # r1 to all three, v1 to the first two
+    r1, v1 = day_batch.papers["r1"], day_batch.papers["v1"]
+    yesterday = DailyBatchFactory(status=DailyBatch.Status.APPROVED)
+    new = BatchEntryFactory(batch=yesterday, rank=1).paper
+    tag(new, robotics)
+    start(issue_create(batch=yesterday))  # the new paper to all three
+    today = DailyBatchFactory(status=DailyBatch.Status.APPROVED)
+    for rank, paper in enumerate([r1, v1, new], 1):
+        BatchEntryFactory(batch=today, paper=paper, rank=rank)
+    today_ids = [r1.pk, v1.pk, new.pk]
+
+    sent = _already_sent(today, today_ids)
+
+    assert sent == {
+        both[0].pk: {r1.pk, v1.pk, new.pk},
+        both[1].pk: {r1.pk, v1.pk, new.pk},
+        robotics_only.pk: {r1.pk, new.pk},
+    }
+    assert sent[both[0].pk] is sent[both[1].pk]  # one set for everyone with the same papers
+    only_one = _already_sent(today, today_ids, subscriber_id=robotics_only.pk)
+    assert only_one == {robotics_only.pk: {r1.pk, new.pk}}
 
 
 def test_it_does_not_send_a_batch_that_is_not_approved(day_batch):
