@@ -93,3 +93,18 @@ def test_it_builds_links_exactly_as_reverse_would(settings):
         token = links._key_token(subscriber, links.SALT_UNSUBSCRIBE)
         expected = site + reverse("subscriptions:unsubscribe", args=[token])
         assert links.unsubscribe_url(subscriber) == expected
+
+
+def test_it_signs_links_with_the_current_secret_key(settings):
+    from django.core import signing
+
+    from subscriptions import links
+    from subscriptions.models import Subscriber
+
+    subscriber = Subscriber(email="r@example.org")
+    for secret in ("first-secret-" + "x" * 40, "second-secret-" + "y" * 40):
+        settings.SECRET_KEY = secret
+        token = links._key_token(subscriber, links.SALT_PREFERENCES)
+        # Exactly what a Signer made now would give, so links read back after a key change.
+        assert token == signing.Signer(salt=links.SALT_PREFERENCES).sign_object(str(subscriber.key))
+        assert links.key_token_read(token, salt=links.SALT_PREFERENCES) == str(subscriber.key)
