@@ -140,13 +140,17 @@ class MemoryWatch:
 
 
 def postgres_cpu_s() -> float:
-    """CPU seconds used so far by all PostgreSQL server processes on this machine."""
+    """CPU seconds used so far by all PostgreSQL server processes on this machine.
+
+    Backends that have exited count too, through the postmaster's total for its reaped
+    children: a worker that reconnects (CELERY_DB_REUSE_MAX) ends a backend mid-run.
+    """
     total = 0.0
     for process in psutil.process_iter(["name"]):
         if process.info["name"] in {"postgres", "postmaster"}:
             with contextlib.suppress(psutil.Error):
                 times = process.cpu_times()
-                total += times.user + times.system
+                total += times.user + times.system + times.children_user + times.children_system
     return total
 
 

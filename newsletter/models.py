@@ -59,9 +59,8 @@ class Delivery(models.Model):
         related_name="deliveries",
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    # What this subscriber gets: [[paper_id, [matched topic ids]], ...] in ranked order, and a
-    # hash of it. Subscribers with the same content_key share one rendered body.
-    selection = models.JSONField(default=list)
+    # What this subscriber gets: the key of the issue's IssueContent (empty when skipped).
+    # Subscribers with the same key share one rendered body.
     content_key = models.CharField(max_length=40, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     # Set when a worker claims the row; a row left in "sending" past its lease is reconciled
@@ -104,6 +103,28 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"Delivery {self.pk} ({self.status})"
+
+
+class IssueContent(models.Model):
+    """One distinct email of an issue: its papers, stored once for all who get it.
+
+    A million subscribers share a few thousand contents. Kept on each Delivery, the selection
+    was two thirds of the row, and every claim and status write copies the whole row.
+    """
+
+    issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="contents")
+    # A hash of the selection (newsletter.selection.content_key): the same in any issue.
+    key = models.CharField(max_length=40)
+    # [[paper_id, [matched topic ids]], ...] in ranked order.
+    selection = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issue", "key"], name="one_content_per_issue_and_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"Content {self.key[:8]} of issue {self.issue_id}"
 
 
 class TrackingEvent(models.Model):

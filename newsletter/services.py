@@ -10,7 +10,6 @@ left behind. Every state change is a conditional UPDATE, so no row is sent twice
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import uuid
@@ -33,14 +32,14 @@ from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, FilteredRelation, Min, Q, Value, When
+from django.db.models import Case, Count, Exists, F, FilteredRelation, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from config.outbox import messages_per_recipient
 from digests.models import BatchEntry, DailyBatch, PaperTopic
 from digests.services import batch_mark_sent
 from newsletter import providers
-from newsletter.models import Delivery, Issue, TrackingEvent
+from newsletter.models import Delivery, Issue, IssueContent, TrackingEvent
 from newsletter.rendering import IssueRenderer
 from newsletter.selection import Candidate, content_key, plan_selections
 from subscriptions.links import preferences_url, unsubscribe_url
@@ -108,8 +107,8 @@ def _already_sent(
     """Papers of this batch each subscriber (or only `subscriber_id`) got in an earlier digest.
 
     On a day that repeats yesterday's papers this covers nearly every subscriber, so it is kept
-    small: each earlier email's selection is decoded once (its recipients share its content
-    key), and subscribers left with the same papers share one frozenset.
+    small: each earlier content is read once, and subscribers left with the same papers share
+    one frozenset.
     """
     earlier = list(
         Issue.objects.filter(batch__entries__paper_id__in=paper_ids)
@@ -119,27 +118,26 @@ def _already_sent(
     )
     if not earlier:
         return {}
-    # Every row that was sent has a content key (only unsaved previews have none).
-    rows = Delivery.objects.filter(issue_id__in=earlier, status__in=SENT_LIKE).exclude(
-        content_key=""
-    )
-    if subscriber_id is not None:
-        rows = rows.filter(subscriber_id=subscriber_id)
     wanted = set(paper_ids)
-    one_per_content = rows.values("content_key").annotate(first=Min("id")).values("first")
+    # A content key is a hash of the selection, so it means the same papers in every issue.
     repeated: dict[str, frozenset[int]] = {}  # content key -> this batch's papers in it
-    for key, selection in Delivery.objects.filter(pk__in=one_per_content).values_list(
-        "content_key", "selection"
-    ):
+    contents = IssueContent.objects.filter(issue_id__in=earlier).values_list("key", "selection")
+    for key, selection in contents.iterator(chunk_size=2000):
         papers = frozenset(pid for pid, _ in selection if pid in wanted)
         if papers:
             repeated[key] = papers
     if not repeated:
         return {}
+    rows = Delivery.objects.filter(
+        issue_id__in=earlier, status__in=SENT_LIKE, subscriber__isnull=False
+    )
+    if subscriber_id is not None:
+        rows = rows.filter(subscriber_id=subscriber_id)
     shared: dict[frozenset[int], frozenset[int]] = {}
     sent: dict[int, frozenset[int]] = {}
-    pairs = rows.filter(subscriber__isnull=False).values_list("subscriber_id", "content_key")
-    for subscriber, key in pairs.iterator(chunk_size=10_000):
+    for subscriber, key in rows.values_list("subscriber_id", "content_key").iterator(
+        chunk_size=10_000
+    ):
         papers = repeated.get(key)
         if papers is None:
             continue
@@ -214,40 +212,37 @@ def issue_plan(*, batch: DailyBatch) -> Plan:
 
 
 def _deliveries_insert(issue: Issue, plan: Plan) -> None:
+    """The issue's contents, once each, and one Delivery row per subscriber pointing at one."""
+    IssueContent.objects.bulk_create(
+        (
+            IssueContent(issue=issue, key=key, selection=selection)
+            for key, selection in zip(plan.keys, plan.selections, strict=True)
+        ),
+        batch_size=2000,
+    )
     now = timezone.now()
     if connection.vendor == "postgresql":
         # COPY: one round trip for any number of rows (bulk_create would be many INSERTs).
         columns = (
-            "issue_id, subscriber_id, status, selection, content_key, attempts, claim, "
+            "issue_id, subscriber_id, status, content_key, attempts, claim, "
             "provider_message_id, last_error, created_at"
         )
         with (
             connection.cursor() as cursor,
             cursor.cursor.copy(f"COPY {Delivery._meta.db_table} ({columns}) FROM STDIN") as copy,
         ):
-            # Each distinct selection is encoded once, not once per row.
-            encoded = [json.dumps(selection) for selection in plan.selections]
             pending, skipped = Delivery.Status.PENDING, Delivery.Status.SKIPPED
             for subscriber_id, index in zip(plan.subscriber_ids, plan.content_indexes, strict=True):
                 if index < 0:
-                    copy.write_row((issue.pk, subscriber_id, skipped, "[]", "", 0, "", "", "", now))
+                    copy.write_row((issue.pk, subscriber_id, skipped, "", 0, "", "", "", now))
                 else:
                     key = plan.keys[index]
-                    copy.write_row(
-                        (issue.pk, subscriber_id, pending, encoded[index], key, 0, "", "", "", now)
-                    )
+                    copy.write_row((issue.pk, subscriber_id, pending, key, 0, "", "", "", now))
         return
     Delivery.objects.bulk_create(
         (
-            Delivery(
-                issue=issue,
-                subscriber_id=s,
-                status=st,
-                selection=sel,
-                content_key=k,
-                created_at=now,
-            )
-            for s, st, sel, k in plan.rows
+            Delivery(issue=issue, subscriber_id=s, status=st, content_key=k, created_at=now)
+            for s, st, _, k in plan.rows
         ),
         batch_size=2000,
     )
@@ -380,56 +375,53 @@ def _deliveries_claim(issue: Issue, limit: int) -> str | None:
     return claim if claimed else None
 
 
-def _claimed_rows(claim: str, *, retry: bool) -> list[Delivery]:
-    """The rows of a claim still to send; a retry's rows are stamped for this attempt.
+def _claimed_rows(
+    issue: Issue, claim: str, *, retry: bool
+) -> tuple[list[Delivery], dict[str, list]]:
+    """The rows of a claim still to send, and the selection of each of their contents by key.
 
     Rows whose subscriber may no longer be mailed (paused, unsubscribed, suppressed since the
-    issue was planned, or during a retry's wait) are skipped here, just before sending.
+    issue was planned, or during a retry's wait) are skipped here, just before sending. A
+    retry's rows are stamped for this attempt.
     """
     mine = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
     with transaction.atomic():
-        picked = list(mine.values_list("id", "subscriber_id"))
-        # Sendability of these subscribers only: "NOT IN (every sendable subscriber)" became a
-        # scan of the whole table per row once that set outgrew work_mem (20 s per claim at
-        # 1M subscribers).
-        sendable = set(
-            subscribers_sendable()
-            .filter(pk__in={s for _, s in picked if s is not None})
-            .values_list("pk", flat=True)
+        # Only what sending reads: the address and link key of each subscriber, and whether
+        # they may still be mailed, asked of these subscribers only ("NOT IN (every sendable
+        # subscriber)" became a scan of the whole table per row at 1M subscribers).
+        rows = list(
+            mine.select_related("subscriber")
+            .only(
+                "id", "issue_id", "attempts", "content_key", "subscriber__email", "subscriber__key"
+            )
+            .annotate(sendable=Exists(subscribers_sendable().filter(pk=OuterRef("subscriber_id"))))
+            .order_by("content_key", "id")
         )
-        gone = [i for i, s in picked if s not in sendable]
+        gone = [row.pk for row in rows if not row.sendable]
         if gone:
             Delivery.objects.filter(id__in=gone, status=Delivery.Status.SENDING).update(
                 status=Delivery.Status.SKIPPED, last_error="no longer subscribed at send time"
             )
+        rows = [row for row in rows if row.sendable]
         if retry:
             mine.update(claimed_at=timezone.now(), attempts=F("attempts") + 1)
-    # Only what sending reads: the address and link key of each subscriber, and the
-    # selection of the first row of each content (the others share it).
-    rows = list(
-        mine.select_related("subscriber")
-        .only("id", "issue_id", "attempts", "content_key", "subscriber__email", "subscriber__key")
-        .order_by("content_key", "id")
-    )
-    firsts: dict[str, Delivery] = {}
-    for row in rows:
-        firsts.setdefault(row.content_key, row)
+            for row in rows:
+                row.attempts += 1
     selections = dict(
-        Delivery.objects.filter(pk__in=[r.pk for r in firsts.values()]).values_list(
-            "pk", "selection"
-        )
+        IssueContent.objects.filter(
+            issue=issue, key__in={row.content_key for row in rows}
+        ).values_list("key", "selection")
     )
-    for row in firsts.values():
-        row.selection = selections[row.pk]
-    return rows
+    return rows, selections
 
 
 def digest_message(
-    renderer: IssueRenderer, deliveries: list[Delivery], *, claim: str = ""
+    renderer: IssueRenderer, deliveries: list[Delivery], *, selection: list, claim: str = ""
 ) -> AnymailMessage:
-    """One provider batch: same content, one To per recipient, personal links merged in."""
+    """One provider batch: the deliveries' shared content (`selection`), one To per
+    recipient, personal links merged in."""
     first = deliveries[0]
-    rendered = renderer.render(first.selection, first.content_key)
+    rendered = renderer.render(selection, first.content_key)
     message = AnymailMessage(
         subject=rendered.subject,
         body=rendered.text,
@@ -581,13 +573,16 @@ def deliveries_send_chunk(
         return 0
     retry = claim is not None
     claim = claim or _deliveries_claim(issue, providers.batch_limit())
-    rows = _claimed_rows(claim, retry=retry) if claim else []
+    rows, selections = _claimed_rows(issue, claim, retry=retry) if claim else ([], {})
     if not rows:
         issue_finish_if_done(issue_id=issue.pk)
         return 0
     renderer = renderer or _issue_renderer(issue)
     groups = [list(g) for _, g in groupby(rows, key=lambda d: d.content_key)]
-    messages = [digest_message(renderer, group, claim=claim) for group in groups]
+    messages = [
+        digest_message(renderer, group, selection=selections[group[0].content_key], claim=claim)
+        for group in groups
+    ]
     handed, todo = 0, list(range(len(groups)))
     backend = get_connection()
     while todo:
@@ -811,9 +806,9 @@ def digest_preview(*, batch: DailyBatch, subscriber: Subscriber) -> DigestPrevie
     )
     if not selection:
         return None
-    delivery = Delivery(subscriber=subscriber, selection=selection, content_key="")
+    delivery = Delivery(subscriber=subscriber, content_key="")
     delivery.pk = 0  # never saved; only fills the merge metadata
-    message = digest_message(IssueRenderer(batch), [delivery])
+    message = digest_message(IssueRenderer(batch), [delivery], selection=selection)
     [(_, personal)] = messages_per_recipient(message)
     return DigestPreview(
         subject=personal.subject,

@@ -20,6 +20,7 @@ from tests.factories import (
     TopicFactory,
     UserFactory,
 )
+from tests.newsletter.conftest import papers_of
 from tests.services import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts" / "admin"
@@ -125,7 +126,7 @@ def test_an_editor_curates_previews_approves_and_sends_in_a_browser(live_server,
     delivery = Delivery.objects.get()
     assert delivery.subscriber == reader and delivery.status == Delivery.Status.SENT
     hidden_id = batch.entries.get(paper__title=hidden_title).paper_id
-    assert hidden_id not in [pid for pid, _ in delivery.selection]
+    assert hidden_id not in papers_of(delivery)
     assert sorted(p.name for p in ARTIFACTS.glob("*.png")) == [
         f"{i:02d}-{name}.png" for i, name in enumerate(shots, 1)
     ]

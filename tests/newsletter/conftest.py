@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from digests.models import DailyBatch, PaperTopic, Topic
+from newsletter.models import IssueContent
 from tests.factories import BatchEntryFactory, DailyBatchFactory, PaperFactory, TopicFactory
 
 DAY = dt.date(2026, 3, 10)  # a Tuesday
@@ -21,6 +22,12 @@ class DayBatch:
 def tag(paper, *topics: Topic) -> None:
     for topic in topics:
         PaperTopic.objects.get_or_create(paper=paper, topic=topic, defaults={"reason": "test"})
+
+
+def papers_of(delivery) -> list[int]:
+    """The paper ids of a delivery's email, in order (from its issue's content)."""
+    content = IssueContent.objects.get(issue_id=delivery.issue_id, key=delivery.content_key)
+    return [paper_id for paper_id, _ in content.selection]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_suppress, subscriber_unsubscribe
 from tests.factories import BatchEntryFactory, DailyBatchFactory, SubscriberFactory
-from tests.newsletter.conftest import DAY, tag
+from tests.newsletter.conftest import DAY, papers_of, tag
 from tests.services import require_postgres
 
 pytestmark = pytest.mark.django_db
@@ -73,9 +73,7 @@ def test_it_sends_each_eligible_subscriber_their_papers_exactly_once(day_batch):
     assert all(d.status == Delivery.Status.SENT and d.sent_at for d in rows.values())
     assert all(d.provider_message_id != "" for d in rows.values())
     papers = day_batch.papers
-    assert [pid for pid, _ in rows["robot@example.org"].selection] == [
-        papers[n].pk for n in ("r1", "r2", "ra", "r3")
-    ]
+    assert papers_of(rows["robot@example.org"]) == [papers[n].pk for n in ("r1", "r2", "ra", "r3")]
 
     # Again: nothing new is sent, by the day's job or by hand.
     assert send_day(DAY).pk == issue.pk
@@ -196,7 +194,7 @@ def test_it_never_repeats_a_paper_sent_in_an_earlier_digest(day_batch):
     start(issue_create(batch=next_day))
 
     second = Delivery.objects.get(issue__batch=next_day, subscriber=reader)
-    assert [pid for pid, _ in second.selection] == [fresh.pk]
+    assert papers_of(second) == [fresh.pk]
 
 
 def test_it_remembers_papers_sent_over_several_days_compactly(day_batch):
@@ -243,7 +241,7 @@ def test_it_leaves_hidden_papers_out_and_pinned_papers_first(day_batch):
     send_day(DAY)
     delivery = Delivery.objects.get(subscriber=reader)
     names = {p.pk: n for n, p in day_batch.papers.items()}
-    assert [names[pid] for pid, _ in delivery.selection] == ["r3", "r2", "ra"]
+    assert [names[pid] for pid in papers_of(delivery)] == ["r3", "r2", "ra"]
 
 
 def test_it_previews_byte_for_byte_what_the_subscriber_receives(day_batch, settings):

@@ -66,9 +66,11 @@ def test_it_escapes_markup_and_never_lets_a_title_add_a_header(settings, day_bat
     tag(hostile, day_batch.topics["vision"])
     BatchEntryFactory(batch=day_batch.batch, paper=hostile, rank=0)
     reader = SubscriberFactory(topics=[day_batch.topics["vision"]])
-    delivery = Delivery(subscriber=reader, selection=[[hostile.pk, []]], content_key="", pk=1)
+    delivery = Delivery(subscriber=reader, content_key="", pk=1)
 
-    message = digest_message(IssueRenderer(day_batch.batch), [delivery])
+    message = digest_message(
+        IssueRenderer(day_batch.batch), [delivery], selection=[[hostile.pk, []]]
+    )
     OutboxEmailBackend().send_messages([message])
 
     [path] = settings.EMAIL_OUTBOX_DIR.glob("*.eml")
