@@ -258,9 +258,9 @@ def batch_ensure(day: dt.date, directory: Path):
 
     from digests.models import DailyBatch
     from digests.services import batch_approve, batch_ingest
-    from newsletter.models import Delivery, Issue, TrackingEvent
+    from newsletter.models import Delivery, Issue, IssueContent, TrackingEvent
 
-    tables = ", ".join(m._meta.db_table for m in (TrackingEvent, Delivery, Issue))
+    tables = ", ".join(m._meta.db_table for m in (TrackingEvent, Delivery, IssueContent, Issue))
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {tables}")
     batch = DailyBatch.objects.filter(date=day).first()
