@@ -45,8 +45,9 @@ class Delivery(models.Model):
         COMPLAINED = "complained", "Complained"
         SKIPPED = "skipped", "Skipped"
 
-    # No index of its own: the unique (issue, subscriber) and claim indexes start with it, and
-    # every index is written again for each of the row's status changes.
+    # Neither foreign key has an index of its own: the claim index starts with the issue, the
+    # unique (subscriber, issue) index with the subscriber, and every index of a row is
+    # written again at each of its status changes.
     issue = models.ForeignKey(
         Issue, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
@@ -57,6 +58,7 @@ class Delivery(models.Model):
         null=True,
         blank=True,
         related_name="deliveries",
+        db_index=False,
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     # What this subscriber gets: the key of the issue's IssueContent (empty when skipped).
@@ -81,7 +83,7 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         constraints = [
             models.UniqueConstraint(
-                fields=["issue", "subscriber"], name="one_delivery_per_issue_and_subscriber"
+                fields=["subscriber", "issue"], name="one_delivery_per_issue_and_subscriber"
             )
         ]
         indexes = [
