@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connections
 
 from tests.services import CHROMIUM_ARGS, require_chromium
 
@@ -29,3 +30,6 @@ def browser_page(live_server, settings, monkeypatch):
             yield browser.new_page(viewport={"width": 1280, "height": 900})
         finally:
             browser.close()
+            # Under Playwright's event loop the test's ORM calls got database connections of
+            # their own context; left open, they keep pytest from dropping the test database.
+            connections.close_all()
