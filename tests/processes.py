@@ -16,6 +16,9 @@ class ChildProcess:
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
+        # Where this process's output starts: a log may be shared with earlier runs (the
+        # benchmark's rounds), and their "ready" must not count as this one's.
+        self._log_start = self._log.tell()
         self.process = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -29,15 +32,21 @@ class ChildProcess:
         """Wait until the log shows `marker`; fail early if the process exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if marker in self.output():
+                return
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.process.args} exited:\n{self.tail()}")
-            if marker in self.log_path.read_bytes():
-                return
             time.sleep(0.05)
         raise TimeoutError(f"{self.process.args} not ready after {timeout}s:\n{self.tail()}")
 
+    def output(self) -> bytes:
+        """What this process has written to its log so far."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read()
+
     def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.output()[-4000:].decode(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL the process and its children, as a crash would."""

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from tests.processes import ChildProcess
 from tests.services import ROOT, database_url_for_subprocess, require_postgres, require_redis
 
 pytestmark = pytest.mark.slow
@@ -68,3 +69,20 @@ def test_it_runs_the_benchmark_end_to_end_and_writes_well_formed_results(tmp_pat
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert table.stdout.startswith("| Subscribers |") and "| 1,000 |" in table.stdout
+
+
+def test_a_child_process_waits_for_its_own_marker_not_an_earlier_runs(tmp_path):
+    """The benchmark starts new workers each round on the same log files: a round must not
+    start its clock on the previous round's "ready"."""
+    log = tmp_path / "worker.log"
+    first = ChildProcess([sys.executable, "-c", "print('ready.', flush=True)"], {}, log)
+    first.wait_for(b"ready.", timeout=10)
+    first.process.wait()
+
+    second = ChildProcess([sys.executable, "-c", "import time; time.sleep(30)"], {}, log)
+    try:
+        with pytest.raises(TimeoutError):
+            second.wait_for(b"ready.", timeout=0.5)
+        assert second.output() == b""
+    finally:
+        second.kill()
