@@ -10,6 +10,7 @@ left behind. Every state change is a conditional UPDATE, so no row is sent twice
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import uuid
@@ -213,6 +214,30 @@ def issue_plan(*, batch: DailyBatch) -> Plan:
 
 def _deliveries_insert(issue: Issue, plan: Plan) -> None:
     """The issue's contents, once each, and one Delivery row per subscriber pointing at one."""
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        # COPY: one round trip for any number of rows (bulk_create would be many INSERTs).
+        content_table, delivery_table = IssueContent._meta.db_table, Delivery._meta.db_table
+        columns = (
+            "issue_id, subscriber_id, status, content_key, attempts, claim, "
+            "provider_message_id, last_error, created_at"
+        )
+        with connection.cursor() as cursor:
+            raw = cursor.cursor
+            with raw.copy(f"COPY {content_table} (issue_id, key, selection) FROM STDIN") as copy:
+                for key, selection in zip(plan.keys, plan.selections, strict=True):
+                    copy.write_row((issue.pk, key, json.dumps(selection)))
+            with raw.copy(f"COPY {delivery_table} ({columns}) FROM STDIN") as copy:
+                pending, skipped = Delivery.Status.PENDING, Delivery.Status.SKIPPED
+                for subscriber_id, index in zip(
+                    plan.subscriber_ids, plan.content_indexes, strict=True
+                ):
+                    if index < 0:
+                        copy.write_row((issue.pk, subscriber_id, skipped, "", 0, "", "", "", now))
+                    else:
+                        key = plan.keys[index]
+                        copy.write_row((issue.pk, subscriber_id, pending, key, 0, "", "", "", now))
+        return
     IssueContent.objects.bulk_create(
         (
             IssueContent(issue=issue, key=key, selection=selection)
@@ -220,25 +245,6 @@ def _deliveries_insert(issue: Issue, plan: Plan) -> None:
         ),
         batch_size=2000,
     )
-    now = timezone.now()
-    if connection.vendor == "postgresql":
-        # COPY: one round trip for any number of rows (bulk_create would be many INSERTs).
-        columns = (
-            "issue_id, subscriber_id, status, content_key, attempts, claim, "
-            "provider_message_id, last_error, created_at"
-        )
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(f"COPY {Delivery._meta.db_table} ({columns}) FROM STDIN") as copy,
-        ):
-            pending, skipped = Delivery.Status.PENDING, Delivery.Status.SKIPPED
-            for subscriber_id, index in zip(plan.subscriber_ids, plan.content_indexes, strict=True):
-                if index < 0:
-                    copy.write_row((issue.pk, subscriber_id, skipped, "", 0, "", "", "", now))
-                else:
-                    key = plan.keys[index]
-                    copy.write_row((issue.pk, subscriber_id, pending, key, 0, "", "", "", now))
-        return
     Delivery.objects.bulk_create(
         (
             Delivery(issue=issue, subscriber_id=s, status=st, content_key=k, created_at=now)
