@@ -10,7 +10,12 @@ Anymail posts every EmailMessage on its own. A digest chunk is several messages 
 distinct content, often a handful of recipients each), so ``send_messages`` here puts the
 copies of consecutive batch messages into shared ``/email/batch`` calls of up to 500, and
 gives each message its own slice of the answer: one HTTP call per chunk instead of one per
-content. Otherwise this is Anymail's Postmark backend unchanged.
+content.
+
+Otherwise this is Anymail's Postmark backend, with three per-recipient costs taken out (each
+was about a sixth of a worker's time per email): request bodies encoded by orjson, bare
+addresses split without the RFC 5322 parser, and plainly accepted batch answers read without
+parsing their addresses again. Tests compare the last two with Anymail's own parsing.
 """
 
 from __future__ import annotations
