@@ -52,6 +52,16 @@ class FetchResult(ParseResult):
 
     raw: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def of_body(cls, parsed: ParseResult, *, url: str, status: int, body: str) -> FetchResult:
+        """What parsing one fetched body gave, with the body kept as received."""
+        return cls(
+            items=parsed.items,
+            errors=parsed.errors,
+            fatal=parsed.fatal,
+            raw=[{"url": url, "status": status, "body": body}],
+        )
+
 
 def parse_datetime(value: object) -> dt.datetime | None:
     if not isinstance(value, str):

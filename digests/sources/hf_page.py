@@ -124,9 +124,4 @@ def fetch(
     parsed = parse(response.body)
     if progress:
         progress(f"  page: {len(parsed.items)} papers, {len(parsed.errors)} errors")
-    return FetchResult(
-        items=parsed.items,
-        errors=parsed.errors,
-        fatal=parsed.fatal,
-        raw=[{"url": response.url, "status": response.status, "body": response.body}],
-    )
+    return FetchResult.of_body(parsed, url=response.url, status=response.status, body=response.body)

@@ -35,9 +35,4 @@ def fetch(
     parsed = parse(body)
     if progress:
         progress(f"  {path.name}: {len(parsed.items)} papers, {len(parsed.errors)} errors")
-    return FetchResult(
-        items=parsed.items,
-        errors=parsed.errors,
-        fatal=parsed.fatal,
-        raw=[{"url": path.resolve().as_uri(), "status": 0, "body": body}],
-    )
+    return FetchResult.of_body(parsed, url=path.resolve().as_uri(), status=0, body=body)
