@@ -109,7 +109,7 @@ def main() -> int:
         errors.append(f"subtopics never used: {unused}")
 
     robin, consecutive = round_robin_days(len(labels)), consecutive_days(len(labels))
-    print(f"\nreaders: relevant papers overall, per round-robin day, per consecutive day")
+    print("\nreaders: relevant papers overall, per round-robin day, per consecutive day")
     for reader in readers:
         wanted = set(reader["relevant_subtopics"])
         relevant = {i for i, p in enumerate(labels) if wanted & set(p["subtopics"])}
@@ -123,7 +123,7 @@ def main() -> int:
         if len(relevant) < MIN_RELEVANT:
             errors.append(f"{reader['name']}: only {len(relevant)} relevant papers")
         if sum(1 for n in by_day if n) < MIN_DAYS_COVERED:
-            errors.append(f"{reader['name']}: relevant papers on fewer than {MIN_DAYS_COVERED} days")
+            errors.append(f"{reader['name']}: relevant papers on < {MIN_DAYS_COVERED} days")
 
     for error in errors:
         print(f"ERROR {error}", file=sys.stderr)
