@@ -13,7 +13,8 @@ probability that an editor would give the paper that topic, from a logistic mode
 A paper is tagged with the topics whose probability clears `THRESHOLD`, at most `MAX_TAGS`,
 and always with its best topic when that one is at least `BEST_THRESHOLD`. The weights were
 fitted on the tuning papers of bench/data/editor_labels.json by `bench/tagging_eval.py --fit`
-and checked on the held-out upstream days (its table is in the README). Editors' corrections in admin are stored as manual tags and always win.
+and checked on the held-out upstream days (its table is in the README). Editors' corrections
+in admin are stored as manual tags and always win.
 """
 
 from __future__ import annotations
