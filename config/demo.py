@@ -20,7 +20,7 @@ Say = Callable[[str], None]
 
 
 def _credentials_file() -> Path:
-    return Path(settings.VAR_DIR) / "demo-credentials.json"
+    return Path(settings.PAPERBOY_VAR_DIR) / "demo-credentials.json"
 
 
 def demo_user(*, username: str, email: str, superuser: bool) -> tuple[str, str]:

@@ -66,7 +66,7 @@ def subscriber_subscribe(
 
     Returns nothing on purpose: the caller must answer a new, pending, active, unsubscribed or
     suppressed address identically, so it is not told which one this was. At most one email
-    per address per SUBSCRIPTIONS_FORM_EMAIL_INTERVAL leaves, whatever the state.
+    per address per SIGNUP_EMAIL_INTERVAL_SECONDS leaves, whatever the state.
     """
     address = email_normalize(email)
     chosen = _active_topics(topics)
@@ -129,7 +129,7 @@ def _form_email_enqueue_once(*, subscriber: Subscriber, kind: str, now: datetime
     Every form email (signup, resend, an import's confirmation) passes here. The right to mail
     is claimed with one conditional UPDATE, so concurrent posts send once.
     """
-    interval = timedelta(seconds=settings.SUBSCRIPTIONS_FORM_EMAIL_INTERVAL)
+    interval = timedelta(seconds=settings.SIGNUP_EMAIL_INTERVAL_SECONDS)
     claimed = (
         Subscriber.objects.filter(pk=subscriber.pk)
         .filter(Q(form_email_sent_at__isnull=True) | Q(form_email_sent_at__lte=now - interval))
@@ -171,7 +171,7 @@ def subscriber_form_email_send(*, subscriber_id: int, kind: str) -> bool:
             return False  # confirmed (or unsubscribed) in the meantime
         context = {
             "confirm_url": confirm_url(subscriber, consent),
-            "max_age_days": settings.SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS,
+            "max_age_days": settings.CONFIRM_LINK_MAX_AGE_DAYS,
             "topics": list(subscriber.topics.all()),
         }
     elif kind == FORM_EMAIL_ALREADY:
@@ -409,11 +409,11 @@ def _iso(value) -> str | None:
 
 @transaction.atomic
 def subscriber_purge_stale_pending() -> int:
-    """Delete subscribers still pending SUBSCRIPTIONS_PENDING_PURGE_DAYS after their last request.
+    """Delete subscribers still pending PENDING_PURGE_AFTER_DAYS after their last request.
 
     Their suppression entries (if they had unsubscribed before) stay.
     """
-    cutoff = timezone.now() - timedelta(days=settings.SUBSCRIPTIONS_PENDING_PURGE_DAYS)
+    cutoff = timezone.now() - timedelta(days=settings.PENDING_PURGE_AFTER_DAYS)
     stale = list(
         Subscriber.objects.filter(status=Status.PENDING)
         .annotate(last_request=Coalesce(Max("consents__requested_at"), "created_at"))

@@ -106,7 +106,7 @@ def test_an_editor_changes_a_schedule_and_it_is_logged(editor_client, editor):
 
 
 def test_the_demo_creates_an_editor_once_and_prints_the_login(settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+    settings.PAPERBOY_VAR_DIR = tmp_path
     said: list[str] = []
     step_editor(said.append)
     step_editor(said.append)
