@@ -59,10 +59,7 @@ def subscribers_import_csv(
         raise ValueError(f"unknown import mode {mode!r}")
     if mode == IMPORT_CONSENTED and not consent_note.strip():
         raise ValidationError("Say where these people gave their consent.", code="no_consent")
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    columns = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
-    if "email" not in columns:
-        raise ValidationError('The first row must name the columns, one of them "email".')
+    reader, columns = _reader(text)
     by_slug = {t.slug: t for t in Topic.objects.filter(is_active=True)}
     default_topics = list(topics)
     report = ImportReport()
@@ -84,6 +81,15 @@ def subscribers_import_csv(
             consent_note=consent_note,
         )
     return report
+
+
+def _reader(text: str) -> tuple[csv.DictReader, dict[str, str]]:
+    """The rows, and the header's column names by their lower-case spelling."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    columns = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
+    if "email" not in columns:
+        raise ValidationError('The first row must name the columns, one of them "email".')
+    return reader, columns
 
 
 def _row_slugs(row: dict[str, str | None], column: str | None) -> list[str]:
