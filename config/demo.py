@@ -20,10 +20,10 @@ Say = Callable[[str], None]
 
 
 def _credentials_file() -> Path:
-    return Path(settings.VAR_DIR) / "demo-credentials.json"
+    return Path(settings.PAPERBOY_VAR_DIR) / "demo-credentials.json"
 
 
-def demo_user(*, username: str, email: str, superuser: bool, say: Say) -> tuple[str, str]:
+def demo_user(*, username: str, email: str, superuser: bool) -> tuple[str, str]:
     """Create a demo login once and keep its password in var/ so later runs can print it."""
     path = _credentials_file()
     known = json.loads(path.read_text()) if path.exists() else {}
@@ -46,7 +46,7 @@ def demo_user(*, username: str, email: str, superuser: bool, say: Say) -> tuple[
 
 def step_admin(say: Say) -> None:
     username, password = demo_user(
-        username="admin", email="admin@paperboy.localhost", superuser=True, say=say
+        username="admin", email="admin@paperboy.localhost", superuser=True
     )
     say(f"Admin login: {settings.SITE_URL}/admin/  user: {username}  password: {password}")
 
@@ -116,7 +116,7 @@ def step_editor(say: Say) -> None:
     from django.contrib.auth.models import Group
 
     username, password = demo_user(
-        username="editor", email="editor@paperboy.localhost", superuser=False, say=say
+        username="editor", email="editor@paperboy.localhost", superuser=False
     )
     group = Group.objects.filter(name="Editors").first()
     if group is None:
@@ -130,7 +130,8 @@ def step_send_digest(say: Say) -> None:
     """Today's digest for the demo subscribers, into the outbox (once: a rerun sends nothing)."""
     from django.utils import timezone
 
-    from newsletter.services import digest_send_for_day, issue_stats
+    from newsletter.selectors import issue_stats
+    from newsletter.services.issues import digest_send_for_day
 
     issue = digest_send_for_day(day=timezone.now().date())
     if issue is None:

@@ -1,19 +1,21 @@
-"""Strict readers for environment variables.
+"""Strict readers for environment variables: the one way settings.py reads them.
 
-django-environ does the parsing; these wrappers add what it does not: a bad value stops
-start-up with an error that names the variable, instead of silently becoming a default
-(``DEBUG=maybe`` would otherwise mean ``False``).
+A bad value stops start-up with an error that names the variable, instead of silently becoming
+a default (``DEBUG=maybe`` would otherwise mean ``False``). Values are read literally from
+os.environ; django-environ is used only where it adds something (parsing database URLs).
+An unset or blank variable gives the default, except in env_str and env_list, where a blank
+value is a value.
 """
 
 from __future__ import annotations
 
 import os
+import zoneinfo
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
-
-env = environ.Env()
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -27,40 +29,73 @@ DATABASE_SCHEMES = {
 
 
 def _raw(name: str) -> str | None:
-    # os.environ directly: django-environ reads an empty value as "unset", hiding mistakes.
+    # os.environ directly: django-environ reads an empty value as "unset", hiding mistakes,
+    # and treats a value starting with "$" as the name of another variable.
     return os.environ.get(name)
+
+
+def _given(name: str) -> str | None:
+    """The value stripped, or None when the variable is unset or blank."""
+    raw = _raw(name)
+    if raw is None or not raw.strip():
+        return None
+    return raw.strip()
 
 
 def bad(name: str, value: str, why: str) -> ImproperlyConfigured:
     return ImproperlyConfigured(f"{name}={value!r} is not valid: {why}")
 
 
-def env_bool(name: str, default: bool) -> bool:
+def env_str(name: str, default: str) -> str:
+    """The value as given (a blank value included); the default only when unset."""
     raw = _raw(name)
-    if raw is None or not raw.strip():
+    return default if raw is None else raw
+
+
+def env_choice(
+    name: str,
+    default: str,
+    *,
+    choices: Iterable[str],
+    fold: Callable[[str], str] | None = None,
+) -> str:
+    """One of `choices`; `fold` (e.g. str.lower) is applied first, for case-insensitive names."""
+    allowed = tuple(choices)
+    value = _given(name)
+    if value is None:
         return default
-    value = raw.strip().lower()
-    if value in _TRUE:
+    folded = fold(value) if fold else value
+    if folded not in allowed:
+        raise bad(name, value, f"use one of {', '.join(allowed)}")
+    return folded
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = _given(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
         return True
-    if value in _FALSE:
+    if value.lower() in _FALSE:
         return False
-    raise bad(name, raw, "use one of true/false, 1/0, yes/no, on/off")
+    raise bad(name, str(_raw(name)), "use one of true/false, 1/0, yes/no, on/off")
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = _raw(name)
-    if raw is None or not raw.strip():
+    value = _given(name)
+    if value is None:
         return default
     try:
-        value = int(raw)
+        number = int(value)
     except ValueError:
-        raise bad(name, raw, "expected an integer") from None
-    if minimum is not None and value < minimum:
-        raise bad(name, raw, f"must be at least {minimum}")
-    return value
+        raise bad(name, str(_raw(name)), "expected an integer") from None
+    if minimum is not None and number < minimum:
+        raise bad(name, str(_raw(name)), f"must be at least {minimum}")
+    return number
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
+    """Comma-separated items; a blank value is an empty list."""
     raw = _raw(name)
     if raw is None:
         return default
@@ -68,7 +103,10 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def env_url(name: str, default: str, *, schemes: set[str]) -> str:
-    raw = (_raw(name) or "").strip() or default
+    """A URL with one of `schemes`. An empty default makes the variable optional ("")."""
+    raw = _given(name) or default
+    if not raw:
+        return ""
     parts = urlsplit(raw)
     if parts.scheme not in schemes:
         raise bad(name, raw, f"the scheme must be one of {', '.join(sorted(schemes))}")
@@ -78,23 +116,34 @@ def env_url(name: str, default: str, *, schemes: set[str]) -> str:
 
 
 def env_database(name: str, default: str) -> dict:
-    raw = (_raw(name) or "").strip() or default
+    raw = _given(name) or default
     scheme = urlsplit(raw).scheme
     if scheme not in DATABASE_SCHEMES or "://" not in raw:
         raise bad(
             name, raw, "expected a URL like postgres://user:pass@host:5432/db or sqlite:///path"
         )
-    config = env.db_url_config(raw)
+    config = environ.Env.db_url_config(raw)
     if not config.get("NAME"):
         raise bad(name, raw, "the URL names no database")
     return config
+
+
+def env_time_zone(name: str, default: str) -> str:
+    """An IANA time zone name such as "Europe/Paris"."""
+    raw = _raw(name)
+    value = default if raw is None else raw
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise bad(name, value, "not a known time zone") from None
+    return value
 
 
 def env_crontab(name: str, default: str) -> str:
     """A five-field crontab expression ("minute hour day-of-month month day-of-week")."""
     from celery.schedules import crontab
 
-    raw = (_raw(name) or "").strip() or default
+    raw = _given(name) or default
     fields = raw.split()
     if len(fields) != 5:
         raise bad(name, raw, "expected five crontab fields: minute hour day month weekday")

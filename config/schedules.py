@@ -1,8 +1,68 @@
+"""The periodic tasks Paperboy runs: defined here once, read from the environment by settings
+(PAPERBOY_SCHEDULES) and installed into django-celery-beat's tables by `install_schedules`.
+
+Times are crontab expressions in UTC. Installing creates only what is missing: once an entry
+exists, editors own its time in admin (Periodic tasks).
+"""
+
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from config.env import env_crontab
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str  # the periodic task's name in admin
+    task: str
+    variable: str  # the environment variable holding its crontab
+    default: str
+
+
+SCHEDULES = (
+    Schedule(
+        "Clear expired sessions",
+        "config.tasks.clear_expired_sessions",
+        "CLEAR_SESSIONS_CRON",
+        "17 3 * * *",
+    ),
+    Schedule(
+        "Purge unconfirmed subscribers",
+        "subscriptions.tasks.purge_stale_pending",
+        "PURGE_PENDING_CRON",
+        "41 4 * * *",
+    ),
+    Schedule(
+        "Ingest trending papers",
+        "digests.tasks.ingest_recent_days",
+        "DIGEST_INGEST_CRON",
+        "5 */6 * * *",
+    ),
+    Schedule(
+        "Send the daily digest",
+        "newsletter.tasks.send_daily_digest",
+        "DIGEST_SEND_CRON",
+        "0 13 * * 1-5",
+    ),
+    Schedule(
+        "Sweep stuck deliveries",
+        "newsletter.tasks.sweep_deliveries",
+        "DIGEST_SWEEP_CRON",
+        "* * * * *",
+    ),
+)
+
+
+def schedules_from_env() -> dict[str, dict[str, str]]:
+    """{name: {"task", "crontab"}} with each crontab from its variable (settings reads this)."""
+    return {
+        s.name: {"task": s.task, "crontab": env_crontab(s.variable, default=s.default)}
+        for s in SCHEDULES
+    }
 
 
 @transaction.atomic
@@ -12,6 +72,9 @@ def schedules_install() -> list[str]:
     Existing entries are left alone: once installed, editors own the times in admin.
     Returns the names of the entries created.
     """
+    # Imported here: settings.py imports this module before any app (or model) is loaded.
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
     created = []
     for name, spec in settings.PAPERBOY_SCHEDULES.items():
         if PeriodicTask.objects.filter(name=name).exists():

@@ -13,23 +13,24 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
-    bad,
-    env,
     env_bool,
-    env_crontab,
+    env_choice,
     env_database,
     env_int,
     env_list,
+    env_str,
+    env_time_zone,
     env_url,
 )
+from config.schedules import schedules_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env.str("PAPERBOY_VAR_DIR", default=str(BASE_DIR / "var")))
+PAPERBOY_VAR_DIR = Path(env_str("PAPERBOY_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", default=True)
 
 # --- Secrets and hosts -----------------------------------------------------------------------
-SECRET_KEY = env.str("SECRET_KEY", default="")
+SECRET_KEY = env_str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
@@ -95,7 +96,9 @@ TEMPLATES = [
 # --- Database ------------------------------------------------------------------------------
 DATABASES = {
     "default": {
-        **env_database("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'paperboy.sqlite3'}"),
+        **env_database(
+            "DATABASE_URL", default=f"sqlite:///{PAPERBOY_VAR_DIR / 'paperboy.sqlite3'}"
+        ),
         "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", default=0, minimum=0),
         "CONN_HEALTH_CHECKS": True,
     }
@@ -106,9 +109,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (rate limits, throttles) --------------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = env_url("REDIS_URL", default="", schemes={"redis", "rediss"})
 if REDIS_URL:
-    env_url("REDIS_URL", default=REDIS_URL, schemes={"redis", "rediss"})
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
@@ -117,11 +119,9 @@ else:
 
 # --- Celery --------------------------------------------------------------------------------
 # Without a broker URL tasks run in-process (eagerly), which is what a newcomer wants.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", default="", schemes={"redis", "rediss"})
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
-if CELERY_BROKER_URL:
-    env_url("CELERY_BROKER_URL", default=CELERY_BROKER_URL, schemes={"redis", "rediss"})
-else:
+if not CELERY_BROKER_URL:
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
@@ -147,28 +147,17 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", default=1000, minimum=0)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
-# Periodic tasks, installed into django-celery-beat's tables by `manage.py install_schedules`
-# when missing. After that, admin is where times are changed (an editor's change is kept).
-# Times are crontab expressions in UTC.
-PAPERBOY_SCHEDULES = {
-    "Clear expired sessions": {
-        "task": "config.tasks.clear_expired_sessions",
-        "crontab": env_crontab("CLEAR_SESSIONS_CRON", default="17 3 * * *"),
-    },
-    "Purge unconfirmed subscribers": {
-        "task": "subscriptions.tasks.purge_stale_pending",
-        "crontab": env_crontab("PURGE_PENDING_CRON", default="41 4 * * *"),
-    },
-}
+# Periodic tasks (defined in config/schedules.py, each crontab from its *_CRON variable),
+# installed into django-celery-beat's tables by `manage.py install_schedules` when missing.
+# After that, admin is where times are changed (an editor's change is kept).
+PAPERBOY_SCHEDULES = schedules_from_env()
 
 # --- Digests: fetching each day's trending papers (issue 3) -------------------------------
 # Which source the beat job and `manage.py ingest_papers` read: the Hugging Face JSON API,
 # the Hugging Face papers web page, or a local file in either format (the bundled sample).
 DIGEST_SOURCES = ("hf_api", "hf_page", "file")
-DIGEST_SOURCE = env.str("DIGEST_SOURCE", default="hf_api").strip()
-if DIGEST_SOURCE not in DIGEST_SOURCES:
-    raise bad("DIGEST_SOURCE", DIGEST_SOURCE, f"use one of {', '.join(DIGEST_SOURCES)}")
-DIGEST_SOURCE_FILE = env.str(
+DIGEST_SOURCE = env_choice("DIGEST_SOURCE", default="hf_api", choices=DIGEST_SOURCES)
+DIGEST_SOURCE_FILE = env_str(
     "DIGEST_SOURCE_FILE", default=str(BASE_DIR / "digests" / "sample" / "hf_daily_papers.json")
 )
 DIGEST_HF_API_URL = env_url(
@@ -181,7 +170,7 @@ DIGEST_HF_PAGE_URL = env_url(
     default="https://huggingface.co/papers/date/{date}",
     schemes={"http", "https"},
 )
-DIGEST_HF_TOKEN = env.str("DIGEST_HF_TOKEN", default="")  # optional; raises rate limits
+DIGEST_HF_TOKEN = env_str("DIGEST_HF_TOKEN", default="")  # optional; raises rate limits
 # Per-request timeout (seconds), retries after the first attempt for 429/5xx/timeouts, and
 # the backoff: base * 2**attempt, or the server's Retry-After, never more than the max.
 DIGEST_HTTP_TIMEOUT = env_int("DIGEST_HTTP_TIMEOUT", default=15, minimum=1)
@@ -194,15 +183,11 @@ DIGEST_API_MAX_PAGES = env_int("DIGEST_API_MAX_PAGES", default=10, minimum=1)
 DIGEST_AUTO_APPROVE = env_bool("DIGEST_AUTO_APPROVE", default=False)
 # The beat job ingests today and re-fetches this many previous days (upvotes keep moving).
 DIGEST_REFRESH_DAYS = env_int("DIGEST_REFRESH_DAYS", default=2, minimum=0)
-PAPERBOY_SCHEDULES["Ingest trending papers"] = {
-    "task": "digests.tasks.ingest_recent_days",
-    "crontab": env_crontab("DIGEST_INGEST_CRON", default="5 */6 * * *"),
-}
 
 # --- Email ---------------------------------------------------------------------------------
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Paperboy <digest@paperboy.localhost>")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", default="Paperboy <digest@paperboy.localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-EMAIL_OUTBOX_DIR = VAR_DIR / "outbox"
+EMAIL_OUTBOX_DIR = PAPERBOY_VAR_DIR / "outbox"
 
 # Providers the digest can go through, and the setting that carries each one's key. The
 # digest fills per-recipient links into the body, which these do without provider-side
@@ -212,18 +197,13 @@ ANYMAIL_ESP_KEYS = {
     "mailgun": "MAILGUN_API_KEY",
     "sendgrid": "SENDGRID_API_KEY",
 }
-ANYMAIL_ESP = env.str("ANYMAIL_ESP", default="").strip().lower()
+ANYMAIL_ESP = env_choice("ANYMAIL_ESP", default="", choices=ANYMAIL_ESP_KEYS, fold=str.lower)
 ANYMAIL: dict[str, object] = {
-    "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="") or None,
+    "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", default="") or None,
     # SendGrid substitutes merge fields spelled exactly like the digest's "{{name}}".
     "SENDGRID_MERGE_FIELD_FORMAT": "{{{{{}}}}}",
 }
 if ANYMAIL_ESP:
-    if ANYMAIL_ESP not in ANYMAIL_ESP_KEYS:
-        raise ImproperlyConfigured(
-            f"ANYMAIL_ESP={ANYMAIL_ESP!r} is not supported: use one of "
-            + ", ".join(sorted(ANYMAIL_ESP_KEYS))
-        )
     EMAIL_BACKEND = (
         # Postmark's batch API with merge fields filled in the bodies (see newsletter/backends.py)
         "newsletter.backends.PostmarkBatchEmailBackend"
@@ -231,15 +211,13 @@ if ANYMAIL_ESP:
         else f"anymail.backends.{ANYMAIL_ESP}.EmailBackend"
     )
     key_setting = ANYMAIL_ESP_KEYS[ANYMAIL_ESP]
-    ANYMAIL[key_setting] = env.str("ANYMAIL_API_KEY", default="")
+    ANYMAIL[key_setting] = env_str("ANYMAIL_API_KEY", default="")
     if not ANYMAIL[key_setting]:
         raise ImproperlyConfigured(f"ANYMAIL_API_KEY is required for {ANYMAIL_ESP}")
-    api_url = env.str("ANYMAIL_API_URL", default="")
-    if api_url:
-        # Points the backend at another endpoint (a regional one, or the local fake provider).
-        ANYMAIL[f"{ANYMAIL_ESP.upper()}_API_URL"] = env_url(
-            "ANYMAIL_API_URL", default=api_url, schemes={"http", "https"}
-        )
+    # Points the backend at another endpoint (a regional one, or the local fake provider).
+    ANYMAIL_API_URL = env_url("ANYMAIL_API_URL", default="", schemes={"http", "https"})
+    if ANYMAIL_API_URL:
+        ANYMAIL[f"{ANYMAIL_ESP.upper()}_API_URL"] = ANYMAIL_API_URL
 elif DEBUG:
     EMAIL_BACKEND = "config.outbox.OutboxEmailBackend"
 else:
@@ -251,33 +229,29 @@ if not DEBUG and not ANYMAIL["WEBHOOK_SECRET"]:
 
 # --- Subscriptions (signup, confirmation, abuse limits) -----------------------------------
 # Confirmation links expire after this many days; preference and unsubscribe links do not.
-SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS = env_int("CONFIRM_LINK_MAX_AGE_DAYS", default=7, minimum=1)
+CONFIRM_LINK_MAX_AGE_DAYS = env_int("CONFIRM_LINK_MAX_AGE_DAYS", default=7, minimum=1)
 # Pending subscribers whose last request is older than this are deleted by the purge task. It
 # must outlast the confirmation link, or a link that still works would find nobody.
-SUBSCRIPTIONS_PENDING_PURGE_DAYS = env_int("PENDING_PURGE_AFTER_DAYS", default=14, minimum=1)
-if SUBSCRIPTIONS_PENDING_PURGE_DAYS < SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS:
+PENDING_PURGE_AFTER_DAYS = env_int("PENDING_PURGE_AFTER_DAYS", default=14, minimum=1)
+if PENDING_PURGE_AFTER_DAYS < CONFIRM_LINK_MAX_AGE_DAYS:
     raise ImproperlyConfigured(
-        f"PENDING_PURGE_AFTER_DAYS={SUBSCRIPTIONS_PENDING_PURGE_DAYS} must be at least "
-        f"CONFIRM_LINK_MAX_AGE_DAYS={SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS}"
+        f"PENDING_PURGE_AFTER_DAYS={PENDING_PURGE_AFTER_DAYS} must be at least "
+        f"CONFIRM_LINK_MAX_AGE_DAYS={CONFIRM_LINK_MAX_AGE_DAYS}"
     )
 # At most one mail caused by the signup form per address per this many seconds.
-SUBSCRIPTIONS_FORM_EMAIL_INTERVAL = env_int(
-    "SIGNUP_EMAIL_INTERVAL_SECONDS", default=3600, minimum=1
-)
+SIGNUP_EMAIL_INTERVAL_SECONDS = env_int("SIGNUP_EMAIL_INTERVAL_SECONDS", default=3600, minimum=1)
 # Per client IP: at most SIGNUP_RATE_LIMIT form posts per SIGNUP_RATE_WINDOW_SECONDS, counted in
 # the cache (Redis when REDIS_URL is set, so all web processes share the count); then 429.
-SUBSCRIPTIONS_RATE_LIMIT = env_int("SIGNUP_RATE_LIMIT", default=30, minimum=1)
-SUBSCRIPTIONS_RATE_WINDOW = env_int("SIGNUP_RATE_WINDOW_SECONDS", default=600, minimum=1)
+SIGNUP_RATE_LIMIT = env_int("SIGNUP_RATE_LIMIT", default=30, minimum=1)
+SIGNUP_RATE_WINDOW_SECONDS = env_int("SIGNUP_RATE_WINDOW_SECONDS", default=600, minimum=1)
 # How many reverse proxies in front of Paperboy append to X-Forwarded-For. 0 trusts only the
 # socket address; behind one proxy set 1, or every visitor shares the proxy's rate limit.
-SUBSCRIPTIONS_TRUSTED_PROXIES = env_int("TRUSTED_PROXY_COUNT", default=0, minimum=0)
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", default=0, minimum=0)
 
 # --- The daily digest (newsletter app) ----------------------------------------------------
 DIGEST_MAX_PAPERS = env_int("DIGEST_MAX_PAPERS", default=10, minimum=1)
-DIGEST_NO_MATCH = env.str("DIGEST_NO_MATCH", default="skip")
-if DIGEST_NO_MATCH not in {"skip", "top"}:
-    raise ImproperlyConfigured(f"DIGEST_NO_MATCH={DIGEST_NO_MATCH!r} must be skip or top")
-DIGEST_LIST_ID = env.str(
+DIGEST_NO_MATCH = env_choice("DIGEST_NO_MATCH", default="skip", choices=("skip", "top"))
+DIGEST_LIST_ID = env_str(
     "DIGEST_LIST_ID", default=f"Paperboy daily digest <daily.{urlsplit(SITE_URL).hostname}>"
 )
 # 0 = the provider's per-call limit (Postmark 500, Mailgun 1,000, ...); smaller values cap it.
@@ -290,34 +264,16 @@ DIGEST_CLAIM_LEASE_SECONDS = env_int("DIGEST_CLAIM_LEASE_SECONDS", default=600, 
 ANYMAIL["REQUESTS_TIMEOUT"] = env_int("ANYMAIL_TIMEOUT_SECONDS", default=30, minimum=1)
 # Per-recipient outcomes are recorded on each Delivery; a refused recipient is not an exception.
 ANYMAIL["IGNORE_RECIPIENT_STATUS"] = True
-PAPERBOY_SCHEDULES.update(
-    {
-        "Send the daily digest": {
-            "task": "newsletter.tasks.send_daily_digest",
-            "crontab": env_crontab("DIGEST_SEND_CRON", default="0 13 * * 1-5"),
-        },
-        "Sweep stuck deliveries": {
-            "task": "newsletter.tasks.sweep_deliveries",
-            "crontab": env_crontab("DIGEST_SWEEP_CRON", default="* * * * *"),
-        },
-    }
-)
 
 # --- Internationalization ------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = env.str("TIME_ZONE", default="UTC")
-try:
-    import zoneinfo
-
-    zoneinfo.ZoneInfo(TIME_ZONE)
-except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-    raise ImproperlyConfigured(f"TIME_ZONE={TIME_ZONE!r} is not a known time zone") from None
+TIME_ZONE = env_time_zone("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 
 # --- Static files --------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = PAPERBOY_VAR_DIR / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -353,9 +309,12 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
 # --- Logging: one line per event on stdout -------------------------------------------------
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
-if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is not a logging level")
+LOG_LEVEL = env_choice(
+    "LOG_LEVEL",
+    default="INFO",
+    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    fold=str.upper,
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

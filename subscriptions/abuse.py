@@ -13,7 +13,7 @@ from django.http import HttpRequest
 def client_ip(request: HttpRequest) -> str | None:
     """The client's address: the socket peer, or the entry the trusted proxies appended."""
     candidate = request.META.get("REMOTE_ADDR", "")
-    hops = settings.SUBSCRIPTIONS_TRUSTED_PROXIES
+    hops = settings.TRUSTED_PROXY_COUNT
     if hops:
         forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         forwarded = [p for p in forwarded if p]
@@ -33,7 +33,7 @@ def ip_rate_limited(ip: str | None, *, scope: str = "signup") -> bool:
     A fixed window: cheap (one atomic INCR), and the worst case of twice the limit across a
     window boundary is fine for a signup form.
     """
-    window = settings.SUBSCRIPTIONS_RATE_WINDOW
+    window = settings.SIGNUP_RATE_WINDOW_SECONDS
     bucket = int(time.time()) // window
     key = f"ratelimit:{scope}:{ip or 'unknown'}:{bucket}"
     # add() is a no-op if the key exists, so concurrent first requests do not reset the count.
@@ -44,4 +44,4 @@ def ip_rate_limited(ip: str | None, *, scope: str = "signup") -> bool:
         # The key expired between add() and incr(): this is the first request of a window.
         cache.add(key, 1, timeout=window + 1)
         count = 1
-    return count > settings.SUBSCRIPTIONS_RATE_LIMIT
+    return count > settings.SIGNUP_RATE_LIMIT

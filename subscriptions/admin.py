@@ -12,7 +12,7 @@ from django.urls import path
 from django.utils import timezone
 
 from digests.models import Topic
-from subscriptions import services
+from subscriptions import csv_io, services
 from subscriptions.models import ConsentRecord, Subscriber, Suppression
 
 
@@ -43,15 +43,15 @@ class SubscriberImportForm(forms.Form):
         widget=forms.RadioSelect,
         choices=[
             (
-                services.IMPORT_CONFIRM,
+                csv_io.IMPORT_CONFIRM,
                 "Send each new address a confirmation email; they are subscribed once they confirm",
             ),
             (
-                services.IMPORT_CONSENTED,
+                csv_io.IMPORT_CONSENTED,
                 "They already gave consent elsewhere (recorded as an import, with the note below)",
             ),
         ],
-        initial=services.IMPORT_CONFIRM,
+        initial=csv_io.IMPORT_CONFIRM,
     )
     consent_note = forms.CharField(
         label="Where consent was given",
@@ -63,7 +63,7 @@ class SubscriberImportForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("mode") == services.IMPORT_CONSENTED and not data.get("consent_note"):
+        if data.get("mode") == csv_io.IMPORT_CONSENTED and not data.get("consent_note"):
             self.add_error("consent_note", "Say where these people gave their consent.")
         return data
 
@@ -155,7 +155,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 text = form.cleaned_data["file"].read().decode("utf-8-sig")
-                report = services.subscribers_import_csv(
+                report = csv_io.subscribers_import_csv(
                     text=text,
                     topics=form.cleaned_data["topics"],
                     mode=form.cleaned_data["mode"],
@@ -168,7 +168,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             else:
                 how = (
                     "confirmation email sent"
-                    if form.cleaned_data["mode"] == services.IMPORT_CONFIRM
+                    if form.cleaned_data["mode"] == csv_io.IMPORT_CONFIRM
                     else "imported with recorded consent"
                 )
                 self._log(request, report.created, ADDITION, f"Imported from CSV: {how}")
@@ -195,7 +195,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     @admin.action(description="Export selected subscribers as CSV")
     def export_csv(self, request, queryset):
         out = io.StringIO()
-        services.subscribers_export_csv(subscribers=queryset, out=out)
+        csv_io.subscribers_export_csv(subscribers=queryset, out=out)
         # The export holds personal data: who took it is on record.
         self._log(request, queryset, CHANGE, "Exported to CSV")
         response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")

@@ -1,7 +1,7 @@
 """Signed links in emails: confirmation, one-click unsubscribe, preference center.
 
 Each purpose signs with its own salt, so a token for one is refused by the others. Only the
-confirmation link expires (SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS); unsubscribe and preference
+confirmation link expires (CONFIRM_LINK_MAX_AGE_DAYS); unsubscribe and preference
 links keep working as long as the subscriber exists, because old digests must stay honourable
 (RFC 8058 asks that a List-Unsubscribe URL keeps working).
 """
@@ -58,7 +58,7 @@ def confirm_token(subscriber: Subscriber, consent: ConsentRecord) -> str:
 
 def confirm_token_read(token: str, *, allow_expired: bool = False) -> tuple[str, int]:
     """Return (subscriber key, consent id); raise TokenInvalid or TokenExpired."""
-    max_age = None if allow_expired else timedelta(days=settings.SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS)
+    max_age = None if allow_expired else timedelta(days=settings.CONFIRM_LINK_MAX_AGE_DAYS)
     try:
         payload = signing.loads(token, salt=SALT_CONFIRM, max_age=max_age)
     except signing.SignatureExpired:

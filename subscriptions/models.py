@@ -33,7 +33,7 @@ class Subscriber(models.Model):
     paused_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
     # When the signup form last caused a mail to this address (a confirmation or an "already
-    # subscribed" note); at most one per SUBSCRIPTIONS_FORM_EMAIL_INTERVAL.
+    # subscribed" note); at most one per SIGNUP_EMAIL_INTERVAL_SECONDS.
     form_email_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -69,7 +66,7 @@ def subscriber_subscribe(
 
     Returns nothing on purpose: the caller must answer a new, pending, active, unsubscribed or
     suppressed address identically, so it is not told which one this was. At most one email
-    per address per SUBSCRIPTIONS_FORM_EMAIL_INTERVAL leaves, whatever the state.
+    per address per SIGNUP_EMAIL_INTERVAL_SECONDS leaves, whatever the state.
     """
     address = email_normalize(email)
     chosen = _active_topics(topics)
@@ -126,18 +123,21 @@ def subscriber_subscribe(
     _form_email_enqueue_once(subscriber=subscriber, kind=kind, now=now)
 
 
-def _form_email_enqueue_once(*, subscriber: Subscriber, kind: str, now) -> None:
+def _form_email_enqueue_once(*, subscriber: Subscriber, kind: str, now: datetime) -> None:
     """Queue a form email unless one went to this address within the interval.
 
-    The right to mail is claimed with one conditional UPDATE, so concurrent posts send once.
+    Every form email (signup, resend, an import's confirmation) passes here. The right to mail
+    is claimed with one conditional UPDATE, so concurrent posts send once.
     """
-    interval = timedelta(seconds=settings.SUBSCRIPTIONS_FORM_EMAIL_INTERVAL)
+    interval = timedelta(seconds=settings.SIGNUP_EMAIL_INTERVAL_SECONDS)
     claimed = (
         Subscriber.objects.filter(pk=subscriber.pk)
         .filter(Q(form_email_sent_at__isnull=True) | Q(form_email_sent_at__lte=now - interval))
         .update(form_email_sent_at=now)
     )
     if claimed:
+        # The one place services enqueue a task, imported here rather than at the top: the
+        # tasks module imports this one (tasks call services, never the other way round).
         from subscriptions.tasks import send_form_email
 
         send_form_email.delay_on_commit(subscriber.pk, kind)
@@ -171,7 +171,7 @@ def subscriber_form_email_send(*, subscriber_id: int, kind: str) -> bool:
             return False  # confirmed (or unsubscribed) in the meantime
         context = {
             "confirm_url": confirm_url(subscriber, consent),
-            "max_age_days": settings.SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS,
+            "max_age_days": settings.CONFIRM_LINK_MAX_AGE_DAYS,
             "topics": list(subscriber.topics.all()),
         }
     elif kind == FORM_EMAIL_ALREADY:
@@ -218,13 +218,17 @@ def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> Subscriber
 
 @transaction.atomic
 def subscriber_import(
-    *, email: str, topics: Iterable[Topic], consent_note: str = ""
+    *, email: str, topics: Iterable[Topic], consent_note: str = "", confirmed: bool = True
 ) -> tuple[Subscriber, bool]:
-    """Add an already-consented address as active (an operator's import, the demo).
+    """Add an address an operator brought (a CSV import, the demo). Returns (subscriber, created).
+
+    confirmed=True: the person consented elsewhere (consent_note records where), so they are
+    active at once. confirmed=False: they are pending and get a confirmation link, and become
+    active only by confirming, as with the signup form.
 
     Refuses any suppressed address, including unsubscribed and erased ones: only the person,
-    through double opt-in, can bring those back. An existing subscriber is left as it is.
-    consent_note records where the person gave consent. Returns (subscriber, created).
+    through double opt-in, can bring those back, and an operator's list must not be a way to
+    reach someone who left or bounced. An existing subscriber is left as it is.
     """
     address = email_normalize(email)
     chosen = _active_topics(topics)
@@ -235,12 +239,13 @@ def subscriber_import(
     if existing is not None:
         return existing, False
     now = timezone.now()
+    confirmed_at = now if confirmed else None
     subscriber = Subscriber.objects.create(
         email=address,
         email_hash=address_hash,
-        status=Status.ACTIVE,
+        status=Status.ACTIVE if confirmed else Status.PENDING,
         created_at=now,
-        confirmed_at=now,
+        confirmed_at=confirmed_at,
     )
     subscriber.topics.set(chosen)
     ConsentRecord.objects.create(
@@ -250,156 +255,11 @@ def subscriber_import(
         form_version=IMPORT_VERSION,
         topics=[t.slug for t in chosen],
         note=consent_note[:300],
-        confirmed_at=now,
+        confirmed_at=confirmed_at,
     )
+    if not confirmed:
+        _form_email_enqueue_once(subscriber=subscriber, kind=FORM_EMAIL_CONFIRM, now=now)
     return subscriber, True
-
-
-@transaction.atomic
-def subscriber_invite(
-    *, email: str, topics: Iterable[Topic], consent_note: str = ""
-) -> tuple[Subscriber, bool]:
-    """Add an address as pending and send it a confirmation link (an import without consent
-    on record): the person becomes active only by confirming, as with the signup form.
-
-    Refuses any suppressed address, like subscriber_import: an operator's list must not be a
-    way to reach someone who left or bounced. An existing subscriber is left as it is.
-    Returns (subscriber, created).
-    """
-    address = email_normalize(email)
-    chosen = _active_topics(topics)
-    address_hash = email_hash(address)
-    if _suppression_for(address_hash) is not None:
-        raise SubscriberSuppressed(address)
-    existing = Subscriber.objects.filter(email_hash=address_hash).first()
-    if existing is not None:
-        return existing, False
-    now = timezone.now()
-    subscriber = Subscriber.objects.create(
-        email=address, email_hash=address_hash, created_at=now, form_email_sent_at=now
-    )
-    subscriber.topics.set(chosen)
-    ConsentRecord.objects.create(
-        subscriber=subscriber,
-        source=ConsentRecord.Source.IMPORT,
-        requested_at=now,
-        form_version=IMPORT_VERSION,
-        topics=[t.slug for t in chosen],
-        note=consent_note[:300],
-    )
-    from subscriptions.tasks import send_form_email
-
-    send_form_email.delay_on_commit(subscriber.pk, FORM_EMAIL_CONFIRM)
-    return subscriber, True
-
-
-# --- CSV import and export (the admin's upload form and export action) -----------------------
-
-IMPORT_MAX_ROWS = 5000  # the import runs inside the request; bigger lists go in pieces
-IMPORT_CONFIRM = "confirm"  # each new address gets a confirmation email
-IMPORT_CONSENTED = "consented"  # consent was given elsewhere; the note says where
-EXPORT_COLUMNS = [
-    "email",
-    "status",
-    "topics",
-    "created_at",
-    "confirmed_at",
-    "unsubscribed_at",
-    "consent_source",
-    "consent_note",
-]
-
-
-@dataclass
-class ImportReport:
-    created: list[Subscriber] = field(default_factory=list)
-    existing: list[str] = field(default_factory=list)
-    suppressed: list[str] = field(default_factory=list)
-    invalid: list[tuple[int, str, str]] = field(default_factory=list)  # line, value, why
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.created)} added, {len(self.existing)} already subscribed (left as they "
-            f"were), {len(self.suppressed)} suppressed (not added), {len(self.invalid)} invalid"
-        )
-
-
-def subscribers_import_csv(
-    *, text: str, topics: Iterable[Topic], mode: str, consent_note: str = ""
-) -> ImportReport:
-    """Import a CSV with an "email" column and an optional "topics" column (topic slugs
-    separated by ";" or spaces; rows without use `topics`). Each row is its own transaction,
-    so one bad row does not undo the others; the report says what happened to each.
-    """
-    if mode not in (IMPORT_CONFIRM, IMPORT_CONSENTED):
-        raise ValueError(f"unknown import mode {mode!r}")
-    if mode == IMPORT_CONSENTED and not consent_note.strip():
-        raise ValidationError("Say where these people gave their consent.", code="no_consent")
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    columns = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
-    if "email" not in columns:
-        raise ValidationError('The first row must name the columns, one of them "email".')
-    by_slug = {t.slug: t for t in Topic.objects.filter(is_active=True)}
-    default_topics = list(topics)
-    add = subscriber_invite if mode == IMPORT_CONFIRM else subscriber_import
-    report = ImportReport()
-    for line, row in enumerate(reader, start=2):
-        if line - 1 > IMPORT_MAX_ROWS:
-            raise ValidationError(f"At most {IMPORT_MAX_ROWS} rows per file.")
-        raw = (row.get(columns["email"]) or "").strip()
-        slugs = (row.get(columns["topics"]) or "") if "topics" in columns else ""
-        slugs = slugs.replace(";", " ").replace(",", " ").split()
-        unknown = [slug for slug in slugs if slug not in by_slug]
-        if unknown:
-            report.invalid.append((line, raw, f"unknown topic {', '.join(unknown)}"))
-            continue
-        chosen = [by_slug[slug] for slug in slugs] or default_topics
-        try:
-            subscriber, created = add(email=raw, topics=chosen, consent_note=consent_note)
-        except SubscriberSuppressed:
-            report.suppressed.append(raw)
-        except ValidationError as exc:
-            report.invalid.append((line, raw, exc.messages[0]))
-        else:
-            if created:
-                report.created.append(subscriber)
-            else:
-                report.existing.append(subscriber.email)
-    return report
-
-
-def _csv_cell(value: Any) -> str:
-    text = "" if value is None else value.isoformat() if hasattr(value, "isoformat") else str(value)
-    # A spreadsheet would run a cell starting with one of these as a formula.
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def subscribers_export_csv(*, subscribers, out) -> int:
-    """Write subscribers as CSV (EXPORT_COLUMNS) to the file-like `out`; returns the count.
-
-    The email and topics columns are what subscribers_import_csv reads back.
-    """
-    writer = csv.writer(out)
-    writer.writerow(EXPORT_COLUMNS)
-    count = 0
-    rows = subscribers.prefetch_related("topics", "consents").order_by("created_at", "pk")
-    for subscriber in rows.iterator(chunk_size=1000):
-        consent = next(iter(subscriber.consents.all()), None)  # newest first
-        writer.writerow(
-            _csv_cell(v)
-            for v in (
-                subscriber.email,
-                subscriber.status,
-                " ".join(t.slug for t in subscriber.topics.all()),
-                subscriber.created_at,
-                subscriber.confirmed_at,
-                subscriber.unsubscribed_at,
-                consent.source if consent else "",
-                consent.note if consent else "",
-            )
-        )
-        count += 1
-    return count
 
 
 @transaction.atomic
@@ -549,11 +409,11 @@ def _iso(value) -> str | None:
 
 @transaction.atomic
 def subscriber_purge_stale_pending() -> int:
-    """Delete subscribers still pending SUBSCRIPTIONS_PENDING_PURGE_DAYS after their last request.
+    """Delete subscribers still pending PENDING_PURGE_AFTER_DAYS after their last request.
 
     Their suppression entries (if they had unsubscribed before) stay.
     """
-    cutoff = timezone.now() - timedelta(days=settings.SUBSCRIPTIONS_PENDING_PURGE_DAYS)
+    cutoff = timezone.now() - timedelta(days=settings.PENDING_PURGE_AFTER_DAYS)
     stale = list(
         Subscriber.objects.filter(status=Status.PENDING)
         .annotate(last_request=Coalesce(Max("consents__requested_at"), "created_at"))

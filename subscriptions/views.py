@@ -67,7 +67,7 @@ def _gone(request: HttpRequest) -> HttpResponse:
 
 def _rate_limited(request: HttpRequest) -> HttpResponse:
     response = render(request, "subscriptions/rate_limited.html", status=429)
-    response["Retry-After"] = str(settings.SUBSCRIPTIONS_RATE_WINDOW)
+    response["Retry-After"] = str(settings.SIGNUP_RATE_WINDOW_SECONDS)
     return response
 
 
@@ -113,7 +113,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
         key, consent_id = confirm_token_read(token)
     except TokenExpired:
-        context = {"token": token, "max_age_days": settings.SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS}
+        context = {"token": token, "max_age_days": settings.CONFIRM_LINK_MAX_AGE_DAYS}
         return render(request, "subscriptions/link_expired.html", context, status=410)
     except TokenInvalid:
         return _invalid_link(request)

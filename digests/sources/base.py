@@ -41,10 +41,6 @@ class ParseResult:
     errors: list[str] = field(default_factory=list)
     fatal: str = ""
 
-    def extend(self, other: ParseResult) -> None:
-        self.items.extend(other.items)
-        self.errors.extend(other.errors)
-
 
 @dataclass
 class FetchResult(ParseResult):

@@ -1,28 +1,23 @@
-"""Editors in the admin: an account in the migration's "Editors" group, mail on Anymail's test
-backend, and tasks enqueued on commit run as a request returns."""
+"""Editors in the admin: an account in the "Editors" group (config/editors.py), mail on Anymail's
+test backend, and tasks enqueued on commit run as a request returns."""
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
-from django.apps import apps as django_apps
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.core import mail
 
+from config.editors import EDITORS, editors_sync
 from tests.factories import UserFactory
 from tests.newsletter.conftest import day_batch  # noqa: F401 - a fixture the admin tests share
 
-EDITORS_MIGRATION = importlib.import_module("newsletter.migrations.0002_editors_group")
-
 
 def editors_group() -> Group:
-    """The group the migration made. A transactional test's flush empties every table, so
-    later tests get it back from the same migration code."""
-    if not Group.objects.filter(name="Editors").exists():
-        EDITORS_MIGRATION.create_editors(django_apps, None)
-    return Group.objects.get(name="Editors")
+    """The group migrate synced (a transactional test's flush syncs it again)."""
+    if not Group.objects.filter(name=EDITORS).exists():
+        editors_sync()
+    return Group.objects.get(name=EDITORS)
 
 
 @pytest.fixture

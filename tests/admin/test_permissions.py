@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management.sql import emit_post_migrate_signal
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from config.demo import step_editor
-from tests.admin.conftest import EDITORS_MIGRATION, editors_group, logged
+from config.editors import PERMISSIONS, editors_sync
+from tests.admin.conftest import editors_group, logged
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -72,13 +75,25 @@ def test_the_group_has_only_view_change_and_the_adds_it_needs():
     assert {"change_periodictask", "change_dailybatch", "change_subscriber"} <= codenames
 
 
-def test_the_migration_can_run_again_without_duplicates():
+def test_the_sync_can_run_again_without_duplicates():
     group = editors_group()
     before = set(group.permissions.all())
-    from django.apps import apps
-
-    EDITORS_MIGRATION.create_editors(apps, None)
+    editors_sync()
     assert set(group.permissions.all()) == before
+
+
+def test_migrate_syncs_the_group_to_its_declaration():
+    group = editors_group()
+    group.permissions.remove(*group.permissions.filter(codename="change_subscriber"))
+    group.permissions.add(*Permission.objects.filter(codename="delete_user"))
+
+    emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+
+    assert sorted(group.permissions.values_list("content_type__app_label", "codename")) == sorted(
+        (app_label, codename)
+        for app_label, codenames in PERMISSIONS.items()
+        for codename in codenames
+    )
 
 
 def test_an_editor_changes_a_schedule_and_it_is_logged(editor_client, editor):
@@ -106,7 +121,7 @@ def test_an_editor_changes_a_schedule_and_it_is_logged(editor_client, editor):
 
 
 def test_the_demo_creates_an_editor_once_and_prints_the_login(settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+    settings.PAPERBOY_VAR_DIR = tmp_path
     said: list[str] = []
     step_editor(said.append)
     step_editor(said.append)

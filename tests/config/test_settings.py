@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from config.schedules import SCHEDULES
+
 SETTINGS_FILE = Path(__file__).resolve().parents[2] / "config" / "settings.py"
 VARIABLES = [
     "DEBUG",
@@ -28,6 +30,9 @@ VARIABLES = [
     "CLEAR_SESSIONS_CRON",
     "CELERY_TASK_TIME_LIMIT",
     "SECURE_HSTS_SECONDS",
+    "DIGEST_SOURCE",
+    "DIGEST_NO_MATCH",
+    *(schedule.variable for schedule in SCHEDULES),
 ]
 PRODUCTION = {
     "DEBUG": "false",
@@ -110,6 +115,20 @@ def test_it_reads_each_variable(load, tmp_path):
     assert s["SESSION_COOKIE_SECURE"] is True
 
 
+def test_it_reads_every_schedule_from_its_variable(load):
+    times = {s.variable: f"{i} 5 * * *" for i, s in enumerate(SCHEDULES)}
+    loaded = load(**times)["PAPERBOY_SCHEDULES"]
+    assert {name: spec["crontab"] for name, spec in loaded.items()} == {
+        s.name: times[s.variable] for s in SCHEDULES
+    }
+    assert {spec["task"] for spec in loaded.values()} == {s.task for s in SCHEDULES}
+
+
+def test_it_folds_the_case_of_names_it_knows(load):
+    s = load(ANYMAIL_ESP="Postmark", ANYMAIL_API_KEY="k", LOG_LEVEL="debug")
+    assert (s["ANYMAIL_ESP"], s["LOG_LEVEL"]) == ("postmark", "DEBUG")
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [
@@ -128,6 +147,13 @@ def test_it_reads_each_variable(load, tmp_path):
         ({"CLEAR_SESSIONS_CRON": "every day"}, "CLEAR_SESSIONS_CRON"),
         ({"CLEAR_SESSIONS_CRON": "99 3 * * *"}, "CLEAR_SESSIONS_CRON"),
         ({"CELERY_TASK_TIME_LIMIT": "soon"}, "CELERY_TASK_TIME_LIMIT"),
+        ({"DIGEST_SEND_CRON": "0 25 * * *"}, "DIGEST_SEND_CRON"),
+        ({"DIGEST_SOURCE": "arxiv"}, "DIGEST_SOURCE"),
+        ({"DIGEST_NO_MATCH": "all"}, "DIGEST_NO_MATCH"),
+        (
+            {"ANYMAIL_ESP": "postmark", "ANYMAIL_API_KEY": "k", "ANYMAIL_API_URL": "ftp://x"},
+            "ANYMAIL_API_URL",
+        ),
         ({**PRODUCTION, "SECRET_KEY": ""}, "SECRET_KEY"),
         ({**PRODUCTION, "ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
         ({**PRODUCTION, "SITE_URL": "http://paperboy.example.org"}, "SITE_URL"),

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_it_sends_at_most_one_email_for_100_posts_to_one_address(signup, settings):
-    settings.SUBSCRIPTIONS_RATE_LIMIT = 1000  # this test is about the per-address limit
+    settings.SIGNUP_RATE_LIMIT = 1000  # this test is about the per-address limit
     start = timezone.now()
     with time_machine.travel(start, tick=False) as clock:
         for _ in range(100):
@@ -37,7 +37,7 @@ def test_it_sends_at_most_one_email_for_100_posts_to_one_address(signup, setting
 
 
 def test_it_uses_the_configured_per_address_interval(signup, settings):
-    settings.SUBSCRIPTIONS_FORM_EMAIL_INTERVAL = 60
+    settings.SIGNUP_EMAIL_INTERVAL_SECONDS = 60
     start = timezone.now()
     with time_machine.travel(start, tick=False) as clock:
         signup("reader@example.org")
@@ -83,8 +83,8 @@ def test_it_answers_byte_identically_for_every_address_state(signup):
 
 
 def test_it_answers_429_over_the_per_ip_limit(signup, settings):
-    settings.SUBSCRIPTIONS_RATE_LIMIT = 3
-    settings.SUBSCRIPTIONS_RATE_WINDOW = 600
+    settings.SIGNUP_RATE_LIMIT = 3
+    settings.SIGNUP_RATE_WINDOW_SECONDS = 600
     for i in range(3):
         assert signup(f"r{i}@example.org", REMOTE_ADDR="198.51.100.7").status_code == 200
     limited = signup("r9@example.org", REMOTE_ADDR="198.51.100.7")
@@ -110,7 +110,7 @@ def test_it_counts_the_per_ip_limit_in_redis(signup, settings):
             "KEY_PREFIX": prefix,
         }
     }
-    settings.SUBSCRIPTIONS_RATE_LIMIT = 2
+    settings.SIGNUP_RATE_LIMIT = 2
     try:
         assert signup("a@example.org", REMOTE_ADDR="198.51.100.8").status_code == 200
         assert signup("b@example.org", REMOTE_ADDR="198.51.100.8").status_code == 200
@@ -118,7 +118,7 @@ def test_it_counts_the_per_ip_limit_in_redis(signup, settings):
         keys = server.keys(f"{prefix}:*ratelimit:signup:198.51.100.8:*")
         assert len(keys) == 1
         assert int(server.get(keys[0])) == 3
-        assert 0 < server.ttl(keys[0]) <= settings.SUBSCRIPTIONS_RATE_WINDOW + 1
+        assert 0 < server.ttl(keys[0]) <= settings.SIGNUP_RATE_WINDOW_SECONDS + 1
     finally:
         for key in server.scan_iter(f"{prefix}:*"):
             server.delete(key)
@@ -127,9 +127,9 @@ def test_it_counts_the_per_ip_limit_in_redis(signup, settings):
 def test_it_takes_the_client_address_from_trusted_proxies_only(settings):
     rf = RequestFactory()
     request = rf.post("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.5")
-    settings.SUBSCRIPTIONS_TRUSTED_PROXIES = 0
+    settings.TRUSTED_PROXY_COUNT = 0
     assert client_ip(request) == "10.0.0.2"
-    settings.SUBSCRIPTIONS_TRUSTED_PROXIES = 1
+    settings.TRUSTED_PROXY_COUNT = 1
     # The left entry is whatever the client claimed; the proxy appended the real one.
     assert client_ip(request) == "203.0.113.5"
 

@@ -107,6 +107,26 @@ def test_it_imports_new_addresses_as_active_with_an_import_consent(topics):
     assert (again, created) == (subscriber, False)
 
 
+def test_it_imports_without_consent_as_pending_through_the_form_email_limit(
+    topics, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        subscriber, created = services.subscriber_import(
+            email="maybe@example.org", topics=topics[:1], confirmed=False
+        )
+    assert created and subscriber.status == Subscriber.Status.PENDING
+    assert subscriber.consents.get().confirmed_at is None
+    assert [m.to for m in mail.outbox] == [["maybe@example.org"]]
+    assert "/confirm/" in mail.outbox[0].body
+    # The import's confirmation counts against the once-per-interval limit like a form post.
+    consent = subscriber.consents.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.subscriber_confirmation_resend(
+            subscriber_key=str(subscriber.key), consent_id=consent.pk
+        )
+    assert len(mail.outbox) == 1
+
+
 def test_suppress_stops_mail_and_blocks_confirmation_mail(signup, topics):
     subscriber = SubscriberFactory(email="bouncy@example.org")
     assert list(subscribers_sendable()) == [subscriber]

@@ -36,7 +36,7 @@ def test_it_purges_pending_subscribers_past_the_limit(signup):
 
 
 def test_it_reads_the_purge_age_from_settings(settings):
-    settings.SUBSCRIPTIONS_PENDING_PURGE_DAYS = 30
+    settings.PENDING_PURGE_AFTER_DAYS = 30
     SubscriberFactory(pending=True, created_at=timezone.now() - timedelta(days=20))
     assert purge_stale_pending.delay().get() == 0
     assert Subscriber.objects.count() == 1

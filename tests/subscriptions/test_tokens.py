@@ -48,7 +48,7 @@ def test_it_refuses_an_expired_confirmation_and_offers_a_new_link(
 
 
 def test_it_reads_the_confirmation_age_from_settings(client, signup, settings):
-    settings.SUBSCRIPTIONS_CONFIRM_MAX_AGE_DAYS = 2
+    settings.CONFIRM_LINK_MAX_AGE_DAYS = 2
     signup("reader@example.org")
     link = path_of(link_in(mail.outbox[0]))
     assert "2 days" in mail.outbox[0].body

@@ -1,0 +1,57 @@
+"""The topics Paperboy ships with, kept as data in digests/data/topics.json.
+
+Developers add or refine a topic by editing that file; topics_sync then creates the topics a
+database lacks. It never changes a topic that exists: from its creation on, editors own it in
+admin. Migration 0003 runs it on a fresh database, `manage.py sync_topics` on an existing one.
+
+Phrases are matched as whole words, case-insensitively, in title, upstream keywords and
+abstract (digests.services.topics_match). They were chosen against the 109 papers of
+../shared/fixtures/corpus/ and the 2026-05-08 API sample: every topic matches some of them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.apps import apps as installed_apps
+from django.apps.registry import Apps
+from django.db.models import Q
+
+CATALOG = Path(__file__).resolve().parent / "data" / "topics.json"
+
+
+def topics_catalog() -> list[dict[str, Any]]:
+    """The file's topics: name, slug, description, position and phrases, in form order."""
+    return json.loads(CATALOG.read_text(encoding="utf-8"))
+
+
+def topics_sync(*, apps: Apps | None = None) -> list[str]:
+    """Create each catalog topic that no topic matches by slug or name; returns their slugs.
+
+    `apps` is a migration's app registry (its historical Topic model); by default the
+    installed one. Only the catalog's fields are written, so it works at any migration state.
+    """
+    Topic = (apps or installed_apps).get_model("digests", "Topic")
+    created = []
+    for entry in topics_catalog():
+        # Matching the name too: an editor who changed a slug keeps their topic, and the
+        # unique name would refuse a second one anyway.
+        if Topic.objects.filter(Q(slug=entry["slug"]) | Q(name=entry["name"])).exists():
+            continue
+        Topic.objects.create(
+            slug=entry["slug"],
+            name=entry["name"],
+            description=entry["description"],
+            phrases=entry["phrases"],
+            position=entry["position"],
+        )
+        created.append(entry["slug"])
+    return created
+
+
+def topics_unsync(*, apps: Apps | None = None) -> None:
+    """Delete the catalog's topics (by slug): what undoing migration 0003 does."""
+    Topic = (apps or installed_apps).get_model("digests", "Topic")
+    Topic.objects.filter(slug__in=[entry["slug"] for entry in topics_catalog()]).delete()
