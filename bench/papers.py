@@ -86,14 +86,20 @@ def labelled_papers() -> list[LabelledPaper]:
     return papers
 
 
+
 def catalog_topics() -> list:
-    """The seeded topics as unsaved Topic objects with ids 1..N, in their catalog order."""
-    import importlib
-
+    """The shipped topics as unsaved Topic objects with ids 1..N, in their catalog order."""
     from digests.models import Topic
+    from digests.topic_catalog import topics_catalog
 
-    seed = importlib.import_module("digests.migrations.0003_seed_topics")
     return [
-        Topic(pk=i, name=name, slug=slug, description=description, phrases=phrases, position=i)
-        for i, (name, slug, description, phrases) in enumerate(seed.TOPICS, start=1)
+        Topic(
+            pk=i,
+            name=entry["name"],
+            slug=entry["slug"],
+            description=entry["description"],
+            phrases=entry["phrases"],
+            position=entry["position"],
+        )
+        for i, entry in enumerate(topics_catalog(), start=1)
     ]
