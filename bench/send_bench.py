@@ -53,8 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script: `python bench/send_bench.py`
 
-from tests.fakes.postmark import TOKEN as FAKE_TOKEN  # noqa: E402
-from tests.processes import ChildProcess  # noqa: E402
+from devtools.fakes.postmark import TOKEN as FAKE_TOKEN  # noqa: E402
+from devtools.processes import ChildProcess  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 SAMPLE = ROOT / "digests" / "sample" / "hf_daily_papers.json"
@@ -796,7 +796,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     port = free_port()
     fake_url = f"http://127.0.0.1:{port}/"
     fake = ChildProcess(
-        [sys.executable, "-m", "tests.fakes.postmark", "--port", str(port), "--no-store"],
+        [sys.executable, "-m", "devtools.fakes.postmark", "--port", str(port), "--no-store"],
         os.environ.copy(),
         workdir / "fake.log",
     )

@@ -15,9 +15,9 @@ from newsletter.services import _already_sent, digest_send_for_day, issue_create
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_suppress, subscriber_unsubscribe
+from tests.external import require_postgres
 from tests.factories import BatchEntryFactory, DailyBatchFactory, SubscriberFactory
 from tests.newsletter.conftest import DAY, papers_of, tag
-from tests.services import require_postgres
 
 pytestmark = pytest.mark.django_db
 

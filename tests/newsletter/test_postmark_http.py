@@ -7,6 +7,7 @@ from anymail.exceptions import AnymailSerializationError
 from anymail.message import AnymailMessage
 from django.core.mail import get_connection
 
+from devtools.fakes.postmark import TOKEN, FakePostmark
 from newsletter.models import Delivery, Issue
 from newsletter.services import (
     TransientSendError,
@@ -18,7 +19,6 @@ from newsletter.services import (
 )
 from subscriptions.links import unsubscribe_url
 from tests.factories import SubscriberFactory
-from tests.fakes.postmark import TOKEN, FakePostmark
 
 pytestmark = pytest.mark.django_db
 
