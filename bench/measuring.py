@@ -57,20 +57,7 @@ def _paperboy_measure(args, batch, fake_url, fake_pid, workers, env, workdir, qu
 
     from newsletter.tasks import send_daily_digest
 
-    for index in range(1, WORKERS + 1):
-        workers.append(
-            ChildProcess(
-                [
-                    sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker",
-                    "--pool=prefork", "--concurrency=1", "--without-gossip", "--without-mingle",
-                    "--without-heartbeat", "--loglevel=INFO", f"--hostname=bench{index}@%h",
-                ],
-                env,
-                workdir / f"worker{index}.log",
-            )
-        )  # fmt: skip
-    for worker in workers:
-        worker.wait_for(b" ready.")
+    _workers_start(workers, env, workdir)
     watch = MemoryWatch()
     for index, worker in enumerate(workers, start=1):
         watch.watch(f"worker {index}", worker.process.pid)
@@ -80,28 +67,12 @@ def _paperboy_measure(args, batch, fake_url, fake_pid, workers, env, workdir, qu
     commits_before = pg_xact_commit(args.database_url)
     pg_cpu_before = postgres_cpu_s()
     machine_before = psutil.cpu_times()
-    polls = 0
     try:
         started = time.perf_counter()
         started_at = dt.datetime.now(dt.UTC)
         send_daily_digest.delay()
         with psycopg.connect(args.database_url, autocommit=True) as conn:
-            deadline = time.monotonic() + args.timeout
-            while time.monotonic() < deadline:
-                row = conn.execute(
-                    "SELECT id, status, created_at, started_at, finished_at, recipient_count,"
-                    " content_count FROM newsletter_issue WHERE batch_id = %s",
-                    [batch.pk],
-                ).fetchone()
-                polls += 1
-                if row and row[1] == "sent":
-                    break
-                for worker in workers:
-                    if worker.process.poll() is not None:
-                        raise RuntimeError(f"worker died:\n{worker.tail()}")
-                time.sleep(0.05)
-            else:
-                raise TimeoutError(f"issue not sent within {args.timeout}s: {row}")
+            row, polls = _issue_wait_sent(conn, batch.pk, workers, args.timeout)
             wall = time.perf_counter() - started
             pg_cpu = postgres_cpu_s() - pg_cpu_before  # before the workers' sessions end
             machine_after = psutil.cpu_times()
@@ -121,17 +92,10 @@ def _paperboy_measure(args, batch, fake_url, fake_pid, workers, env, workdir, qu
     time.sleep(1.0)  # PostgreSQL flushes its transaction counters about once a second
     # Less this script's own polling (one autocommit SELECT each) and final count.
     commits = pg_xact_commit(args.database_url) - commits_before - polls - 1
-    busy = sum(
-        getattr(machine_after, f) - getattr(machine_before, f)
-        for f in ("user", "system", "nice", "irq", "softirq", "steal")
-        if hasattr(machine_after, f)
-    )
+    busy = _machine_busy_s(machine_before, machine_after)
     ours = sum(watch.cpu.values()) + pg_cpu
     provider = fake_stats(fake_url)
-    queries: dict[str, int] = {}
-    for path in query_dir.glob("queries-*.json"):
-        for kind, count in json.loads(path.read_text()).items():
-            queries[kind] = queries.get(kind, 0) + count
+    queries = _query_counts(query_dir)
     sent = statuses.get("sent", 0)
     run = Run(kind="paperboy", subscribers=args.subscribers, wall_s=round(wall, 3), emails=sent)
     run.emails_per_s = round(sent / wall, 1)
@@ -173,6 +137,62 @@ def _paperboy_measure(args, batch, fake_url, fake_pid, workers, env, workdir, qu
     if provider["accepted"] != sent or provider["duplicates"] or sent != recipients:
         raise AssertionError(f"lost or repeated mail: sent={sent} {provider} {statuses}")
     return run
+
+
+def _workers_start(workers: list[ChildProcess], env: dict[str, str], workdir: Path) -> None:
+    """WORKERS Celery workers of one pool process each; returns when all are ready."""
+    for index in range(1, WORKERS + 1):
+        workers.append(
+            ChildProcess(
+                [
+                    sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker",
+                    "--pool=prefork", "--concurrency=1", "--without-gossip", "--without-mingle",
+                    "--without-heartbeat", "--loglevel=INFO", f"--hostname=bench{index}@%h",
+                ],
+                env,
+                workdir / f"worker{index}.log",
+            )
+        )  # fmt: skip
+    for worker in workers:
+        worker.wait_for(b" ready.")
+
+
+def _issue_wait_sent(conn, batch_id: int, workers: list[ChildProcess], timeout: float):
+    """Poll until the batch's issue is sent: its row and how many SELECTs that took."""
+    polls = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT id, status, created_at, started_at, finished_at, recipient_count,"
+            " content_count FROM newsletter_issue WHERE batch_id = %s",
+            [batch_id],
+        ).fetchone()
+        polls += 1
+        if row and row[1] == "sent":
+            return row, polls
+        for worker in workers:
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"worker died:\n{worker.tail()}")
+        time.sleep(0.05)
+    raise TimeoutError(f"issue not sent within {timeout}s: {row}")
+
+
+def _machine_busy_s(before, after) -> float:
+    """CPU seconds the whole machine spent busy between two psutil.cpu_times() readings."""
+    return sum(
+        getattr(after, f) - getattr(before, f)
+        for f in ("user", "system", "nice", "irq", "softirq", "steal")
+        if hasattr(after, f)
+    )
+
+
+def _query_counts(query_dir: Path) -> dict[str, int]:
+    """SQL statements by kind, added up over the pool processes' files (bench/celery_app.py)."""
+    queries: dict[str, int] = {}
+    for path in query_dir.glob("queries-*.json"):
+        for kind, count in json.loads(path.read_text()).items():
+            queries[kind] = queries.get(kind, 0) + count
+    return queries
 
 
 def baseline_inputs(n: int, directory: Path) -> tuple[Path, Path]:
