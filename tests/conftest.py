@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.db import connections
 
-from tests.services import CHROMIUM_ARGS, require_chromium
+from tests.external import CHROMIUM_ARGS, require_chromium
 
 
 @pytest.fixture(autouse=True)

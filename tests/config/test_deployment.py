@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.config.test_settings import PRODUCTION
-from tests.services import ROOT, service_missing
+from tests.external import ROOT, service_missing
 
 
 def readme_quick_start() -> list[str]:

@@ -13,8 +13,8 @@ from django.utils import timezone
 from subscriptions import services
 from subscriptions.abuse import client_ip
 from subscriptions.models import Subscriber
+from tests.external import require_redis
 from tests.factories import SubscriberFactory
-from tests.services import require_redis
 
 pytestmark = pytest.mark.django_db
 

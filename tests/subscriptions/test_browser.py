@@ -13,8 +13,8 @@ import pytest
 
 from config.outbox import outbox_list
 from subscriptions.models import Subscriber
+from tests.external import ROOT
 from tests.factories import TopicFactory
-from tests.services import ROOT
 from tests.subscriptions.conftest import without_seeded_topics
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
