@@ -36,6 +36,11 @@ _HTML_TAG = re.compile(
 # (Cn) and private use (Co).
 _DROP_CATEGORIES = {"Cc", "Cf", "Cs", "Cn", "Co"}
 
+# What a stored string may not contain: PostgreSQL refuses U+0000 (text and jsonb) and lone
+# surrogates (not encodable as UTF-8); the other C0 and C1 controls are refused with them.
+# Tab, LF and CR stay: raw bodies keep their layout.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
 _ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(?:v(\d{1,4}))?$")
 _ARXIV_OLD = re.compile(r"^([a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v(\d{1,4}))?$")
 
@@ -66,6 +71,17 @@ def plain_text(value: object, *, max_length: int) -> str:
     return truncate(text, max_length)
 
 
+def without_controls(value: str) -> tuple[str, int]:
+    """The value without NUL, other control characters and lone surrogates; and how many
+    characters were removed."""
+    return _CONTROLS.subn("", value)
+
+
+def storable(value: str) -> str:
+    """The value as it can be stored: see without_controls."""
+    return _CONTROLS.sub("", value)
+
+
 def truncate(text: str, max_length: int) -> str:
     if len(text) <= max_length:
         return text
@@ -83,7 +99,9 @@ def clean_url(value: object, *, base: str = "") -> str:
     url = value.strip()
     if base and url.startswith("/") and not url.startswith("//"):
         url = base.rstrip("/") + url
-    if len(url) > URL_MAX or any(ch.isspace() or ord(ch) < 32 for ch in url):
+    if len(url) > URL_MAX or any(
+        ch.isspace() or unicodedata.category(ch) in _DROP_CATEGORIES for ch in url
+    ):
         return ""
     try:
         parts = urlsplit(url)
