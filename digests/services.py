@@ -68,6 +68,7 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     skipped: int = 0
+    left_out: int = 0
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     fatal: str = ""
@@ -270,11 +271,21 @@ def _batch_store(
     # and papers that arrive later go to the end instead of jumping ahead of the editor's picks.
     keep_order = batch.reordered_at is not None
     last_rank = max(batch.entries.values_list("rank", flat=True), default=0)
+    # A day holds at most DIGEST_MAX_PAPERS_PER_BATCH papers, upstream's top ones: a listing
+    # of thousands would make every later step (tagging, curating, planning) that much slower.
+    cap = settings.DIGEST_MAX_PAPERS_PER_BATCH
+    in_batch = set(batch.entries.values_list("paper__arxiv_id", flat=True))
+    room = max(cap - len(in_batch), 0)
     for rank, item in enumerate(result.items, start=1):
         if item.arxiv_id in seen:
             report.skipped += 1
             continue
         seen.add(item.arxiv_id)
+        if item.arxiv_id not in in_batch:
+            if room == 0:
+                report.left_out += 1
+                continue
+            room -= 1
         paper, outcome = paper_upsert(item=item)
         setattr(report, outcome, getattr(report, outcome) + 1)
         papers_tag(papers=[paper], matchers=matchers)
@@ -301,6 +312,11 @@ def _batch_store(
             entry.rank, entry.upvotes_at_fetch = wanted_rank, item.upvotes
             entry.save(update_fields=["rank", "upvotes_at_fetch"])
 
+    if report.left_out:
+        report.notes.append(
+            f"{report.left_out} paper(s) left out: a batch holds at most {cap} "
+            "(DIGEST_MAX_PAPERS_PER_BATCH), upstream's top ones by rank"
+        )
     now = timezone.now()
     entry_count = batch.entries.count()
     batch.status = _status_after(batch=batch, result=result, entry_count=entry_count)

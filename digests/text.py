@@ -66,8 +66,12 @@ def plain_text(value: object, *, max_length: int) -> str:
     # str.split() with no argument splits on every Unicode whitespace, including CR, LF, NEL
     # and U+2028/U+2029, so joining its parts collapses every kind of line break.
     text = " ".join(text.split())
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROP_CATEGORIES)
-    text = " ".join(text.split())
+    # isprintable() is False exactly when a character of the categories dropped (or a
+    # separator other than the space, gone with split()) is left: the per-character pass,
+    # the slowest part of reading a large listing, runs only then.
+    if not text.isprintable():
+        text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROP_CATEGORIES)
+        text = " ".join(text.split())
     return truncate(text, max_length)
 
 

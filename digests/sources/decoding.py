@@ -30,6 +30,10 @@ SNIFF_BYTES = 4096
 # Above this share of control characters and undecodable bytes, a body is not text. A few
 # stray NULs in a page are cleaned; random bytes are about half control or undecodable.
 BINARY_SHARE = 0.10
+# What is kept of one body for audit. A day's API page is about 300 KB; a listing of
+# thousands of papers is parsed whole (the batch keeps its top ones) but not stored whole,
+# or the run's page would carry it.
+RAW_KEEP_CHARS = 2_000_000
 _CHARSET = re.compile(rb"""charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
 
@@ -53,13 +57,16 @@ class Body:
 
     def raw(self, *, url: str, status: int) -> dict[str, Any]:
         """The response as kept in IngestRun.raw_payload."""
-        return {
+        raw = {
             "url": text.storable(url),
             "status": status,
             "encoding": self.encoding,
             "size": self.size,
-            "body": self.text,
+            "body": self.text[:RAW_KEEP_CHARS],
         }
+        if len(self.text) > RAW_KEEP_CHARS:
+            raw["truncated_from_chars"] = len(self.text)
+        return raw
 
 
 def decode(data: bytes, *, content_type: str = "") -> Body:
