@@ -187,6 +187,8 @@ DIGEST_HTTP_BACKOFF = env_int("DIGEST_HTTP_BACKOFF", default=2, minimum=0)
 DIGEST_HTTP_BACKOFF_MAX = env_int("DIGEST_HTTP_BACKOFF_MAX", default=60, minimum=0)
 DIGEST_API_PAGE_SIZE = env_int("DIGEST_API_PAGE_SIZE", default=50, minimum=1)
 DIGEST_API_MAX_PAGES = env_int("DIGEST_API_MAX_PAGES", default=10, minimum=1)
+# Papers kept per day, upstream's top ones by rank; the rest are left out and the run says so.
+DIGEST_MAX_PAPERS_PER_BATCH = env_int("DIGEST_MAX_PAPERS_PER_BATCH", default=200, minimum=1)
 # When on, a successful ingest moves a draft batch that has papers straight to approved.
 DIGEST_AUTO_APPROVE = env_bool("DIGEST_AUTO_APPROVE", default=False)
 # The beat job ingests today and re-fetches this many previous days (upvotes keep moving).
