@@ -7,7 +7,7 @@ from bs4 import BeautifulSoup
 from django.core.mail import EmailMultiAlternatives
 from django.test import Client, override_settings
 
-from newsletter.services import issue_create, issue_start
+from newsletter.services.issues import issue_create, issue_start
 from subscriptions.links import preferences_url
 from tests.config.test_outbox import OUTBOX, debug_urls  # noqa: F401 - fixture
 from tests.factories import SubscriberFactory, UserFactory

@@ -16,13 +16,13 @@ import sys
 
 import pytest
 
+from devtools.processes import ROOT
 from digests import text
 from digests.models import DailyBatch, IngestRun, Paper
 from digests.services import batch_ingest
 from digests.sources import hf_api, hf_page
 from tests.digests.conftest import Reply, api_body, api_items, page_body
-from tests.processes import ROOT
-from tests.services import require_postgres, service_env
+from tests.external import require_postgres, service_env
 
 pytestmark = pytest.mark.django_db
 DAY = dt.date(2026, 5, 8)

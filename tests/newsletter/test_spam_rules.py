@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 from config.demo import step_sample_batch, step_send_digest, step_subscribers
-from tests.services import service_missing
+from tests.external import service_missing
 
 pytestmark = pytest.mark.django_db
 
