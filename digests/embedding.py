@@ -4,10 +4,11 @@ The model is WordLlama's ``l2_supercat`` at 256 dimensions, from the ``wordllama
 a static embedding (one learned vector per token of the Llama 2 vocabulary, averaged over a
 text), not a transformer. We took it because its weights (16 MB) ship inside the wheel, so
 nothing is downloaded at run time; it needs numpy and the ``tokenizers`` library, not torch or
-onnxruntime; and a day of 50 papers embeds in well under a second on two cores, where the
-smallest transformer that ships its weights (all-MiniLM-L6-v2, int8 ONNX) took 15-20 s and
-scored about the same on our labelled papers. ``bench/embedding_candidates.py`` measures the
-candidates; its table is in ``bench/results/embedding_candidates.md``.
+onnxruntime; and a day of 50 papers embeds in well under a second on two cores. The best
+transformer that ships its weights (all-MiniLM-L6-v2, int8 ONNX) finds related papers better
+but took 16-33 s for a day here, over the 10 s budget, and adds onnxruntime (78 MB).
+``bench/embedding_candidates.py`` measures the candidates; its table is in
+``bench/results/embedding_candidates.md``.
 
 Everything else imports only what is here: ``paper_text`` (what we embed for a paper),
 ``embed_texts`` (texts -> unit vectors), ``DIMS`` and ``MODEL_NAME`` (stored beside every
