@@ -37,10 +37,10 @@ FEATURES = (
     "phrase_in_title_or_keywords",
     "phrase_in_abstract",
 )
-WEIGHTS = np.array([8.0, 8.0, 10.0, 10.0, 1.5, 0.5], dtype=np.float32)
-BIAS = -6.0
-THRESHOLD = 0.5
-BEST_THRESHOLD = 0.2
+WEIGHTS = np.array([1.763, 1.605, 2.408, 1.965, 3.733, 2.496], dtype=np.float32)
+BIAS = -3.578
+THRESHOLD = 0.65
+BEST_THRESHOLD = 0.05
 MAX_TAGS = 3
 
 
