@@ -35,12 +35,17 @@ def _load_django_newsletter() -> None:
     sys.modules["newsletter"] = module
     spec.loader.exec_module(module)
     # Paperboy's backend module, by file: `newsletter.backends` now means django-newsletter.
-    backend_spec = importlib.util.spec_from_file_location(
-        "paperboy_postmark_backend", ROOT / "newsletter" / "backends.py"
-    )
-    backend = importlib.util.module_from_spec(backend_spec)
-    sys.modules["paperboy_postmark_backend"] = backend
-    backend_spec.loader.exec_module(backend)
+    # The two Paperboy modules it imports go in under their own names first (django-newsletter
+    # has none of these names); they need no Paperboy app.
+    for name, file in [
+        ("newsletter.providers", "providers.py"),
+        ("newsletter.composition", "composition.py"),
+        ("paperboy_postmark_backend", "backends.py"),
+    ]:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "newsletter" / file)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded
+        spec.loader.exec_module(loaded)
 
 
 def peak_rss_mb() -> float:

@@ -130,7 +130,8 @@ def step_send_digest(say: Say) -> None:
     """Today's digest for the demo subscribers, into the outbox (once: a rerun sends nothing)."""
     from django.utils import timezone
 
-    from newsletter.services import digest_send_for_day, issue_stats
+    from newsletter.selectors import issue_stats
+    from newsletter.services.issues import digest_send_for_day
 
     issue = digest_send_for_day(day=timezone.now().date())
     if issue is None:

@@ -1,16 +1,14 @@
 """A local outbox: every outgoing message is written to ``var/outbox/`` as one ``.eml`` file.
 
 It is the default email backend for a newcomer (no provider needed). Files open in any mail
-client, and in DEBUG the site lists and shows them at ``/outbox/``.
+client, and in DEBUG the site lists and shows them at ``/outbox/``. A batch message is
+expanded per recipient, merge fields filled, by the same code as the production backend
+(``newsletter.composition``).
 """
 
 from __future__ import annotations
 
-import copy
 import email
-import functools
-import html
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,85 +17,15 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 from anymail.message import AnymailRecipientStatus, AnymailStatus
-from anymail.utils import UNSET
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 
-MERGE_FIELD = re.compile(r"(\{\{\s*([A-Za-z0-9_]+)\s*\}\})")
-
-
-@functools.lru_cache(maxsize=64)
-def _merge_parts(text: str) -> tuple[str, ...]:
-    """``text`` split around its merge fields: literal, (field as written, name, literal)*.
-
-    Cached because one body is filled for every recipient of a batch message: the scan for
-    fields then happens once per body instead of once per recipient.
-    """
-    return tuple(MERGE_FIELD.split(text))
-
-
-def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) -> str:
-    """Replace ``{{name}}`` merge fields with a recipient's values (escaped for HTML bodies).
-
-    Unknown fields are left as they are, as a provider would.
-    """
-    parts = _merge_parts(text)
-    if len(parts) == 1:
-        return text
-    filled = [parts[0]]
-    for index in range(1, len(parts), 3):
-        written, name, literal = parts[index : index + 3]
-        if name in data:
-            value = str(data[name])
-            written = html.escape(value) if html_escape else value
-        filled += (written, literal)
-    return "".join(filled)
+from newsletter.composition import addr_spec, messages_per_recipient
 
 
 def outbox_dir() -> Path:
     return Path(settings.EMAIL_OUTBOX_DIR)
-
-
-def messages_per_recipient(message: EmailMessage) -> list[tuple[str, EmailMessage]]:
-    """Expand a batch message (Anymail merge_data/merge_headers) into one message per recipient.
-
-    Like a provider's batch send: each To recipient gets their own copy, sees only their own
-    address, and has their merge fields filled in.
-    """
-    merge_data = _anymail_attr(message, "merge_data")
-    merge_headers = _anymail_attr(message, "merge_headers")
-    if merge_data is None and not merge_headers:
-        return [("", message)]
-    copies = []
-    for recipient in message.to:
-        address = _addr_spec(recipient)
-        data = {**(_anymail_attr(message, "merge_global_data") or {})}
-        data.update((merge_data or {}).get(address, {}))
-        one = copy.copy(message)
-        one.to, one.cc, one.bcc = [recipient], [], []
-        one.body = merge_fields_apply(message.body, data, html_escape=False)
-        one.extra_headers = {**message.extra_headers, **(merge_headers or {}).get(address, {})}
-        if isinstance(message, EmailMultiAlternatives):
-            one.alternatives = []
-            for content, mimetype in message.alternatives:
-                html_escape = mimetype == "text/html"
-                one.attach_alternative(
-                    merge_fields_apply(content, data, html_escape=html_escape), mimetype
-                )
-        copies.append((address, one))
-    return copies
-
-
-def _anymail_attr(message: EmailMessage, name: str):
-    value = getattr(message, name, None)
-    return None if value is UNSET else value
-
-
-def _addr_spec(address: str) -> str:
-    match = re.search(r"<([^>]*)>\s*$", address)
-    return (match.group(1) if match else address).strip()
 
 
 class OutboxEmailBackend(BaseEmailBackend):
@@ -118,7 +46,7 @@ class OutboxEmailBackend(BaseEmailBackend):
                 partial = path.with_suffix(".part")
                 partial.write_bytes(one.message().as_bytes(linesep="\r\n"))
                 partial.rename(path)
-                for recipient in [address] if address else map(_addr_spec, one.recipients()):
+                for recipient in [address] if address else map(addr_spec, one.recipients()):
                     statuses[recipient] = AnymailRecipientStatus(
                         message_id=path.name, status="sent"
                     )

@@ -22,16 +22,16 @@ from digests.models import DailyBatch
 from digests.services import batch_unapprove
 from newsletter import charts
 from newsletter.models import Delivery, Issue, TrackingEvent
-from newsletter.selectors import STAT_COUNTS, dashboard_series, issue_rate, issues_with_counts
-from newsletter.services import (
-    deliveries_retry,
-    digest_preview,
-    digest_preview_send,
-    issue_cancel,
-    issue_create,
-    issue_start,
+from newsletter.selectors import (
+    STAT_COUNTS,
+    dashboard_series,
+    issue_rate,
     issue_stats,
+    issues_with_counts,
 )
+from newsletter.services.issues import issue_cancel, issue_create, issue_start
+from newsletter.services.previews import digest_preview, digest_preview_send
+from newsletter.services.sending import deliveries_retry
 from subscriptions.models import Subscriber
 from subscriptions.selectors import subscribers_sendable
 

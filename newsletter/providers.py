@@ -1,39 +1,54 @@
-"""What Paperboy needs to know about each email provider beyond what Anymail abstracts.
+"""What each email provider can do, in one table, and the questions only a provider answers.
 
-- how many recipients one API call may carry (we cut batches to it);
-- after a worker died mid-call, which messages of that call the provider did accept, so the
-  sweeper can mark them sent instead of sending them twice.
+Anymail abstracts how to send; what it does not say is what the send code must plan around:
+how many recipients one API call may carry (batches are cut to it), how a per-recipient merge
+field is spelled in a body, and whether the provider can be asked, after a worker died
+mid-call, which messages of that call it accepted (so the sweeper marks them sent instead of
+sending them twice). Every provider listed takes one call of separate recipients (Anymail
+``merge_data``, so nobody sees anyone else's address).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-# Per-call recipient limits documented by each provider. The local outbox has none, but
-# uses Postmark's so development sends in the same shape as production.
-BATCH_LIMITS = {"postmark": 500, "mailgun": 1000, "sendgrid": 1000, "outbox": 500}
 
-# How each provider spells a per-recipient merge field in a body.
-MERGE_FIELD_FORMATS = {"mailgun": "%recipient.{}%"}
-DEFAULT_MERGE_FIELD_FORMAT = "{{{{{}}}}}"  # {{name}}: Postmark (our backend), SendGrid, outbox
+@dataclass(frozen=True)
+class Provider:
+    batch_limit: int  # recipients per API call, as the provider documents it
+    merge_field_format: str = "{{{{{}}}}}"  # str.format pattern of a body merge field: {{name}}
+    message_search_page: int = 0  # messages per page of its outbound search; 0: cannot search
+
+
+PROVIDERS = {
+    # /email/batch; fields filled by our backend; messages searchable by metadata.
+    "postmark": Provider(batch_limit=500, message_search_page=500),
+    "mailgun": Provider(batch_limit=1000, merge_field_format="%recipient.{}%"),
+    "sendgrid": Provider(batch_limit=1000),
+}
+# The local outbox has no limit, but takes Postmark's so development sends in the same shape as
+# production.
+PROVIDERS["outbox"] = Provider(batch_limit=PROVIDERS["postmark"].batch_limit)
 
 
 def provider_name() -> str:
     return settings.ANYMAIL_ESP or "outbox"
 
 
-def merge_field(name: str) -> str:
-    return MERGE_FIELD_FORMATS.get(provider_name(), DEFAULT_MERGE_FIELD_FORMAT).format(name)
+def provider() -> Provider:
+    """The configured provider's row of the table."""
+    return PROVIDERS[provider_name()]
 
 
 def batch_limit() -> int:
     configured = settings.DIGEST_BATCH_SIZE
-    limit = BATCH_LIMITS[provider_name()]
+    limit = provider().batch_limit
     return min(configured, limit) if configured else limit
 
 
@@ -42,7 +57,8 @@ def accepted_messages(claim: str) -> dict[str, str] | None:
 
     None means the provider cannot tell us; the caller must then not resend blindly.
     """
-    if provider_name() != "postmark":
+    page_size = provider().message_search_page
+    if not page_size:
         return None
     base = settings.ANYMAIL.get("POSTMARK_API_URL") or "https://api.postmarkapp.com/"
     token = settings.ANYMAIL["POSTMARK_SERVER_TOKEN"]
@@ -53,7 +69,7 @@ def accepted_messages(claim: str) -> dict[str, str] | None:
             while True:
                 response = client.get(
                     "messages/outbound",
-                    params={"count": 500, "offset": offset, "metadata_claim": claim},
+                    params={"count": page_size, "offset": offset, "metadata_claim": claim},
                     headers={"Accept": "application/json", "X-Postmark-Server-Token": token},
                 )
                 response.raise_for_status()
@@ -62,7 +78,7 @@ def accepted_messages(claim: str) -> dict[str, str] | None:
                     delivery = (message.get("Metadata") or {}).get("delivery")
                     if delivery:
                         found[str(delivery)] = message["MessageID"]
-                offset += 500
+                offset += page_size
                 if offset >= page.get("TotalCount", 0):
                     return found
     except (httpx.HTTPError, ValueError, KeyError):

@@ -2,8 +2,9 @@
 
 A subscriber's email is the issue's shell (header, footer) around the blocks of their selected
 papers. Blocks and the shell are rendered and CSS-inlined once per issue; assembling an email
-is string joining, cached by content. What differs per person (unsubscribe and preference
-links) is left as ``{{field}}`` merge fields, filled in by the provider (Anymail merge_data).
+is string joining, cached by content: the templates leave placeholders that are filled here
+(their spellings, and why, are in ``newsletter.composition``). What differs per person
+(unsubscribe and preference links) is left as merge fields, filled in per recipient.
 """
 
 from __future__ import annotations
@@ -21,7 +22,18 @@ from django.urls import reverse
 from django.utils.text import Truncator
 
 from digests.models import BatchEntry, DailyBatch, Topic
-from newsletter.providers import merge_field
+from newsletter.composition import (
+    INTRO,
+    PAPERS_HTML,
+    PAPERS_TEXT,
+    PREFERENCES_URL,
+    PREHEADER,
+    REASON,
+    REASON_TEXT,
+    TEMPLATE_PLACEHOLDERS,
+    UNSUBSCRIBE_URL,
+    merge_field,
+)
 
 CSS_TEMPLATE = "newsletter/email/digest.css"
 SUMMARY_CHARS = 480  # keeps ten papers well under Gmail's 102 KB clipping limit
@@ -33,7 +45,6 @@ CONTENTS_CACHED = 256  # rendered emails an IssueRenderer keeps (about 10 MB)
 @dataclass(frozen=True)
 class RenderedDigest:
     subject: str
-    preheader: str
     html: str
     text: str
 
@@ -98,9 +109,10 @@ class IssueRenderer:
             "day": self.batch.date,
             "css": self.css,
             "archive_url": archive_url(self.batch.date),
-            # Merge fields, filled per recipient by the provider.
-            "unsubscribe_field": merge_field("unsubscribe_url"),
-            "preferences_field": merge_field("preferences_url"),
+            "placeholder": TEMPLATE_PLACEHOLDERS,
+            # Merge fields, filled per recipient.
+            "unsubscribe_field": merge_field(UNSUBSCRIBE_URL),
+            "preferences_field": merge_field(PREFERENCES_URL),
         }
         shell_html = self._inliner.inline(render_to_string("newsletter/email/shell.html", context))
         shell_text = render_to_string("newsletter/email/shell.txt", context)
@@ -117,6 +129,7 @@ class IssueRenderer:
                 "authors": _authors_line(paper.authors),
                 "summary": Truncator(paper.ai_summary or paper.abstract).chars(SUMMARY_CHARS),
                 "links": _links(paper),
+                "placeholder": TEMPLATE_PLACEHOLDERS,
             }
             # Each block is a whole <table>: parsed alone, bare <tr>/<td> tags would be dropped.
             block_html = css_inline.inline_fragment(
@@ -127,7 +140,7 @@ class IssueRenderer:
 
     @cached_property
     def _reason_html(self) -> str:
-        return css_inline.inline_fragment('<p class="reason">%%TEXT%%</p>', self.css)
+        return css_inline.inline_fragment(f'<p class="reason">{REASON_TEXT}</p>', self.css)
 
     def _reason(self, topic_ids: list[int]) -> str:
         names = [self.topic_names[t] for t in topic_ids if t in self.topic_names]
@@ -149,12 +162,9 @@ class IssueRenderer:
         for paper_id, topic_ids in chosen:
             block_html, block_text = self._blocks[paper_id]
             reason = self._reason(topic_ids)
-            html_parts.append(
-                block_html.replace(
-                    "%%REASON%%", self._reason_html.replace("%%TEXT%%", html.escape(reason), 1), 1
-                )
-            )
-            text_parts.append(block_text.replace("%%REASON%%", f"[{reason}]\n"))
+            reason_html = self._reason_html.replace(REASON_TEXT, html.escape(reason), 1)
+            html_parts.append(block_html.replace(REASON, reason_html, 1))
+            text_parts.append(block_text.replace(REASON, f"[{reason}]\n"))
         titles = [self.papers[pid].title for pid, _ in chosen]
         subject = self._subject(titles)
         preheader = " · ".join(titles[1:4]) or titles[0]
@@ -164,14 +174,13 @@ class IssueRenderer:
         shell_html, shell_text = self._shells
         rendered = RenderedDigest(
             subject=subject,
-            preheader=preheader,
             html=_ascii_html(
-                shell_html.replace("%%PREHEADER%%", html.escape(preheader), 1)
-                .replace("%%INTRO%%", html.escape(intro), 1)
-                .replace("<!--PAPERS-->", "\n".join(html_parts), 1)
+                shell_html.replace(PREHEADER, html.escape(preheader), 1)
+                .replace(INTRO, html.escape(intro), 1)
+                .replace(PAPERS_HTML, "\n".join(html_parts), 1)
             ),
-            text=shell_text.replace("%%INTRO%%", intro, 1).replace(
-                "%%PAPERS%%", "\n\n".join(part.strip() + "\n" for part in text_parts), 1
+            text=shell_text.replace(INTRO, intro, 1).replace(
+                PAPERS_TEXT, "\n\n".join(part.strip() + "\n" for part in text_parts), 1
             ),
         )
         if content_key:

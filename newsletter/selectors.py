@@ -1,3 +1,5 @@
+"""Reads of the newsletter: the public archive, issue statistics, the editors' dashboard."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,6 +40,22 @@ def issue_papers(issue: Issue) -> list[BatchEntry]:
 # --- Editors' statistics ------------------------------------------------------------------------
 
 STAT_COUNTS = ("sent", "failed", "bounced", "complained", "opened", "clicked")
+
+
+def issue_stats(issue: Issue) -> dict[str, int | float]:
+    """One issue's deliveries by status and by what happened to them, with rates over the
+    deliveries handed to the provider."""
+    counts = Delivery.objects.filter(issue=issue).aggregate(
+        total=Count("id"),
+        **{s.value: Count("id", filter=Q(status=s.value)) for s in Delivery.Status},
+        delivered=Count("id", filter=Q(delivered_at__isnull=False)),
+        opened=Count("id", filter=Q(opened_at__isnull=False)),
+        clicked=Count("id", filter=Q(clicked_at__isnull=False)),
+    )
+    handed = counts["sent"] + counts["bounced"] + counts["complained"]
+    for name in ("bounced", "complained", "opened", "clicked"):
+        counts[f"{name}_rate"] = round(counts[name] / handed, 4) if handed else 0.0
+    return counts
 
 
 def issues_with_counts() -> QuerySet[Issue]:

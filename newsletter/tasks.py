@@ -8,7 +8,13 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from newsletter import services
+from newsletter.services.issues import digest_send_for_day
+from newsletter.services.sending import (
+    TransientSendError,
+    deliveries_release_claim,
+    deliveries_send_chunk,
+    deliveries_sweep,
+)
 
 BACKOFF_CAP_SECONDS = 300  # well under the broker's visibility timeout
 
@@ -22,11 +28,11 @@ def backoff(retries: int, retry_after: float | None = None) -> float:
 @shared_task(bind=True, max_retries=8)
 def send_issue_chunk(self, issue_id: int, claim: str | None = None) -> int:
     try:
-        return services.deliveries_send_chunk(issue_id=issue_id, claim=claim)
-    except services.TransientSendError as error:
+        return deliveries_send_chunk(issue_id=issue_id, claim=claim)
+    except TransientSendError as error:
         if self.request.retries >= self.max_retries:
             # Back to pending: the sweeper enqueues them again later.
-            services.deliveries_release_claim(claim=error.claim, error=str(error))
+            deliveries_release_claim(claim=error.claim, error=str(error))
             return 0
         raise self.retry(
             args=(issue_id,),
@@ -37,10 +43,10 @@ def send_issue_chunk(self, issue_id: int, claim: str | None = None) -> int:
 
 @shared_task
 def send_daily_digest() -> int | None:
-    issue = services.digest_send_for_day(day=timezone.now().date())
+    issue = digest_send_for_day(day=timezone.now().date())
     return issue.pk if issue else None
 
 
 @shared_task
 def sweep_deliveries() -> int:
-    return services.deliveries_sweep()
+    return deliveries_sweep()

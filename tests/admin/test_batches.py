@@ -10,7 +10,7 @@ from django.core import mail
 from digests.models import BatchEntry, DailyBatch
 from digests.services import batch_ingest
 from newsletter.models import Delivery, Issue
-from newsletter.services import issue_create
+from newsletter.services.issues import issue_create
 from tests.admin.conftest import changeform_data, entry_prefix, logged
 from tests.digests.conftest import API_SAMPLE
 from tests.factories import BatchEntryFactory, DailyBatchFactory, SubscriberFactory

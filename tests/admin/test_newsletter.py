@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from newsletter.charts import line_chart
 from newsletter.models import Delivery, Issue
-from newsletter.selectors import STAT_COUNTS, dashboard_series, issue_rate
-from newsletter.services import digest_send_for_day, issue_stats
+from newsletter.selectors import STAT_COUNTS, dashboard_series, issue_rate, issue_stats
+from newsletter.services.issues import digest_send_for_day
 from subscriptions.services import subscriber_unsubscribe
 from tests.admin.conftest import logged
 from tests.factories import SubscriberFactory

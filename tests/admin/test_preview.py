@@ -9,8 +9,8 @@ import pytest
 from bs4 import BeautifulSoup
 from django.core import mail
 
-from config.outbox import merge_fields_apply
-from newsletter.services import digest_preview
+from newsletter.composition import merge_fields_apply
+from newsletter.services.previews import digest_preview
 from tests.admin.conftest import logged
 from tests.factories import SubscriberFactory
 

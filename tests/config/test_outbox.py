@@ -9,7 +9,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.test import override_settings
 from django.urls import clear_url_caches
 
-from config.outbox import merge_fields_apply
+from newsletter.composition import merge_fields_apply
 
 OUTBOX = "config.outbox.OutboxEmailBackend"
 

@@ -6,7 +6,7 @@ from django.core.management.base import CommandError
 
 from digests.models import BatchEntry, DailyBatch
 from newsletter.models import Issue
-from newsletter.services import issue_create, issue_start
+from newsletter.services.issues import issue_create, issue_start
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db

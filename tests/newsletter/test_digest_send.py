@@ -11,7 +11,8 @@ from django.test.utils import CaptureQueriesContext
 
 from digests.models import DailyBatch
 from newsletter.models import Delivery, Issue
-from newsletter.services import _already_sent, digest_send_for_day, issue_create, issue_start
+from newsletter.services.issues import digest_send_for_day, issue_create, issue_start
+from newsletter.services.planning import papers_already_sent
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_suppress, subscriber_unsubscribe
@@ -212,7 +213,7 @@ def test_it_remembers_papers_sent_over_several_days_compactly(day_batch):
         BatchEntryFactory(batch=today, paper=paper, rank=rank)
     today_ids = [r1.pk, v1.pk, new.pk]
 
-    sent = _already_sent(today, today_ids)
+    sent = papers_already_sent(today, today_ids)
 
     assert sent == {
         both[0].pk: {r1.pk, v1.pk, new.pk},
@@ -220,7 +221,7 @@ def test_it_remembers_papers_sent_over_several_days_compactly(day_batch):
         robotics_only.pk: {r1.pk, new.pk},
     }
     assert sent[both[0].pk] is sent[both[1].pk]  # one set for everyone with the same papers
-    only_one = _already_sent(today, today_ids, subscriber_id=robotics_only.pk)
+    only_one = papers_already_sent(today, today_ids, subscriber_id=robotics_only.pk)
     assert only_one == {robotics_only.pk: {r1.pk, new.pk}}
 
 
@@ -245,7 +246,7 @@ def test_it_leaves_hidden_papers_out_and_pinned_papers_first(day_batch):
 
 
 def test_it_previews_byte_for_byte_what_the_subscriber_receives(day_batch, settings):
-    from newsletter.services import digest_preview
+    from newsletter.services.previews import digest_preview
 
     settings.EMAIL_BACKEND = "config.outbox.OutboxEmailBackend"
     reader = SubscriberFactory(topics=[day_batch.topics["agents"]])

@@ -10,7 +10,7 @@ from config.outbox import OutboxEmailBackend
 from digests.models import DailyBatch
 from newsletter.models import Delivery
 from newsletter.rendering import IssueRenderer
-from newsletter.services import digest_message
+from newsletter.services.sending import digest_message
 from tests.factories import (
     BatchEntryFactory,
     DailyBatchFactory,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from newsletter.models import Delivery, TrackingEvent
-from newsletter.services import issue_create
+from newsletter.services.issues import issue_create
 from subscriptions.models import Subscriber, Suppression
 from subscriptions.selectors import subscribers_sendable
 from tests.factories import SubscriberFactory

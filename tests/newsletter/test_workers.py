@@ -19,7 +19,7 @@ import redis
 from django.db import connection
 
 from newsletter.models import Delivery, Issue
-from newsletter.services import issue_create, issue_start
+from newsletter.services.issues import issue_create, issue_start
 from newsletter.tasks import sweep_deliveries
 from subscriptions.models import Subscriber
 from tests.factories import SubscriberFactory

@@ -10,7 +10,9 @@ from django.utils import timezone
 from digests.models import DailyBatch
 from newsletter.models import Delivery, Issue
 from newsletter.rendering import IssueRenderer
-from newsletter.services import digest_send_for_day, issue_plan, issue_stats
+from newsletter.selectors import issue_stats
+from newsletter.services.issues import digest_send_for_day
+from newsletter.services.planning import issue_plan
 
 BAR_WIDTH = 30
 

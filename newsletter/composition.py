@@ -1,0 +1,132 @@
+"""The spellings an email body is assembled with, and filling them in.
+
+Two kinds of gap are left in a rendered digest:
+
+- Placeholders (``%%INTRO%%``, ``<!--PAPERS-->``, ...) that the templates leave in the issue's
+  shell and paper blocks. ``IssueRenderer`` fills them per distinct content.
+- Merge fields (``{{unsubscribe_url}}``, spelled as the provider wants) for what differs per
+  recipient. The provider fills them, or, where it cannot fill a body it did not render (our
+  Postmark backend, the local outbox, the editor's preview), ``merge_fields_apply`` here.
+
+Why string substitution rather than rendering a template for each: templates and CSS inlining
+run once per issue (the shell, each paper block), then each distinct content is a few
+``str.replace`` calls, and each recipient's copy a split-once fill of two links. Rendering a
+template per content or per recipient would make cost grow with subscribers, not contents.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import html
+import re
+
+from anymail.utils import UNSET
+from django.core.mail import EmailMultiAlternatives
+from django.core.mail.message import EmailMessage
+from django.utils.safestring import mark_safe
+
+from newsletter.providers import provider
+
+# --- Placeholders, filled per distinct content by IssueRenderer ---------------------------------
+
+PREHEADER = "%%PREHEADER%%"  # shell.html: the inbox preview line
+INTRO = "%%INTRO%%"  # shell.html and shell.txt: "N trending papers picked for your topics."
+PAPERS_HTML = "<!--PAPERS-->"  # shell.html: the paper blocks (a comment: survives CSS inlining)
+PAPERS_TEXT = "%%PAPERS%%"  # shell.txt: the paper blocks
+REASON = "%%REASON%%"  # paper.html and paper.txt: why this paper is in this email
+REASON_TEXT = "%%TEXT%%"  # inside the HTML reason line: the reason's words
+
+# What the templates write them as (``{{ placeholder.intro }}``); safe, so autoescaping leaves
+# the HTML comment alone.
+TEMPLATE_PLACEHOLDERS = {
+    "preheader": mark_safe(PREHEADER),  # noqa: S308 - constants
+    "intro": mark_safe(INTRO),  # noqa: S308
+    "papers_html": mark_safe(PAPERS_HTML),  # noqa: S308
+    "papers_text": mark_safe(PAPERS_TEXT),  # noqa: S308
+    "reason": mark_safe(REASON),  # noqa: S308
+}
+
+# --- Merge fields, filled per recipient ----------------------------------------------------------
+
+UNSUBSCRIBE_URL = "unsubscribe_url"
+PREFERENCES_URL = "preferences_url"
+
+
+def merge_field(name: str) -> str:
+    """A merge field as the configured provider spells it in a body."""
+    return provider().merge_field_format.format(name)
+
+
+# The {{name}} spelling (the providers' default format): the one filled here.
+MERGE_FIELD = re.compile(r"(\{\{\s*([A-Za-z0-9_]+)\s*\}\})")
+
+
+@functools.lru_cache(maxsize=64)
+def _merge_parts(text: str) -> tuple[str, ...]:
+    """``text`` split around its merge fields: literal, (field as written, name, literal)*.
+
+    Cached because one body is filled for every recipient of a batch message: the scan for
+    fields then happens once per body instead of once per recipient.
+    """
+    return tuple(MERGE_FIELD.split(text))
+
+
+def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) -> str:
+    """Replace ``{{name}}`` merge fields with a recipient's values (escaped for HTML bodies).
+
+    Unknown fields are left as they are, as a provider would.
+    """
+    parts = _merge_parts(text)
+    if len(parts) == 1:
+        return text
+    filled = [parts[0]]
+    for index in range(1, len(parts), 3):
+        written, name, literal = parts[index : index + 3]
+        if name in data:
+            value = str(data[name])
+            written = html.escape(value) if html_escape else value
+        filled += (written, literal)
+    return "".join(filled)
+
+
+def messages_per_recipient(message: EmailMessage) -> list[tuple[str, EmailMessage]]:
+    """Expand a batch message (Anymail merge_data/merge_headers) into one message per recipient.
+
+    Like a provider's batch send: each To recipient gets their own copy, sees only their own
+    address, and has their merge fields filled in. A message without merge data is one
+    message, for everyone on it (the address is then "").
+    """
+    merge_data = _anymail_attr(message, "merge_data")
+    merge_headers = _anymail_attr(message, "merge_headers")
+    if merge_data is None and not merge_headers:
+        return [("", message)]
+    copies = []
+    for recipient in message.to:
+        address = addr_spec(recipient)
+        data = {**(_anymail_attr(message, "merge_global_data") or {})}
+        data.update((merge_data or {}).get(address, {}))
+        one = copy.copy(message)
+        one.to, one.cc, one.bcc = [recipient], [], []
+        one.body = merge_fields_apply(message.body, data, html_escape=False)
+        one.extra_headers = {**message.extra_headers, **(merge_headers or {}).get(address, {})}
+        if isinstance(message, EmailMultiAlternatives):
+            one.alternatives = []
+            for content, mimetype in message.alternatives:
+                html_escape = mimetype == "text/html"
+                one.attach_alternative(
+                    merge_fields_apply(content, data, html_escape=html_escape), mimetype
+                )
+        copies.append((address, one))
+    return copies
+
+
+def _anymail_attr(message: EmailMessage, name: str):
+    value = getattr(message, name, None)
+    return None if value is UNSET else value
+
+
+def addr_spec(address: str) -> str:
+    """``reader@example.org`` of ``Reader <reader@example.org>`` (or of itself)."""
+    match = re.search(r"<([^>]*)>\s*$", address)
+    return (match.group(1) if match else address).strip()

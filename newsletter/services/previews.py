@@ -1,0 +1,73 @@
+"""Previews: exactly what one subscriber would get for a batch, and sending it to an editor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.mail import EmailMultiAlternatives
+
+from digests.models import DailyBatch
+from newsletter.composition import messages_per_recipient
+from newsletter.models import Delivery
+from newsletter.rendering import IssueRenderer
+from newsletter.services.planning import batch_candidates, papers_already_sent, selections_plan
+from newsletter.services.sending import digest_message
+from subscriptions.models import Subscriber
+
+
+@dataclass(frozen=True)
+class DigestPreview:
+    """Exactly the message one subscriber gets for a batch, merge fields filled in."""
+
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]
+    selection: list
+
+    @property
+    def size_kb(self) -> float:
+        return round(len(self.html.encode()) / 1024, 1)
+
+
+def digest_preview(*, batch: DailyBatch, subscriber: Subscriber) -> DigestPreview | None:
+    """What `subscriber` would get for `batch` now; None when nothing matches their topics.
+
+    Built by the same functions as a real send (selection, rendering, merge fields), so the
+    previewed HTML is byte-for-byte the HTML the subscriber receives.
+    """
+    candidates = batch_candidates(batch)
+    followed = frozenset(subscriber.topics.filter(is_active=True).values_list("id", flat=True))
+    excluded = papers_already_sent(
+        batch, [c.paper_id for c in candidates], subscriber_id=subscriber.pk
+    ).get(subscriber.pk)
+    [(_, selection)] = selections_plan(
+        candidates, [(subscriber.pk, followed)], {subscriber.pk: excluded} if excluded else {}
+    )
+    if not selection:
+        return None
+    delivery = Delivery(subscriber=subscriber, content_key="")
+    delivery.pk = 0  # never saved; only fills the merge metadata
+    message = digest_message(IssueRenderer(batch), [delivery], selection=selection)
+    [(_, personal)] = messages_per_recipient(message)
+    return DigestPreview(
+        subject=personal.subject,
+        html=personal.alternatives[0][0],
+        text=personal.body,
+        headers=dict(personal.extra_headers),
+        selection=selection,
+    )
+
+
+def digest_preview_send(*, preview: DigestPreview, to: str) -> None:
+    """Send a preview to an editor, marked as a test so it is not mistaken for the real one.
+
+    Without the List-Unsubscribe headers: they carry the previewed subscriber's one-click
+    link, and the editor's mail client offering "Unsubscribe" would unsubscribe that person.
+    """
+    headers = {k: v for k, v in preview.headers.items() if not k.lower().startswith("list-unsub")}
+    message = EmailMultiAlternatives(
+        subject=f"[Test] {preview.subject}", body=preview.text, to=[to], headers=headers
+    )
+    message.attach_alternative(preview.html, "text/html")
+    message.send()
