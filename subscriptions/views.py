@@ -273,8 +273,8 @@ def preferences_reset(request: HttpRequest, subscriber: Subscriber, token: str) 
     profiles.personalization_reset(subscriber=subscriber)
     messages.success(
         request,
-        "Your personalization is reset: every 👍 and 👎 is forgotten. Your topics and other "
-        "settings are as they were.",
+        "Your personalization is reset: every “More like this” and “Less like this” is "
+        "forgotten. Your topics and other settings are as they were.",
     )
     return _back(token, "feedback-heading")
 
