@@ -178,7 +178,7 @@ class FeedbackLinks:
 
     def token(self, subscriber_key: str | uuid.UUID, paper_id: int, value: int) -> str:
         signed = f"{_feedback_value(subscriber_key, paper_id, value)}:{self._timestamp}"
-        digest = hmac.new(self._hmac_key, signed.encode(), hashlib.sha256).digest()
+        digest = hmac.digest(self._hmac_key, signed.encode(), "sha256")
         return f"{signed}:{signing.b64_encode(digest).decode()}"
 
     def url(self, subscriber_key: str | uuid.UUID, paper_id: int, value: int) -> str:
