@@ -405,7 +405,7 @@ def feedback(
 ) -> HttpResponse:
     """GET only shows the question (link scanners open every link); POST records.
 
-    static/subscriptions/feedback.js submits the form once a person is looking at the page, so
+    static/paperboy/feedback.js submits the form once a person is looking at the page, so
     with JavaScript the reader's click in the email is all it takes; without, one more tap.
     """
     context = _feedback_context(subscriber, paper, value, token)

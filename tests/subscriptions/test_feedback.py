@@ -99,7 +99,7 @@ def test_its_get_asks_and_records_nothing(client, subscriber, paper):
     page = response.content.decode()
     assert "More like this: Robots That Fold Laundry" in page
     assert "Confirm: more like this" in page
-    assert "data-autosubmit" in page and "/static/subscriptions/feedback.js" in page
+    assert "data-autosubmit" in page and "/static/paperboy/feedback.js" in page
     assert "<script>" not in page  # no inline script: only the static file
     assert response["X-Robots-Tag"] == "noindex"
     assert "no-cache" in response["Cache-Control"]
