@@ -9,8 +9,8 @@ import pytest
 
 from subscriptions.links import feedback_url
 from subscriptions.models import Feedback
+from tests.external import ROOT
 from tests.factories import PaperFactory, SubscriberFactory, TopicFactory
-from tests.services import ROOT
 from tests.subscriptions.conftest import without_seeded_topics
 from tests.subscriptions.test_browser import UNLABELLED
 
