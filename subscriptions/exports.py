@@ -16,7 +16,9 @@ ExportSection = Callable[[Any], Any]
 _SECTIONS: dict[str, ExportSection] = {}
 
 # Keys the export itself writes; a section may not shadow them.
-RESERVED = frozenset({"format", "exported_at", "profile", "topics", "consent_records"})
+RESERVED = frozenset(
+    {"format", "exported_at", "profile", "topics", "personalization", "feedback", "consent_records"}
+)
 
 
 def register_export_section(name: str, fn: ExportSection) -> None:

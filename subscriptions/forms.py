@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from digests.models import Topic
 from subscriptions.addresses import MAX_LENGTH, email_normalize
 from subscriptions.consent import CONSENT_TEXTS
+from subscriptions.models import Profile
+from subscriptions.profiles import follows_clean, interests_clean, muted_clean
 
 
 def _topic_choices():
@@ -19,17 +21,83 @@ class TopicsField(forms.ModelMultipleChoiceField):
         return obj.name
 
 
-class SubscribeForm(forms.Form):
+class LinesField(forms.CharField):
+    """A textarea read as one entry a line; `check` turns the lines into the stored list."""
+
+    widget = forms.Textarea(attrs={"rows": 4})
+
+    def __init__(self, *, check, max_lines: int, **kwargs) -> None:
+        self.check = check
+        # The raw text may hold blank lines and spaces; the real limits are the check's.
+        kwargs.setdefault("max_length", max_lines * 120)
+        super().__init__(required=False, strip=False, **kwargs)
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list | tuple) else value
+
+    def clean(self, value) -> list[str]:
+        text = super().clean(value) or ""
+        return self.check(text.splitlines())
+
+
+def _interests_field() -> forms.CharField:
+    return forms.CharField(
+        label="What I work on",
+        required=False,
+        strip=False,
+        max_length=Profile.INTERESTS_MAX + 100,  # spaces and line breaks are tidied below
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=(
+            "A sentence or two in your own words, e.g. “speech recognition for low-resource "
+            f"languages”. At most {Profile.INTERESTS_MAX} characters."
+        ),
+    )
+
+
+def _follows_field() -> LinesField:
+    return LinesField(
+        label="Authors or organizations to follow",
+        check=follows_clean,
+        max_lines=Profile.FOLLOWS_MAX,
+        help_text=f"One a line, at most {Profile.FOLLOWS_MAX}. Their papers always reach you.",
+    )
+
+
+def _muted_field() -> LinesField:
+    return LinesField(
+        label="Keywords to mute",
+        check=muted_clean,
+        max_lines=Profile.MUTED_MAX,
+        help_text=f"One a line, at most {Profile.MUTED_MAX}. Papers mentioning them never do.",
+    )
+
+
+class _InterestsMixin:
+    """Topics are optional when the reader says what they work on; one of them is needed."""
+
+    NEED_ONE = "Choose at least one topic or tell us what you work on."
+
+    def clean_interests(self) -> str:
+        return interests_clean(self.cleaned_data["interests"])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        has_both = "topics" in data and "interests" in data  # each passed its own checks
+        if has_both and not data["topics"] and not data["interests"]:
+            self.add_error("topics", self.NEED_ONE)
+        return data
+
+
+class SubscribeForm(_InterestsMixin, forms.Form):
     email = forms.CharField(
         label="Email address",
         max_length=MAX_LENGTH + 20,  # room for surrounding spaces; the real limit is checked below
         widget=forms.EmailInput(attrs={"autocomplete": "email", "required": True}),
     )
-    topics = TopicsField(
-        queryset=Topic.objects.none(),
-        label="Topics",
-        error_messages={"required": "Choose at least one topic."},
-    )
+    topics = TopicsField(queryset=Topic.objects.none(), label="Topics", required=False)
+    interests = _interests_field()
+    follows = _follows_field()
+    muted = _muted_field()
     consent_version = forms.CharField(widget=forms.HiddenInput)
     # The honeypot: hidden from people by CSS and from assistive technology by aria-hidden;
     # form-filling bots tend to fill every field.
@@ -52,16 +120,36 @@ class SubscribeForm(forms.Form):
         return bool(self.data.get("website", "").strip())
 
 
-class TopicsForm(forms.Form):
-    topics = TopicsField(
-        queryset=Topic.objects.none(),
-        label="Topics",
-        error_messages={"required": "Choose at least one topic."},
+class PreferencesForm(_InterestsMixin, forms.Form):
+    """The preference center's one form: topics and everything the ranking reads."""
+
+    topics = TopicsField(queryset=Topic.objects.none(), label="Topics", required=False)
+    interests = _interests_field()
+    follows = _follows_field()
+    muted = _muted_field()
+    focus = forms.IntegerField(
+        label="Mix of my field and what's hot",
+        min_value=0,
+        max_value=100,
+        required=False,  # absent: keep the current mix
+        widget=forms.NumberInput(attrs={"type": "range", "step": 5}),
     )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["topics"].queryset = _topic_choices()
+
+    @classmethod
+    def for_profile(cls, subscriber, profile: Profile) -> PreferencesForm:
+        return cls(
+            initial={
+                "topics": list(subscriber.topics.all()),
+                "interests": profile.interests,
+                "follows": profile.follows,
+                "muted": profile.muted,
+                "focus": profile.focus,
+            }
+        )
 
 
 class EraseForm(forms.Form):

@@ -103,3 +103,72 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.email_hash[:12]}…"
+
+
+class Profile(models.Model):
+    """What a subscriber told us beyond topics, and what their 👍/👎 taught us.
+
+    Written only by subscriptions.profiles. Topics stay on Subscriber.topics.
+    """
+
+    INTERESTS_MAX = 500
+    FOLLOWS_MAX = 20
+    FOLLOW_LENGTH_MAX = 100
+    MUTED_MAX = 30
+    MUTED_LENGTH_MAX = 100
+    FEEDBACK_KEPT = 50
+    FOCUS_DEFAULT = 25
+
+    subscriber = models.OneToOneField(Subscriber, on_delete=models.CASCADE, related_name="profile")
+    interests = models.TextField(
+        blank=True, max_length=INTERESTS_MAX, help_text="“What I work on”, in their own words."
+    )
+    # The embedding of `interests` (float32, digests.embedding), and the model it came from: a
+    # vector from another model is not comparable with today's paper vectors.
+    interest_vector = models.BinaryField(null=True, blank=True, editable=False)
+    vector_model = models.CharField(max_length=100, blank=True, editable=False)
+    follows = models.JSONField(
+        default=list, blank=True, help_text="Author or organization names, as typed."
+    )
+    muted = models.JSONField(default=list, blank=True, help_text="Keywords never to show.")
+    # 0 = "just my field" (personal relevance only) .. 100 = "what's hot" (upvotes only).
+    focus = models.PositiveSmallIntegerField(default=FOCUS_DEFAULT)
+    # Paper ids, most recent first, at most FEEDBACK_KEPT each: a copy of the Feedback rows the
+    # daily ranking reads with the profile, so it never aggregates the feedback table.
+    liked_ids = models.JSONField(default=list, blank=True, editable=False)
+    disliked_ids = models.JSONField(default=list, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(focus__lte=100), name="profile_focus_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"profile of subscriber #{self.subscriber_id}"
+
+
+class Feedback(models.Model):
+    """One 👍 or 👎 a subscriber gave a paper; giving the other one replaces it."""
+
+    class Value(models.IntegerChoices):
+        MORE = 1, "More like this"
+        LESS = -1, "Less like this"
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="feedback")
+    paper = models.ForeignKey("digests.Paper", on_delete=models.CASCADE, related_name="feedback")
+    value = models.SmallIntegerField(choices=Value.choices)
+    created_at = models.DateTimeField()
+    # When the value was last set: what "most recent first" means.
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "paper"], name="feedback_once_per_paper"),
+            models.CheckConstraint(condition=models.Q(value__in=[1, -1]), name="feedback_value"),
+        ]
+        indexes = [models.Index(fields=["subscriber", "value", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_value_display()}: paper #{self.paper_id}"

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Iterator
+from itertools import groupby
+from operator import itemgetter
+from typing import NamedTuple
 
-from subscriptions.models import Subscriber, Suppression
+from django.db.models import FilteredRelation, Q, QuerySet
+
+from subscriptions.models import Feedback, Profile, Subscriber, Suppression
+from subscriptions.profiles import normalize_keyword, normalize_name
+
+CHUNK = 10_000
 
 
 def subscribers_sendable() -> QuerySet[Subscriber]:
@@ -10,3 +18,92 @@ def subscribers_sendable() -> QuerySet[Subscriber]:
     return Subscriber.objects.filter(
         status=Subscriber.Status.ACTIVE, confirmed_at__isnull=False
     ).exclude(email_hash__in=Suppression.objects.values("email_hash"))
+
+
+class RankingProfile(NamedTuple):
+    """One sendable subscriber as the daily ranking reads them."""
+
+    subscriber_id: int
+    topics: frozenset[int]  # followed active topics
+    interest_vector: bytes | None  # float32, from today's model (None: none, or a stale model)
+    liked_ids: tuple[int, ...]  # most recent first
+    disliked_ids: tuple[int, ...]
+    muted: tuple[str, ...]  # normalize_keyword'ed
+    follows: tuple[str, ...]  # normalize_name'd
+    focus: int  # 0 = just my field .. 100 = what's hot
+
+
+def _topics_by_subscriber() -> Iterator[tuple[int, frozenset[int]]]:
+    rows = (
+        subscribers_sendable()
+        .annotate(active_topic=FilteredRelation("topics", condition=Q(topics__is_active=True)))
+        .order_by("id")
+        .values_list("id", "active_topic__id")
+    )
+    # Equal topic sets are one shared object: a million subscribers share thousands of sets.
+    shared: dict[frozenset[int], frozenset[int]] = {}
+    for subscriber_id, group in groupby(rows.iterator(chunk_size=CHUNK), key=itemgetter(0)):
+        topics = frozenset(t for _, t in group if t is not None)
+        yield subscriber_id, shared.setdefault(topics, topics)
+
+
+def profiles_for_ranking(*, vector_model: str | None = None) -> Iterator[RankingProfile]:
+    """Every sendable subscriber with their profile, in id order, streamed.
+
+    Two streamed queries merged on the subscriber id: topics (a LEFT JOIN, one row per topic)
+    and profiles (a LEFT JOIN, one row per subscriber). One query joining both would repeat
+    the interest vector and the lists once per followed topic. A subscriber who became
+    sendable between the two queries gets no topics this once; one who stopped being
+    sendable is skipped. vector_model: the model of today's paper vectors (default: the
+    embedding module's); a vector from another model is not comparable, so it is left out.
+    """
+    if vector_model is None:
+        from digests.embedding import MODEL_NAME as vector_model
+    profiles = (
+        subscribers_sendable()
+        .order_by("id")
+        .values_list(
+            "id",
+            "profile__interest_vector",
+            "profile__vector_model",
+            "profile__liked_ids",
+            "profile__disliked_ids",
+            "profile__muted",
+            "profile__follows",
+            "profile__focus",
+        )
+    )
+    topics = _topics_by_subscriber()
+    no_topics: frozenset[int] = frozenset()
+    next_topics = next(topics, None)
+    for sid, vector, model, liked, disliked, muted, follows, focus in profiles.iterator(
+        chunk_size=CHUNK
+    ):
+        while next_topics is not None and next_topics[0] < sid:
+            next_topics = next(topics, None)
+        followed = no_topics
+        if next_topics is not None and next_topics[0] == sid:
+            followed = next_topics[1]
+        yield RankingProfile(
+            subscriber_id=sid,
+            topics=followed,
+            interest_vector=bytes(vector) if vector is not None and model == vector_model else None,
+            liked_ids=tuple(liked or ()),
+            disliked_ids=tuple(disliked or ()),
+            muted=tuple(normalize_keyword(k) for k in muted) if muted else (),
+            follows=tuple(normalize_name(n) for n in follows) if follows else (),
+            focus=Profile.FOCUS_DEFAULT if focus is None else focus,
+        )
+
+
+def feedback_for_subscriber(subscriber: Subscriber, *, limit: int = 50) -> dict[str, list]:
+    """What a reader liked and disliked, newest first, with the papers' titles."""
+    rows = (
+        Feedback.objects.filter(subscriber=subscriber)
+        .select_related("paper")
+        .only("value", "updated_at", "paper__title", "paper__hf_url", "paper__arxiv_id")
+    )
+    return {
+        "liked": list(rows.filter(value=Feedback.Value.MORE)[:limit]),
+        "disliked": list(rows.filter(value=Feedback.Value.LESS)[:limit]),
+    }

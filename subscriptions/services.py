@@ -21,7 +21,8 @@ from subscriptions.consent import CONSENT_TEXTS, IMPORT_VERSION
 from subscriptions.emails import email_build
 from subscriptions.exports import export_sections
 from subscriptions.links import confirm_url, preferences_url
-from subscriptions.models import ConsentRecord, Subscriber, Suppression
+from subscriptions.models import ConsentRecord, Feedback, Profile, Subscriber, Suppression
+from subscriptions.profiles import interests_clean, profile_create
 
 ERASED_REPR = "erased subscriber #{pk}"
 FORM_EMAIL_CONFIRM = "confirm"
@@ -38,9 +39,9 @@ class ConfirmationInvalid(Exception):
     """A confirmation link that no longer matches the subscription (it moved on since)."""
 
 
-def _active_topics(topics: Iterable[Topic]) -> list[Topic]:
+def _active_topics(topics: Iterable[Topic], *, allow_none: bool = False) -> list[Topic]:
     chosen = [t for t in topics if t.is_active]
-    if not chosen:
+    if not chosen and not allow_none:
         raise ValidationError("Choose at least one topic.", code="no_topics")
     return chosen
 
@@ -61,15 +62,25 @@ def subscriber_subscribe(
     ip: str | None,
     user_agent: str,
     form_version: str,
+    interests: str = "",
+    follows: Iterable[str] = (),
+    muted: Iterable[str] = (),
 ) -> None:
     """Handle a signup form submission: a pending subscriber and a confirmation email.
 
     Returns nothing on purpose: the caller must answer a new, pending, active, unsubscribed or
     suppressed address identically, so it is not told which one this was. At most one email
     per address per SIGNUP_EMAIL_INTERVAL_SECONDS leaves, whatever the state.
+
+    A person needs at least one topic or a "what I work on" line.
     """
     address = email_normalize(email)
-    chosen = _active_topics(topics)
+    interests = interests_clean(interests)
+    chosen = _active_topics(topics, allow_none=True)
+    if not chosen and not interests:
+        raise ValidationError(
+            "Choose at least one topic or tell us what you work on.", code="no_interest"
+        )
     if form_version not in CONSENT_TEXTS:
         raise ValidationError("Unknown consent text version.", code="consent_version")
     address_hash = email_hash(address)
@@ -119,6 +130,9 @@ def subscriber_subscribe(
             subscriber.paused_at = None
             subscriber.save(update_fields=["status", "confirmed_at", "paused_at"])
         subscriber.topics.set(chosen)
+        profile_create(
+            subscriber=subscriber, interests=interests, follows=list(follows), muted=list(muted)
+        )
 
     _form_email_enqueue_once(subscriber=subscriber, kind=kind, now=now)
 
@@ -248,6 +262,7 @@ def subscriber_import(
         confirmed_at=confirmed_at,
     )
     subscriber.topics.set(chosen)
+    profile_create(subscriber=subscriber)
     ConsentRecord.objects.create(
         subscriber=subscriber,
         source=ConsentRecord.Source.IMPORT,
@@ -263,8 +278,11 @@ def subscriber_import(
 
 
 @transaction.atomic
-def subscriber_update_topics(*, subscriber: Subscriber, topics: Iterable[Topic]) -> Subscriber:
-    chosen = _active_topics(topics)
+def subscriber_update_topics(
+    *, subscriber: Subscriber, topics: Iterable[Topic], allow_none: bool = False
+) -> Subscriber:
+    """allow_none: the reader told us what they work on (subscriptions.profiles checks)."""
+    chosen = _active_topics(topics, allow_none=allow_none)
     subscriber = _locked(subscriber)
     if subscriber.status == Status.UNSUBSCRIBED:
         raise ValidationError("Subscribe again before choosing topics.", code="unsubscribed")
@@ -348,7 +366,8 @@ def subscriber_suppress(*, email: str, reason: str) -> None:
 
 @transaction.atomic
 def subscriber_erase(*, subscriber: Subscriber) -> None:
-    """Delete the subscriber and their consent records; keep only a hashed suppression.
+    """Delete the subscriber, their consent records, profile and feedback; keep only a hashed
+    suppression.
 
     Delivery history in other apps goes with the row (their foreign keys cascade or null).
     """
@@ -384,6 +403,17 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
             "unsubscribed_at": _iso(subscriber.unsubscribed_at),
         },
         "topics": [{"slug": t.slug, "name": t.name} for t in subscriber.topics.all()],
+        "personalization": _profile_export(subscriber),
+        "feedback": [
+            {
+                "paper": f.paper.title,
+                "arxiv_id": f.paper.arxiv_id,
+                "value": "more like this" if f.value == Feedback.Value.MORE else "less like this",
+                "created_at": _iso(f.created_at),
+                "updated_at": _iso(f.updated_at),
+            }
+            for f in subscriber.feedback.select_related("paper")
+        ],
         "consent_records": [
             {
                 "source": c.source,
@@ -401,6 +431,22 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
     for name, fn in export_sections().items():
         data[name] = fn(subscriber)
     return data
+
+
+def _profile_export(subscriber: Subscriber) -> dict[str, Any] | None:
+    profile = Profile.objects.filter(subscriber=subscriber).first()
+    if profile is None:
+        return None
+    return {
+        "what_i_work_on": profile.interests,
+        "follows": profile.follows,
+        "muted_keywords": profile.muted,
+        "focus": profile.focus,
+        # The vector itself is only numbers derived from what_i_work_on; saying it exists is
+        # what matters to the reader.
+        "interest_vector_model": profile.vector_model or None,
+        "updated_at": _iso(profile.updated_at),
+    }
 
 
 def _iso(value) -> str | None:

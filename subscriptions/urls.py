@@ -22,6 +22,15 @@ urlpatterns = [
     path(
         "p/<str:token>/resubscribe", views.preferences_resubscribe, name="preferences-resubscribe"
     ),
+    path(
+        "p/<str:token>/feedback/<int:paper_id>/undo",
+        views.preferences_feedback_undo,
+        name="preferences-feedback-undo",
+    ),
+    path("p/<str:token>/reset", views.preferences_reset, name="preferences-reset"),
     path("p/<str:token>/export", views.preferences_export, name="preferences-export"),
     path("p/<str:token>/erase", views.preferences_erase, name="preferences-erase"),
+    # Short: a digest carries two of these for every paper.
+    path("f/<str:token>/", views.feedback, name="feedback"),
+    path("f/<str:token>/undo", views.feedback_undo, name="feedback-undo"),
 ]

@@ -14,22 +14,25 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from digests.models import DailyBatch
+from digests.models import DailyBatch, Paper
 from digests.selectors import batch_preview_latest
-from subscriptions import services
+from subscriptions import profiles, services
 from subscriptions.abuse import client_ip, ip_rate_limited
 from subscriptions.consent import CONSENT_TEXTS, CONSENT_VERSION
-from subscriptions.forms import EraseForm, SubscribeForm, TopicsForm
+from subscriptions.forms import EraseForm, PreferencesForm, SubscribeForm
 from subscriptions.links import (
+    FEEDBACK_LINK_MAX_AGE_DAYS,
     SALT_PREFERENCES,
     SALT_UNSUBSCRIBE,
     TokenExpired,
     TokenInvalid,
     confirm_token_read,
+    feedback_token_read,
     key_token_read,
     preferences_url,
 )
-from subscriptions.models import Subscriber
+from subscriptions.models import Feedback, Profile, Subscriber
+from subscriptions.selectors import feedback_for_subscriber
 
 
 def _latest_preview() -> list:
@@ -93,6 +96,9 @@ def landing(request: HttpRequest) -> HttpResponse:
                 ip=client_ip(request),
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
                 form_version=form.cleaned_data["consent_version"],
+                interests=form.cleaned_data["interests"],
+                follows=form.cleaned_data["follows"],
+                muted=form.cleaned_data["muted"],
             )
             return _check_inbox(request)
         status = 400
@@ -185,22 +191,31 @@ def unsubscribe(request: HttpRequest, subscriber: Subscriber, token: str) -> Htt
     return render(request, "subscriptions/unsubscribe.html", {"subscriber": subscriber})
 
 
+def _profile(subscriber: Subscriber) -> Profile:
+    # Every subscriber is given one; a row made some other way reads as the defaults.
+    try:
+        return subscriber.profile
+    except Profile.DoesNotExist:
+        return Profile(subscriber=subscriber)
+
+
 def _preferences_page(
     request: HttpRequest,
     subscriber: Subscriber,
     token: str,
     *,
-    topics_form: TopicsForm | None = None,
+    preferences_form: PreferencesForm | None = None,
     erase_form: EraseForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    if topics_form is None:
-        topics_form = TopicsForm(initial={"topics": list(subscriber.topics.all())})
+    if preferences_form is None:
+        preferences_form = PreferencesForm.for_profile(subscriber, _profile(subscriber))
     context = {
         "subscriber": subscriber,
         "token": token,
-        "topics_form": topics_form,
+        "preferences_form": preferences_form,
         "erase_form": erase_form or EraseForm(),
+        "feedback": feedback_for_subscriber(subscriber),
     }
     return render(request, "subscriptions/preferences.html", context, status=status)
 
@@ -212,23 +227,56 @@ def preferences(request: HttpRequest, subscriber: Subscriber, token: str) -> Htt
     return _preferences_page(request, subscriber, token)
 
 
-def _back(token: str) -> HttpResponse:
-    return redirect("subscriptions:preferences", token=token)
+def _back(token: str, anchor: str = "") -> HttpResponse:
+    response = redirect("subscriptions:preferences", token=token)
+    if anchor:
+        response["Location"] += f"#{anchor}"
+    return response
 
 
 @require_POST
 @_with_subscriber(SALT_PREFERENCES)
 def preferences_topics(request: HttpRequest, subscriber: Subscriber, token: str) -> HttpResponse:
-    form = TopicsForm(request.POST)
+    form = PreferencesForm(request.POST)
     if not form.is_valid():
-        return _preferences_page(request, subscriber, token, topics_form=form, status=400)
+        return _preferences_page(request, subscriber, token, preferences_form=form, status=400)
+    data = form.cleaned_data
     try:
-        services.subscriber_update_topics(subscriber=subscriber, topics=form.cleaned_data["topics"])
+        profiles.subscriber_preferences_update(
+            subscriber=subscriber,
+            topics=data["topics"],
+            interests=data["interests"],
+            follows=data["follows"],
+            muted=data["muted"],
+            focus=_profile(subscriber).focus if data["focus"] is None else data["focus"],
+        )
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
     else:
-        messages.success(request, "Your topics are saved.")
+        messages.success(request, "Your preferences are saved.")
     return _back(token)
+
+
+@require_POST
+@_with_subscriber(SALT_PREFERENCES)
+def preferences_feedback_undo(
+    request: HttpRequest, subscriber: Subscriber, token: str, paper_id: int
+) -> HttpResponse:
+    if profiles.feedback_undo(subscriber=subscriber, paper=paper_id):
+        messages.success(request, "Undone: that paper no longer counts.")
+    return _back(token, "feedback-heading")
+
+
+@require_POST
+@_with_subscriber(SALT_PREFERENCES)
+def preferences_reset(request: HttpRequest, subscriber: Subscriber, token: str) -> HttpResponse:
+    profiles.personalization_reset(subscriber=subscriber)
+    messages.success(
+        request,
+        "Your personalization is reset: every “More like this” and “Less like this” is "
+        "forgotten. Your topics and other settings are as they were.",
+    )
+    return _back(token, "feedback-heading")
 
 
 def _state_change(service: Callable, done: str) -> Callable:
@@ -259,6 +307,7 @@ def preferences_resubscribe(
     request: HttpRequest, subscriber: Subscriber, token: str
 ) -> HttpResponse:
     # Coming back goes through double opt-in again, like the front page form.
+    profile = _profile(subscriber)
     try:
         services.subscriber_subscribe(
             email=subscriber.email,
@@ -266,6 +315,9 @@ def preferences_resubscribe(
             ip=client_ip(request),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
             form_version=CONSENT_VERSION,
+            interests=profile.interests,
+            follows=profile.follows,
+            muted=profile.muted,
         )
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
@@ -297,3 +349,83 @@ def preferences_erase(request: HttpRequest, subscriber: Subscriber, token: str) 
         return _preferences_page(request, subscriber, token, erase_form=form, status=400)
     services.subscriber_erase(subscriber=subscriber)
     return render(request, "subscriptions/erased.html")
+
+
+# --- 👍/👎 feedback links ----------------------------------------------------------------------
+
+
+def _with_feedback(view: Callable) -> Callable:
+    """Resolve a feedback token to (subscriber, paper, value), or answer 400/404/410."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, token: str) -> HttpResponse:
+        try:
+            key, paper_id, value = feedback_token_read(token)
+        except TokenExpired:
+            return _problem(
+                request,
+                "This link is too old",
+                f"Feedback links work for {FEEDBACK_LINK_MAX_AGE_DAYS} days. Use the links in "
+                "a recent digest.",
+                410,
+            )
+        except TokenInvalid:
+            return _invalid_link(request)
+        subscriber = Subscriber.objects.filter(key=key).first()
+        if subscriber is None:
+            return _gone(request)
+        paper = Paper.objects.filter(pk=paper_id).only("title", "hf_url").first()
+        if paper is None:
+            return _problem(
+                request,
+                "This paper is no longer here",
+                "It was removed after the digest was sent, so there is nothing to rate.",
+                404,
+            )
+        return view(request, subscriber, paper, Feedback.Value(value), token=token)
+
+    return wrapper
+
+
+def _feedback_context(subscriber: Subscriber, paper: Paper, value: Feedback.Value, token: str):
+    return {
+        "paper": paper,
+        "value": value,
+        "more": value == Feedback.Value.MORE,
+        "token": token,
+        "preferences_url": preferences_url(subscriber),
+    }
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+@_with_feedback
+def feedback(
+    request: HttpRequest, subscriber: Subscriber, paper: Paper, value: Feedback.Value, token: str
+) -> HttpResponse:
+    """GET only shows the question (link scanners open every link); POST records.
+
+    static/paperboy/feedback.js submits the form once a person is looking at the page, so
+    with JavaScript the reader's click in the email is all it takes; without, one more tap.
+    """
+    context = _feedback_context(subscriber, paper, value, token)
+    if request.method == "POST":
+        profiles.feedback_record(subscriber=subscriber, paper=paper, value=value)
+        return render(request, "subscriptions/feedback_saved.html", context)
+    response = render(request, "subscriptions/feedback_confirm.html", context)
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@never_cache
+@require_POST
+@_with_feedback
+def feedback_undo(
+    request: HttpRequest, subscriber: Subscriber, paper: Paper, value: Feedback.Value, token: str
+) -> HttpResponse:
+    profiles.feedback_undo(subscriber=subscriber, paper=paper)
+    return render(
+        request,
+        "subscriptions/feedback_undone.html",
+        _feedback_context(subscriber, paper, value, token),
+    )

@@ -11,7 +11,7 @@ from django.utils import timezone
 from digests.models import BatchEntry, DailyBatch, Paper, Topic
 from subscriptions.addresses import email_hash
 from subscriptions.consent import CONSENT_VERSION
-from subscriptions.models import ConsentRecord, Subscriber
+from subscriptions.models import ConsentRecord, Profile, Subscriber
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -105,6 +105,13 @@ class SubscriberFactory(factory.django.DjangoModelFactory):
                 confirmed_at=self.confirmed_at,
                 topics=[t.slug for t in self.topics.all()],
             )
+
+    @factory.post_generation
+    def profile(self, create, extracted, **kwargs):
+        # profile__interests="...", profile__follows=[...]: set fields as stored (no vector;
+        # subscriptions.profiles computes that). profile=False: none, like a row from before.
+        if create and extracted is not False:
+            Profile.objects.create(subscriber=self, **kwargs)
 
     class Params:
         pending = factory.Trait(status=Subscriber.Status.PENDING)

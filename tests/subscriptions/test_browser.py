@@ -81,8 +81,8 @@ def test_it_subscribes_confirms_and_manages_preferences_in_a_browser(live_server
 
     page.get_by_label("Computer vision").check()
     page.get_by_label("Language models").uncheck()
-    page.get_by_role("button", name="Save topics").click()
-    expect(page.get_by_text("Your topics are saved")).to_be_visible()
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_text("Your preferences are saved")).to_be_visible()
     shot("topics-saved")
     subscriber = Subscriber.objects.get()
     assert list(subscriber.topics.all()) == [cv]

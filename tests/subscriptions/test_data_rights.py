@@ -6,12 +6,13 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 
-from subscriptions import exports, services
+from digests.models import Paper
+from subscriptions import exports, profiles, services
 from subscriptions.addresses import email_hash
 from subscriptions.consent import CONSENT_TEXTS, CONSENT_VERSION
-from subscriptions.models import ConsentRecord, Subscriber, Suppression
+from subscriptions.models import ConsentRecord, Feedback, Profile, Subscriber, Suppression
 from subscriptions.selectors import subscribers_sendable
-from tests.factories import SubscriberFactory
+from tests.factories import PaperFactory, SubscriberFactory
 from tests.subscriptions.helpers import link_in, path_of
 
 pytestmark = pytest.mark.django_db
@@ -182,3 +183,39 @@ def test_pause_and_resume_guard_their_states(topics):
     active.refresh_from_db()
     assert active.status == Subscriber.Status.PAUSED
     assert active not in subscribers_sendable()
+
+
+def test_its_export_holds_the_profile_and_feedback_and_erase_removes_them(topics, embedding):
+    subscriber = SubscriberFactory(email="reader@example.org")
+    profiles.profile_update(
+        subscriber=subscriber,
+        interests="robot hands",
+        follows=["Pieter Abbeel"],
+        muted=["nft"],
+        focus=60,
+    )
+    liked, disliked = PaperFactory(title="A liked paper"), PaperFactory(title="A disliked one")
+    profiles.feedback_record(subscriber=subscriber, paper=liked, value=1)
+    profiles.feedback_record(subscriber=subscriber, paper=disliked, value=-1)
+
+    data = services.subscriber_export(subscriber=subscriber)
+
+    personal = data["personalization"]
+    assert personal["what_i_work_on"] == "robot hands"
+    assert (personal["follows"], personal["muted_keywords"], personal["focus"]) == (
+        ["Pieter Abbeel"],
+        ["nft"],
+        60,
+    )
+    assert personal["interest_vector_model"] == embedding.MODEL_NAME
+    assert {(f["paper"], f["arxiv_id"], f["value"]) for f in data["feedback"]} == {
+        ("A liked paper", liked.arxiv_id, "more like this"),
+        ("A disliked one", disliked.arxiv_id, "less like this"),
+    }
+    assert all(f["created_at"] for f in data["feedback"])
+
+    services.subscriber_erase(subscriber=subscriber)
+
+    assert not Profile.objects.exists()
+    assert not Feedback.objects.exists()
+    assert Paper.objects.count() == 2  # the papers are not theirs

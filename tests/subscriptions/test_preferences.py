@@ -29,7 +29,7 @@ def test_it_shows_the_subscription_without_changing_it(client, subscriber, prefs
     assert response.status_code == 200
     body = response.content.decode()
     assert "reader@example.org" in body and "Pause digests" in body
-    [checked] = response.context["topics_form"].initial["topics"]
+    [checked] = response.context["preferences_form"].initial["topics"]
     assert checked == subscriber.topics.get()
     subscriber.refresh_from_db()
     assert subscriber.status == Subscriber.Status.ACTIVE
@@ -40,7 +40,7 @@ def test_it_changes_topics(client, subscriber, prefs, topics):
     assert response.status_code == 302
     assert response["Location"] == prefs
     assert set(subscriber.topics.all()) == {topics[1], topics[2]}
-    assert b"Your topics are saved" in client.get(prefs).content
+    assert b"Your preferences are saved" in client.get(prefs).content
 
 
 def test_it_refuses_an_empty_topic_list(client, subscriber, prefs, topics):
@@ -70,7 +70,7 @@ def test_it_unsubscribes_and_offers_to_come_back_through_confirmation(
     subscriber.refresh_from_db()
     assert subscriber.status == Subscriber.Status.UNSUBSCRIBED
     page = client.get(prefs).content
-    assert b"Subscribe again" in page and b"Save topics" not in page
+    assert b"Subscribe again" in page and b"Save preferences" not in page
 
     with django_capture_on_commit_callbacks(execute=True):
         client.post(prefs + "resubscribe")
