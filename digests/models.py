@@ -50,6 +50,19 @@ class Paper(models.Model):
     comment_count = models.PositiveIntegerField(default=0)
     ai_summary = models.TextField(blank=True)
     ai_keywords = models.JSONField(default=list, blank=True)
+    organization = models.CharField(
+        max_length=200, blank=True, help_text="The organization upstream credits, if any."
+    )
+    # The paper's meaning (digests.embedding): DIMS float32 values, computed once at ingest.
+    # embedding_model names the model, so vectors of two models are never compared.
+    embedding = models.BinaryField(null=True, blank=True, editable=False)
+    embedding_model = models.CharField(max_length=80, blank=True, editable=False)
+    # Set when an editor changes the paper's topics in admin: from then on automatic tagging
+    # leaves this paper alone, so the editor's correction wins over every later ingest.
+    topics_locked = models.BooleanField(
+        default=False,
+        help_text="Topics were corrected by an editor; automatic tagging leaves them alone.",
+    )
     topics = models.ManyToManyField(Topic, through="PaperTopic", related_name="papers", blank=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -27,6 +27,7 @@ Progress = Callable[[str], None]
 # Fields copied from upstream on every run (first_seen_at and editor fields are ours).
 PAPER_FIELDS = (
     "arxiv_version",
+    "organization",
     "title",
     "abstract",
     "authors",
@@ -46,6 +47,7 @@ PAPER_FIELDS = (
 # an empty value never overwrites a stored one.
 KEEP_WHEN_MISSING = {
     "arxiv_version",
+    "organization",
     "abstract",
     "authors",
     "published_at",

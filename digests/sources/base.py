@@ -35,6 +35,7 @@ class PaperItem:
     comment_count: int = 0
     ai_summary: str = ""
     ai_keywords: list[str] = field(default_factory=list)
+    organization: str = ""
 
 
 @dataclass
@@ -134,7 +135,19 @@ def item_from_hf(entry: object) -> PaperItem | str:
         ai_keywords=text.clean_list(
             paper.get("ai_keywords"), max_items=text.MAX_KEYWORDS, max_length=text.KEYWORD_MAX
         ),
+        organization=_organization(paper.get("organization") or entry.get("organization")),
     )
+
+
+def _organization(value: object) -> str:
+    """The organization's display name ("ByteDance Seed"), else its handle, else ""."""
+    if not isinstance(value, dict):
+        return ""
+    for key in ("fullname", "name"):
+        name = text.plain_text(value.get(key), max_length=text.NAME_MAX)
+        if name:
+            return name
+    return ""
 
 
 def items_from_hf_list(entries: object) -> ParseResult:

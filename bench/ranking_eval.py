@@ -1,0 +1,244 @@
+"""How good is each reader's digest? Simulated readers replayed over real papers, day by day.
+
+    .venv/bin/python bench/ranking_eval.py
+
+The papers are the 159 real ones of tests/fixtures (the 109 of the trending-papers page split
+into five days, then the two real upstream days 2026-05-08 and 2024-08-01 as days 6 and 7),
+labelled by an editor in bench/data/editor_labels.json. Each of the 16 readers of
+bench/data/readers.json has a hidden interest (a set of fine-grained subtopics, written as text
+the way a researcher would); a paper is relevant to them iff it carries one of those subtopics.
+At signup a reader ticks some of the 19 topics and, for the new ranking, writes one line in
+"What I work on". Every day each ranking picks up to 10 papers per reader:
+
+- upvotes only: the day's most upvoted papers, the same for everyone;
+- topics only: the ranking before personalization (newsletter.selection.rank_for_topics over
+  the phrase tags of the seeded topics), as it shipped;
+- new, no feedback: newsletter.ranking with the reader's topics and free text, never learning;
+- new: the same, learning from feedback. After each email the reader rates each paper with
+  probability FEEDBACK_RATE (seeded): More like this if relevant, Less like this if not.
+
+Reported per day: precision@5 (relevant papers among the first five places, empty places count
+as misses) and nDCG@10 (binary gains), averaged over the readers with at least one relevant
+paper that day. Upvotes of the 109 page papers are not in the capture, so they are drawn from a
+seeded log-normal, independent of relevance; the two real days keep their real upvotes.
+
+Figures go to bench/results/ranking_eval.json and .md (the README quotes the .md table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script: `python bench/ranking_eval.py`
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+import numpy as np  # noqa: E402
+
+from bench.papers import LabelledPaper, catalog_topics, labelled_papers  # noqa: E402
+from digests import embedding, tagging  # noqa: E402
+from digests.services import topic_matchers, topics_match  # noqa: E402
+from newsletter import ranking, selection  # noqa: E402
+
+DATA = ROOT / "bench" / "data"
+RESULTS = ROOT / "bench" / "results"
+LIMIT = 10
+FEEDBACK_RATE = 0.8
+CORPUS_DAYS = 5
+SEED = 7
+
+
+@dataclass
+class SimReader:
+    id: int
+    name: str
+    relevant: frozenset[str]
+    topics: frozenset[int]
+    free_text: str
+
+
+def split_days(papers: list[LabelledPaper]) -> list[list[LabelledPaper]]:
+    corpus = [p for p in papers if p.set == "tune"]
+    random.Random(SEED).shuffle(corpus)
+    size = math.ceil(len(corpus) / CORPUS_DAYS)
+    days = [corpus[i : i + size] for i in range(0, len(corpus), size)]
+    days.append([p for p in papers if p.set == "holdout-2026-05-08"])
+    days.append([p for p in papers if p.set == "holdout-2024-08-01"])
+    return days
+
+
+def precision_at(shown: list[int], relevant: set[int], k: int = 5) -> float:
+    return sum(1 for p in shown[:k] if p in relevant) / k
+
+
+def ndcg_at(shown: list[int], relevant: set[int], k: int = 10) -> float:
+    dcg = sum(1 / math.log2(i + 2) for i, p in enumerate(shown[:k]) if p in relevant)
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
+    return dcg / ideal if ideal else 0.0
+
+
+class World:
+    """The papers, topics and readers, embedded and tagged once."""
+
+    def __init__(self) -> None:
+        self.papers = labelled_papers()
+        self.days = split_days(self.papers)
+        self.topics = catalog_topics()  # unsaved Topic objects with ids 1..19
+        self.topic_by_slug = {t.slug: t for t in self.topics}
+        texts = [embedding.paper_text(p.title, p.abstract, p.keywords) for p in self.papers]
+        self.vectors = dict(
+            zip((p.id for p in self.papers), embedding.embed_texts(texts), strict=True)
+        )
+        model = tagging.TopicModel.build(self.topics)
+        self.tagger = model
+        matchers = topic_matchers(self.topics)
+        self.phrase_tags = {
+            p.id: frozenset(
+                t.pk
+                for t in topics_match(
+                    title=p.title, abstract=p.abstract, keywords=p.keywords, matchers=matchers
+                )
+            )
+            for p in self.papers
+        }
+        self.readers = []
+        for i, raw in enumerate(json.loads((DATA / "readers.json").read_text()), start=1):
+            self.readers.append(
+                SimReader(
+                    id=i,
+                    name=raw["name"],
+                    relevant=frozenset(raw["relevant_subtopics"]),
+                    topics=frozenset(self.topic_by_slug[s].pk for s in raw["signup_topics"]),
+                    free_text=raw["free_text"],
+                )
+            )
+        interests = embedding.embed_texts([r.free_text for r in self.readers])
+        self.interest = {r.id: v for r, v in zip(self.readers, interests, strict=True)}
+
+    def relevant(self, reader: SimReader, papers: list[LabelledPaper]) -> set[int]:
+        return {p.id for p in papers if reader.relevant & set(p.subtopics)}
+
+    def day_matrices(self, papers: list[LabelledPaper]) -> ranking.Day:
+        vectors = np.stack([self.vectors[p.id] for p in papers])
+        scored = self.tagger.score(vectors, [(p.title, p.abstract, p.keywords) for p in papers])
+        return ranking.day(
+            paper_ids=[p.id for p in papers],
+            vectors=vectors,
+            affinity=scored.affinity,
+            topic_ids=[t.pk for t in self.topics],
+            upvotes=[p.upvotes for p in papers],
+            pinned=[False] * len(papers),
+            order=list(range(1, len(papers) + 1)),
+            texts=[f"{p.title} {' '.join(p.keywords)} {p.abstract}" for p in papers],
+            people=[p.authors for p in papers],
+        )
+
+
+def run(world: World) -> dict:
+    rng = random.Random(SEED)
+    names = ["upvotes only", "topics only (before)", "new, no feedback", "new"]
+    scores = {n: {"p@5": [], "ndcg@10": []} for n in names}
+    liked: dict[int, list[int]] = {r.id: [] for r in world.readers}
+    disliked: dict[int, list[int]] = {r.id: [] for r in world.readers}
+    for papers in world.days:
+        the_day = world.day_matrices(papers)
+        feedback = ranking.FeedbackPapers.build(the_day, world.vectors)
+        candidates = [
+            selection.Candidate(
+                paper_id=p.id,
+                topic_ids=world.phrase_tags[p.id],
+                upvotes=p.upvotes,
+                pinned=False,
+                rank=i,
+            )
+            for i, p in enumerate(papers, start=1)
+        ]
+        by_votes = [p.id for p in sorted(papers, key=lambda p: -p.upvotes)][:LIMIT]
+        day_scores = {n: {"p@5": [], "ndcg@10": []} for n in names}
+        for reader in world.readers:
+            relevant = world.relevant(reader, papers)
+            base = ranking.Reader(
+                reader.id,
+                topics=reader.topics,
+                interest=world.interest[reader.id],
+                limit=LIMIT,
+            )
+            learning = ranking.Reader(
+                reader.id,
+                topics=reader.topics,
+                interest=world.interest[reader.id],
+                liked=tuple(reversed(liked[reader.id])),
+                disliked=tuple(reversed(disliked[reader.id])),
+                limit=LIMIT,
+            )
+            shown = {
+                "upvotes only": by_votes,
+                "topics only (before)": [
+                    pid
+                    for pid, _ in selection.rank_for_topics(candidates, reader.topics, limit=LIMIT)
+                ],
+                "new, no feedback": [
+                    pid for pid, _ in ranking.rank_readers(the_day, [base], feedback)[0]
+                ],
+                "new": [pid for pid, _ in ranking.rank_readers(the_day, [learning], feedback)[0]],
+            }
+            for pid in shown["new"]:
+                if rng.random() < FEEDBACK_RATE:
+                    (liked if pid in relevant else disliked)[reader.id].append(pid)
+            if not relevant:
+                continue
+            for n in names:
+                day_scores[n]["p@5"].append(precision_at(shown[n], relevant))
+                day_scores[n]["ndcg@10"].append(ndcg_at(shown[n], relevant))
+        for n in names:
+            for metric, values in day_scores[n].items():
+                scores[n][metric].append(sum(values) / len(values))
+    return {
+        "days": [len(d) for d in world.days],
+        "readers": len(world.readers),
+        "model": embedding.MODEL_NAME,
+        "scores": scores,
+    }
+
+
+def table(result: dict) -> str:
+    days = len(result["days"])
+    head = "| ranking | metric | " + " | ".join(f"day {i + 1}" for i in range(days))
+    head += " | mean |\n|---|---|" + "---|" * (days + 1) + "\n"
+    rows = []
+    for name, metrics in result["scores"].items():
+        for metric, values in metrics.items():
+            cells = " | ".join(f"{v:.2f}" for v in values)
+            rows.append(f"| {name} | {metric} | {cells} | {sum(values) / len(values):.2f} |")
+    sizes = ", ".join(str(n) for n in result["days"])
+    return (
+        f"{result['readers']} simulated readers, papers per day: {sizes}; "
+        f"model {result['model']}.\n\n" + head + "\n".join(rows) + "\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--name", default="ranking_eval")
+    args = parser.parse_args()
+    result = run(World())
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / f"{args.name}.md").write_text(table(result))
+    print(table(result))
+
+
+if __name__ == "__main__":
+    main()
