@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import ROOT
 
 
 def _load_django_newsletter() -> None:

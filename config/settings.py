@@ -7,9 +7,12 @@ with an error that names the variable. The README has the full table.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from csp.constants import NONE as CSP_NONE
+from csp.constants import SELF as CSP_SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
@@ -58,6 +61,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "anymail",
+    "axes",
+    "csp",
     "config",
     "digests",
     "subscriptions",
@@ -66,6 +71,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.csp.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -73,6 +79,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -179,6 +187,8 @@ DIGEST_HTTP_BACKOFF = env_int("DIGEST_HTTP_BACKOFF", default=2, minimum=0)
 DIGEST_HTTP_BACKOFF_MAX = env_int("DIGEST_HTTP_BACKOFF_MAX", default=60, minimum=0)
 DIGEST_API_PAGE_SIZE = env_int("DIGEST_API_PAGE_SIZE", default=50, minimum=1)
 DIGEST_API_MAX_PAGES = env_int("DIGEST_API_MAX_PAGES", default=10, minimum=1)
+# Papers kept per day, upstream's top ones by rank; the rest are left out and the run says so.
+DIGEST_MAX_PAPERS_PER_BATCH = env_int("DIGEST_MAX_PAPERS_PER_BATCH", default=200, minimum=1)
 # When on, a successful ingest moves a draft batch that has papers straight to approved.
 DIGEST_AUTO_APPROVE = env_bool("DIGEST_AUTO_APPROVE", default=False)
 # The beat job ingests today and re-fetches this many previous days (upvotes keep moving).
@@ -274,6 +284,8 @@ USE_TZ = True
 # --- Static files --------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = PAPERBOY_VAR_DIR / "static"
+# The site's own stylesheets: the Content-Security-Policy below allows no inline styles.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -292,6 +304,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# --- Admin login lockout (django-axes) -----------------------------------------------------
+# After ADMIN_LOGIN_FAILURE_LIMIT wrong passwords an account is locked, from any address, and
+# so is the client address, for any account; both for ADMIN_LOGIN_COOLOFF_MINUTES, or until an
+# admin deletes the lockout under "Axes" in admin. Attempts are kept in the database, so every
+# web process sees them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", default=5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", default=30, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The same client address the signup rate limit uses (the trusted-proxy count applies).
+AXES_CLIENT_IP_CALLABLE = "subscriptions.abuse.client_ip"
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+
 # --- Production hardening ------------------------------------------------------------------
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto. /healthz stays reachable over
 # plain HTTP for the container healthcheck.
@@ -307,6 +335,24 @@ if not DEBUG:
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+
+# --- Content-Security-Policy (django-csp) --------------------------------------------------
+# On every page: scripts and stylesheets only from the site's own static files, no inline
+# script or style, no plugins, forms post only here, and no other site may frame a page. The
+# two pages that show an email inside a sandboxed frame also allow its inline styles (see
+# config/csp.py); scripts stay blocked there too.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [CSP_SELF],
+        "script-src": [CSP_SELF],
+        "style-src": [CSP_SELF],
+        "img-src": [CSP_SELF, "data:"],
+        "object-src": [CSP_NONE],
+        "base-uri": [CSP_NONE],
+        "form-action": [CSP_SELF],
+        "frame-ancestors": [CSP_NONE],
+    }
+}
 
 # --- Logging: one line per event on stdout -------------------------------------------------
 LOG_LEVEL = env_choice(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db import models
 from django.db.models import Count, Q
 from django.urls import reverse
@@ -25,6 +26,11 @@ from digests.services import (
 )
 
 RETAG_DAYS = 30
+# The batch page shows its entries a page at a time and only the latest runs, so it renders
+# in the same time at DIGEST_MAX_PAPERS_PER_BATCH as with a handful of papers.
+ENTRIES_PER_PAGE = 50
+ENTRIES_PAGE_PARAM = "entries_page"
+RUNS_SHOWN = 10
 
 
 # --- Topics ----------------------------------------------------------------------------------
@@ -180,21 +186,56 @@ class PaperAdmin(admin.ModelAdmin):
 # --- Batches ---------------------------------------------------------------------------------
 
 
-class BatchEntryFormSet(forms.BaseInlineFormSet):
+class PagedInlineFormSet(forms.BaseInlineFormSet):
+    """An inline formset over one page of its rows (Django's inlines show every row).
+
+    The page number comes from the request (see PagedInlineMixin.get_formset); a POST goes
+    back to the same URL, so it is bound to the same page of rows it was rendered with.
+    """
+
+    per_page = ENTRIES_PER_PAGE
+    page_number: str | int = 1
+
+    def get_queryset(self):
+        if not hasattr(self, "_queryset"):
+            paginator = Paginator(super().get_queryset(), self.per_page)
+            self.page = paginator.get_page(self.page_number)
+            self._queryset = self.page.object_list
+        return self._queryset
+
+
+class PagedInlineMixin:
+    page_param = ""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        page = request.GET.get(self.page_param, 1) if self.page_param else 1
+        return type(formset.__name__, (formset,), {"page_number": page})
+
+
+class BatchEntryFormSet(PagedInlineFormSet):
     def clean(self):
         super().clean()
         batch = self.instance
         if batch.status == DailyBatch.Status.SENT and any(f.has_changed() for f in self.forms):
             raise ValidationError("This batch was sent; its entries can no longer change.")
-        if batch.status == DailyBatch.Status.APPROVED and all(
-            f.cleaned_data.get("hidden") for f in self.forms if hasattr(f, "cleaned_data")
+        shown = [f for f in self.forms if hasattr(f, "cleaned_data")]
+        if (
+            batch.status == DailyBatch.Status.APPROVED
+            and all(f.cleaned_data.get("hidden") for f in shown)
+            # Entries on other pages count too.
+            and not batch.entries.filter(hidden=False)
+            .exclude(pk__in=[f.instance.pk for f in shown])
+            .exists()
         ):
             raise ValidationError("An approved batch must keep at least one visible paper.")
 
 
-class BatchEntryInline(admin.TabularInline):
+class BatchEntryInline(PagedInlineMixin, admin.TabularInline):
     model = BatchEntry
     formset = BatchEntryFormSet
+    page_param = ENTRIES_PAGE_PARAM
+    template = "admin/digests/dailybatch/entries_inline.html"
     extra = 0
     can_delete = False
     fields = [
@@ -207,7 +248,7 @@ class BatchEntryInline(admin.TabularInline):
         "editor_note",
     ]
     readonly_fields = ["paper_title", "paper_topics", "upvotes_at_fetch"]
-    ordering = ["-pinned", "rank"]
+    ordering = ["-pinned", "rank", "pk"]  # a total order, so pages never overlap
     formfield_overrides = {
         models.TextField: {"widget": forms.Textarea(attrs={"rows": 1, "cols": 30})}
     }
@@ -217,8 +258,12 @@ class BatchEntryInline(admin.TabularInline):
     )
 
     def get_queryset(self, request):
+        # The batch too: each row's title (its __str__) names the batch's date.
         return (
-            super().get_queryset(request).select_related("paper").prefetch_related("paper__topics")
+            super()
+            .get_queryset(request)
+            .select_related("paper", "batch")
+            .prefetch_related("paper__topics")
         )
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -248,13 +293,24 @@ class BatchEntryInline(admin.TabularInline):
         return ", ".join(t.name for t in entry.paper.topics.all())
 
 
-class IngestRunInline(admin.TabularInline):
+class LatestRunsFormSet(PagedInlineFormSet):
+    per_page = RUNS_SHOWN
+
+
+class IngestRunInline(PagedInlineMixin, admin.TabularInline):
     model = IngestRun
+    formset = LatestRunsFormSet
+    template = "admin/digests/dailybatch/runs_inline.html"
     extra = 0
     fields = ["started_at", "source", "ok", "item_count", "new_count", "error_count", "error"]
     readonly_fields = fields
     show_change_link = True
     can_delete = False
+    verbose_name_plural = f"Ingest runs (the latest {RUNS_SHOWN})"
+
+    def get_queryset(self, request):
+        # Raw responses are what makes a run heavy; the run's own page shows them.
+        return super().get_queryset(request).select_related("batch").defer("raw_payload")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -335,12 +391,17 @@ class DailyBatchAdmin(admin.ModelAdmin):
         # Through the services rather than formset.save(), so the rules (a sent batch is
         # frozen, ranks stay 1..n, the order survives a re-fetch) hold here as everywhere.
         batch = form.instance
+        # Every entry, in one query: the formset holds one page of them, and the order of
+        # the others decides where a retyped rank lands.
+        entries = {entry.pk: entry for entry in BatchEntry.objects.filter(batch=batch)}
+        ranks = {pk: (entry.rank, entry.rank, pk) for pk, entry in entries.items()}
         changed = []
-        ranks = []
         for entry_form in formset.forms:
-            entry = BatchEntry.objects.get(pk=entry_form.instance.pk)
+            entry = entries.get(entry_form.instance.pk)
+            if entry is None:
+                continue  # gone since the page was shown
             data = entry_form.cleaned_data
-            ranks.append((data.get("rank", entry.rank), entry.rank, entry.pk))
+            ranks[entry.pk] = (data.get("rank", entry.rank), entry.rank, entry.pk)
             if not entry_form.has_changed():
                 continue
             batch_entry_set_flags(
@@ -350,9 +411,9 @@ class DailyBatchAdmin(admin.ModelAdmin):
                 editor_note=data.get("editor_note"),
             )
             changed.append((entry_form.instance, entry_form.changed_data))
-        if any(new != old for new, old, _ in ranks):
+        if any(new != old for new, old, _ in ranks.values()):
             # Typed ranks decide the order; ties keep the previous order.
-            batch_entries_reorder(batch=batch, entry_ids=[pk for *_, pk in sorted(ranks)])
+            batch_entries_reorder(batch=batch, entry_ids=[pk for *_, pk in sorted(ranks.values())])
         # What construct_change_message reads to write the admin log entry.
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], changed, []
 
@@ -382,7 +443,14 @@ class DailyBatchAdmin(admin.ModelAdmin):
 class IngestRunAdmin(admin.ModelAdmin):
     list_display = ["batch", "source", "started_at", "ok", "item_count", "error_count"]
     list_filter = ["ok", "source"]
+    list_select_related = ["batch"]
     readonly_fields = [f.name for f in IngestRun._meta.fields]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
+            return queryset.defer("raw_payload")  # up to 100 rows of raw responses otherwise
+        return queryset
 
     def has_add_permission(self, request):
         return False

@@ -157,6 +157,8 @@ class IngestRun(models.Model):
     skipped_count = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Bodies are kept as decoded, less the NUL and control characters PostgreSQL refuses (the
+    # run's error says how many); a binary body is not kept, only its size.
     raw_payload = models.JSONField(
         default=list,
         blank=True,

@@ -8,14 +8,15 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DataError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from digests import sources
+from digests import sources, text
 from digests.models import BatchEntry, DailyBatch, IngestRun, Paper, PaperTopic, Topic
 from digests.sources import FetchResult, PaperItem
 
@@ -67,7 +68,9 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     skipped: int = 0
+    left_out: int = 0
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     fatal: str = ""
 
     @property
@@ -80,9 +83,12 @@ class IngestReport:
             f"{self.unchanged} unchanged, {self.skipped} skipped, {len(self.errors)} errors; "
             f"batch is {self.status}"
         )
+        if self.notes:
+            line += f"; {'; '.join(self.notes)}"
         if self.fatal:
             line += f"; FAILED: {self.fatal}"
-        return line
+        # One line whatever upstream sent: it ends up as the command's only error line.
+        return " ".join(text.storable(line).split())
 
 
 # --- Tagging ---------------------------------------------------------------------------------
@@ -232,7 +238,20 @@ def batch_ingest(
     result = sources.fetch(source_name, day, path=path, progress=progress)
     report = IngestReport(day=day, source=source_name, fatal=result.fatal)
     report.errors = list(result.errors)
-    _batch_store(day=day, result=result, report=report, started_at=started_at)
+    report.notes = list(result.notes)
+    try:
+        _batch_store(day=day, result=result, report=report, started_at=started_at)
+    except DataError as exc:
+        # Sources clean what they return, so this means a value slipped through that the
+        # database refuses. Nothing of the fetch was stored (the transaction rolled back); the
+        # run is still recorded, failed and saying why, rather than lost with a traceback.
+        reason = text.storable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        result = sources.FetchResult(
+            fatal=f"the database refused the fetched data: {reason}",
+            raw=[{"url": r.get("url", ""), "status": r.get("status")} for r in result.raw],
+        )
+        report = IngestReport(day=day, source=source_name, fatal=result.fatal)
+        _batch_store(day=day, result=result, report=report, started_at=started_at)
     log = logger.error if report.failed else logger.info
     log("digest ingest: %s", report.summary(), extra={"day": day.isoformat()})
     return report
@@ -252,11 +271,21 @@ def _batch_store(
     # and papers that arrive later go to the end instead of jumping ahead of the editor's picks.
     keep_order = batch.reordered_at is not None
     last_rank = max(batch.entries.values_list("rank", flat=True), default=0)
+    # A day holds at most DIGEST_MAX_PAPERS_PER_BATCH papers, upstream's top ones: a listing
+    # of thousands would make every later step (tagging, curating, planning) that much slower.
+    cap = settings.DIGEST_MAX_PAPERS_PER_BATCH
+    in_batch = set(batch.entries.values_list("paper__arxiv_id", flat=True))
+    room = max(cap - len(in_batch), 0)
     for rank, item in enumerate(result.items, start=1):
         if item.arxiv_id in seen:
             report.skipped += 1
             continue
         seen.add(item.arxiv_id)
+        if item.arxiv_id not in in_batch:
+            if room == 0:
+                report.left_out += 1
+                continue
+            room -= 1
         paper, outcome = paper_upsert(item=item)
         setattr(report, outcome, getattr(report, outcome) + 1)
         papers_tag(papers=[paper], matchers=matchers)
@@ -283,6 +312,11 @@ def _batch_store(
             entry.rank, entry.upvotes_at_fetch = wanted_rank, item.upvotes
             entry.save(update_fields=["rank", "upvotes_at_fetch"])
 
+    if report.left_out:
+        report.notes.append(
+            f"{report.left_out} paper(s) left out: a batch holds at most {cap} "
+            "(DIGEST_MAX_PAPERS_PER_BATCH), upstream's top ones by rank"
+        )
     now = timezone.now()
     entry_count = batch.entries.count()
     batch.status = _status_after(batch=batch, result=result, entry_count=entry_count)
@@ -309,7 +343,7 @@ def _batch_store(
         skipped_count=report.skipped,
         error_count=batch.error_count,
         error=batch.error,
-        raw_payload=result.raw,
+        raw_payload=_storable(result.raw),
     )
     report.status = batch.status
     report.batch_id = batch.pk
@@ -333,10 +367,23 @@ def _error_text(report: IngestReport) -> str:
     lines = []
     if report.fatal:
         lines.append(f"Fetch failed: {report.fatal}")
+    lines.extend(f"Note: {note}" for note in report.notes)
     if report.errors:
         lines.append(f"{len(report.errors)} item(s) could not be used:")
         lines.extend(f"- {error}" for error in report.errors)
-    return "\n".join(lines)[:ERROR_TEXT_MAX]
+    return text.storable("\n".join(lines))[:ERROR_TEXT_MAX]
+
+
+def _storable(value: Any) -> Any:
+    """The raw responses with every string cleaned as the database needs (the sources already
+    did; this keeps a future source from storing what PostgreSQL refuses)."""
+    if isinstance(value, str):
+        return text.storable(value)
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 # --- Editorial -------------------------------------------------------------------------------

@@ -36,6 +36,11 @@ _HTML_TAG = re.compile(
 # (Cn) and private use (Co).
 _DROP_CATEGORIES = {"Cc", "Cf", "Cs", "Cn", "Co"}
 
+# What a stored string may not contain: PostgreSQL refuses U+0000 (text and jsonb) and lone
+# surrogates (not encodable as UTF-8); the other C0 and C1 controls are refused with them.
+# Tab, LF and CR stay: raw bodies keep their layout.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
 _ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(?:v(\d{1,4}))?$")
 _ARXIV_OLD = re.compile(r"^([a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v(\d{1,4}))?$")
 
@@ -61,9 +66,24 @@ def plain_text(value: object, *, max_length: int) -> str:
     # str.split() with no argument splits on every Unicode whitespace, including CR, LF, NEL
     # and U+2028/U+2029, so joining its parts collapses every kind of line break.
     text = " ".join(text.split())
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROP_CATEGORIES)
-    text = " ".join(text.split())
+    # isprintable() is False exactly when a character of the categories dropped (or a
+    # separator other than the space, gone with split()) is left: the per-character pass,
+    # the slowest part of reading a large listing, runs only then.
+    if not text.isprintable():
+        text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROP_CATEGORIES)
+        text = " ".join(text.split())
     return truncate(text, max_length)
+
+
+def without_controls(value: str) -> tuple[str, int]:
+    """The value without NUL, other control characters and lone surrogates; and how many
+    characters were removed."""
+    return _CONTROLS.subn("", value)
+
+
+def storable(value: str) -> str:
+    """The value as it can be stored: see without_controls."""
+    return _CONTROLS.sub("", value)
 
 
 def truncate(text: str, max_length: int) -> str:
@@ -83,7 +103,9 @@ def clean_url(value: object, *, base: str = "") -> str:
     url = value.strip()
     if base and url.startswith("/") and not url.startswith("//"):
         url = base.rstrip("/") + url
-    if len(url) > URL_MAX or any(ch.isspace() or ord(ch) < 32 for ch in url):
+    if len(url) > URL_MAX or any(
+        ch.isspace() or unicodedata.category(ch) in _DROP_CATEGORIES for ch in url
+    ):
         return ""
     try:
         parts = urlsplit(url)

@@ -7,10 +7,12 @@ item that cannot be used becomes an entry in ``errors`` while the others go thro
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from digests import text
+from digests.sources.decoding import Body
 
 HF_BASE = "https://huggingface.co"
 
@@ -44,19 +46,31 @@ class ParseResult:
 
 @dataclass
 class FetchResult(ParseResult):
-    """A ParseResult plus each response as received: [{"url", "status", "body"}]."""
+    """A ParseResult plus each response as received (decoded and cleaned, see
+    decoding.Body.raw) and notes on what cleaning changed."""
 
     raw: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def keep(self, body: Body, *, url: str, status: int, label: str = "") -> None:
+        """Keep one response for audit; a refused body makes the result fatal."""
+        self.raw.append(body.raw(url=url, status=status))
+        if body.note:
+            self.notes.append(f"{label}{body.note}")
+        if body.refused:
+            self.fatal = f"{label}{body.refused}"
 
     @classmethod
-    def of_body(cls, parsed: ParseResult, *, url: str, status: int, body: str) -> FetchResult:
-        """What parsing one fetched body gave, with the body kept as received."""
-        return cls(
-            items=parsed.items,
-            errors=parsed.errors,
-            fatal=parsed.fatal,
-            raw=[{"url": url, "status": status, "body": body}],
-        )
+    def of_body(
+        cls, parse: Callable[[str], ParseResult], body: Body, *, url: str, status: int
+    ) -> FetchResult:
+        """What parsing one fetched body gave, with the body kept."""
+        result = cls()
+        result.keep(body, url=url, status=status)
+        if not body.refused:
+            parsed = parse(body.text)
+            result.items, result.errors, result.fatal = parsed.items, parsed.errors, parsed.fatal
+        return result
 
 
 def parse_datetime(value: object) -> dt.datetime | None:

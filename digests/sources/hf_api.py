@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from digests.sources import http
+from digests.sources import decoding, http
 from digests.sources.base import FetchResult, ParseResult, items_from_hf_list
 
 NAME = "hf_api"
@@ -44,10 +44,11 @@ def fetch(
             except http.FetchError as exc:
                 result.fatal = str(exc)
                 return result
-            result.raw.append(
-                {"url": response.url, "status": response.status, "body": response.body}
-            )
-            parsed = parse(response.body)
+            body = decoding.decode(response.content, content_type=response.content_type)
+            result.keep(body, url=response.url, status=response.status, label=f"page {page}: ")
+            if result.fatal:
+                return result
+            parsed = parse(body.text)
             if parsed.fatal:
                 result.fatal = f"page {page}: {parsed.fatal}"
                 return result

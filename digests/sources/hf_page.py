@@ -16,7 +16,7 @@ from bs4 import BeautifulSoup
 from django.conf import settings
 
 from digests import text
-from digests.sources import http
+from digests.sources import decoding, http
 from digests.sources.base import (
     HF_BASE,
     FetchResult,
@@ -121,7 +121,8 @@ def fetch(
     finally:
         if own_client:
             client.close()
-    parsed = parse(response.body)
+    body = decoding.decode(response.content, content_type=response.content_type)
+    result = FetchResult.of_body(parse, body, url=response.url, status=response.status)
     if progress:
-        progress(f"  page: {len(parsed.items)} papers, {len(parsed.errors)} errors")
-    return FetchResult.of_body(parsed, url=response.url, status=response.status, body=response.body)
+        progress(f"  page: {len(result.items)} papers, {len(result.errors)} errors")
+    return result

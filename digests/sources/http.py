@@ -28,9 +28,12 @@ class FetchError(Exception):
 
 @dataclass
 class Response:
+    """A 2xx answer as bytes: decoding is digests.sources.decoding's job, for every source."""
+
     url: str
     status: int
-    body: str
+    content: bytes
+    content_type: str = ""
 
 
 def user_agent() -> str:
@@ -97,7 +100,12 @@ def get(
             last_problem = f"connection failed: {exc.__class__.__name__}: {exc}"
         else:
             if response.is_success:
-                return Response(str(response.url), response.status_code, response.text)
+                return Response(
+                    str(response.url),
+                    response.status_code,
+                    response.content,
+                    response.headers.get("content-type", ""),
+                )
             last_problem = f"HTTP {response.status_code}"
             if response.status_code not in RETRY_STATUSES:
                 raise FetchError(f"GET {response.url} answered {last_problem}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from digests.sources import hf_api, hf_page
+from digests.sources import decoding, hf_api, hf_page
 from digests.sources.base import FetchResult, ParseResult
 
 NAME = "file"
@@ -29,10 +29,11 @@ def fetch(
 ) -> FetchResult:
     path = Path(path or settings.DIGEST_SOURCE_FILE)
     try:
-        body = path.read_text(encoding="utf-8", errors="replace")
+        data = path.read_bytes()
     except OSError as exc:
         return FetchResult(fatal=f"cannot read {path}: {exc.strerror or exc}")
-    parsed = parse(body)
+    body = decoding.decode(data)
+    result = FetchResult.of_body(parse, body, url=path.resolve().as_uri(), status=0)
     if progress:
-        progress(f"  {path.name}: {len(parsed.items)} papers, {len(parsed.errors)} errors")
-    return FetchResult.of_body(parsed, url=path.resolve().as_uri(), status=0, body=body)
+        progress(f"  {path.name}: {len(result.items)} papers, {len(result.errors)} errors")
+    return result

@@ -12,6 +12,7 @@ from django.utils import timezone
 from digests.models import DailyBatch, PaperTopic
 from newsletter.models import Delivery, Issue
 from tests.admin.conftest import editors_group
+from tests.external import ROOT
 from tests.factories import (
     BatchEntryFactory,
     DailyBatchFactory,
@@ -21,7 +22,6 @@ from tests.factories import (
     UserFactory,
 )
 from tests.newsletter.conftest import papers_of
-from tests.services import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts" / "admin"
 

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from tests.processes import ChildProcess
-from tests.services import ROOT, database_url_for_subprocess, require_postgres, require_redis
+from devtools.processes import ChildProcess
+from tests.external import ROOT, database_url_for_subprocess, require_postgres, require_redis
 
 pytestmark = pytest.mark.slow
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import re
 import shutil
@@ -9,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.config.test_settings import PRODUCTION
-from tests.services import ROOT, service_missing
+from tests.external import ROOT, service_missing
 
 
 def readme_quick_start() -> list[str]:
@@ -38,7 +41,8 @@ def test_it_runs_the_readme_test_command_in_ci():
     assert readme_quick_start()[1] in ci_script
 
 
-def test_it_passes_docker_compose_config():
+def docker_compose_config() -> str:
+    """`docker-compose config`: the compose file validated and normalized (sorted, 2-space)."""
     if shutil.which("docker-compose") is None:
         service_missing("needs the docker-compose tool (Debian package docker-compose)")
     env = {
@@ -58,9 +62,115 @@ def test_it_passes_docker_compose_config():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    for service in ("web", "worker", "beat", "postgres", "redis"):
-        assert re.search(rf"^  {service}:$", result.stdout, re.M), service
-    assert "/healthz" in result.stdout
+    return result.stdout
+
+
+def compose_services(config: str) -> dict[str, str]:
+    """Each service's block of `docker-compose config` output, by service name."""
+    services = re.search(r"^services:\n((?:  .*\n|\n)*)", config, re.M)
+    assert services, config
+    parts = re.split(r"^  ([\w-]+):\n", services.group(1), flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_it_passes_docker_compose_config():
+    config = docker_compose_config()
+    for service in ("caddy", "web", "worker", "beat", "postgres", "redis"):
+        assert re.search(rf"^  {service}:$", config, re.M), service
+    assert "/healthz" in config
+
+
+def test_it_serves_only_through_caddy_with_the_matching_proxy_count():
+    services = compose_services(docker_compose_config())
+    proxies = [name for name, block in services.items() if "    image: caddy:" in block]
+    assert proxies == ["caddy"]
+    # Only the proxy publishes ports: a published gunicorn would let anyone write the
+    # X-Forwarded-For entry Paperboy trusts.
+    published = [name for name, block in services.items() if re.search(r"^    ports:", block, re.M)]
+    assert published == ["caddy"]
+    assert re.findall(r"published: (\d+)", services["caddy"]) == ["80", "443", "443"]
+    count = re.search(r"^      TRUSTED_PROXY_COUNT: '?(\d+)'?$", services["web"], re.M)
+    assert count, services["web"]
+    assert int(count.group(1)) == len(proxies)
+    assert f"{ROOT}/deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in services["caddy"]
+    assert "PAPERBOY_HOST: paperboy.example.org" in services["caddy"]
+
+
+class _EchoHeaders(http.server.BaseHTTPRequestHandler):
+    """An upstream standing in for gunicorn: answers with the request headers it received."""
+
+    def do_GET(self) -> None:
+        body = json.dumps(dict(self.headers.items())).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+def test_it_has_caddy_overwrite_a_forged_x_forwarded_for(tmp_path):
+    """The shipped Caddyfile, run by Caddy: the upstream sees the client's real address last."""
+    if shutil.which("caddy") is None:
+        service_missing("needs the caddy binary (Debian package caddy)")
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoHeaders)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = _free_port()
+    env = {
+        **os.environ,
+        # A site address with a scheme and port: plain HTTP there, no certificate to obtain.
+        "PAPERBOY_HOST": f"http://127.0.0.1:{port}",
+        "HOME": str(tmp_path),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+    adapted = subprocess.run(
+        ["caddy", "adapt", "--config", "deploy/Caddyfile", "--adapter", "caddyfile"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert adapted.stdout.count('"dial":"web:8000"') == 1, adapted.stdout
+    # The same routes, pointed at the stand-in upstream; no admin endpoint to collide on.
+    config = json.loads(
+        adapted.stdout.replace('"web:8000"', f'"127.0.0.1:{upstream.server_address[1]}"')
+    )
+    config["admin"] = {"disabled": True}
+    test_config = tmp_path / "caddy.json"
+    test_config.write_text(json.dumps(config))
+    caddy = subprocess.Popen(
+        ["caddy", "run", "--config", str(test_config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "caddy.log").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        headers = None
+        deadline = time.monotonic() + 20
+        while headers is None and time.monotonic() < deadline and caddy.poll() is None:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/",
+                headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    headers = json.loads(response.read())
+            except OSError:
+                time.sleep(0.2)
+        assert headers is not None, (tmp_path / "caddy.log").read_text()[-3000:]
+    finally:
+        caddy.terminate()
+        caddy.wait(timeout=10)
+        upstream.shutdown()
+    # Caddy sets the address it saw, dropping the client's claim; the scheme is its own too.
+    assert headers["X-Forwarded-For"] == "127.0.0.1"
+    assert headers["X-Forwarded-Proto"] == "http"
 
 
 def test_it_passes_check_deploy_with_production_settings(tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from tests.services import REQUIRE_SERVICES, celery_broker
+from tests.external import REQUIRE_SERVICES, celery_broker
 
 
 @pytest.mark.django_db

@@ -8,7 +8,7 @@ from django.contrib.sessions.models import Session
 from django.utils import timezone
 
 from config.tasks import clear_expired_sessions
-from tests.services import celery_broker, celery_worker, wait_for
+from tests.external import celery_broker, celery_worker, wait_for
 
 
 @pytest.mark.slow

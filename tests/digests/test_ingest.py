@@ -193,6 +193,32 @@ def test_one_transaction_per_batch(monkeypatch):
     )
 
 
+def test_a_batch_keeps_upstreams_top_papers_up_to_the_cap(settings, tmp_path):
+    settings.DIGEST_MAX_PAPERS_PER_BATCH = 10
+    ids = [item["paper"]["id"] for item in api_items()]
+
+    report = batch_ingest(day=DAY, path=API_SAMPLE)
+
+    assert not report.failed
+    assert (report.new, report.left_out, report.errors) == (10, 27, [])
+    batch = DailyBatch.objects.get()
+    assert [e.paper.arxiv_id for e in batch.entries.order_by("rank")] == ids[:10]
+    assert batch.entry_count == 10 and batch.error_count == 0
+    reason = "27 paper(s) left out: a batch holds at most 10 (DIGEST_MAX_PAPERS_PER_BATCH)"
+    assert reason in batch.error
+    run = IngestRun.objects.get()
+    assert run.ok and run.item_count == 37 and reason in run.error
+
+    # A refresh whose top papers changed keeps the batch's papers (an editor may have
+    # curated them) and adds none past the cap; those still listed get their new rank.
+    reordered = write(tmp_path, "reordered.json", json.dumps(api_items()[::-1]))
+    report = batch_ingest(day=DAY, path=reordered)
+
+    assert (report.new, report.unchanged, report.left_out) == (0, 10, 27)
+    assert set(batch.entries.values_list("paper__arxiv_id", flat=True)) == set(ids[:10])
+    assert batch.entries.get(paper__arxiv_id=ids[0]).rank == 37
+
+
 def test_an_empty_day_is_empty_not_failed(tmp_path):
     report = batch_ingest(day=dt.date(2026, 5, 9), path=write(tmp_path, "sat.json", "[]"))
 

@@ -15,7 +15,7 @@ from config.celery import app
 from digests.models import BatchEntry, DailyBatch, Paper
 from digests.services import batch_ingest
 from tests.digests.conftest import API_SAMPLE
-from tests.services import TEST_REDIS_URL, celery_worker, require_postgres, wait_for
+from tests.external import TEST_REDIS_URL, celery_worker, require_postgres, wait_for
 
 # Committed data, for threads and worker processes to see. No serialized_rollback: mixed with
 # other transactional tests it restores content types that their flush already recreated

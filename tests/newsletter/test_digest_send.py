@@ -16,9 +16,9 @@ from newsletter.services.planning import papers_already_sent
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_suppress, subscriber_unsubscribe
+from tests.external import require_postgres
 from tests.factories import BatchEntryFactory, DailyBatchFactory, SubscriberFactory
 from tests.newsletter.conftest import DAY, papers_of, tag
-from tests.services import require_postgres
 
 pytestmark = pytest.mark.django_db
 

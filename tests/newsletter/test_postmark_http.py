@@ -7,13 +7,13 @@ from anymail.exceptions import AnymailSerializationError
 from anymail.message import AnymailMessage
 from django.core.mail import get_connection
 
+from devtools.fakes.postmark import TOKEN, FakePostmark
 from newsletter.models import Delivery, Issue
 from newsletter.services.issues import issue_create, issue_start
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import TransientSendError, deliveries_send_chunk, deliveries_sweep
 from subscriptions.links import unsubscribe_url
 from tests.factories import SubscriberFactory
-from tests.fakes.postmark import TOKEN, FakePostmark
 
 pytestmark = pytest.mark.django_db
 

@@ -18,13 +18,13 @@ import pytest
 import redis
 from django.db import connection
 
+from devtools.fakes.postmark import TOKEN, FakePostmark
 from newsletter.models import Delivery, Issue
 from newsletter.services.issues import issue_create, issue_start
 from newsletter.tasks import sweep_deliveries
 from subscriptions.models import Subscriber
+from tests.external import celery_broker, celery_worker, require_postgres, require_redis, wait_for
 from tests.factories import SubscriberFactory
-from tests.fakes.postmark import TOKEN, FakePostmark
-from tests.services import celery_broker, celery_worker, require_postgres, require_redis, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 READERS = 120

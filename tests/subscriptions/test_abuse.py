@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -13,8 +14,8 @@ from django.utils import timezone
 from subscriptions import services
 from subscriptions.abuse import client_ip
 from subscriptions.models import Subscriber
+from tests.external import ROOT, require_redis
 from tests.factories import SubscriberFactory
-from tests.services import require_redis
 
 pytestmark = pytest.mark.django_db
 
@@ -132,6 +133,35 @@ def test_it_takes_the_client_address_from_trusted_proxies_only(settings):
     settings.TRUSTED_PROXY_COUNT = 1
     # The left entry is whatever the client claimed; the proxy appended the real one.
     assert client_ip(request) == "203.0.113.5"
+
+
+def shipped_proxy_count() -> int:
+    """TRUSTED_PROXY_COUNT as docker-compose.yml sets it for the web service."""
+    compose = (ROOT / "docker-compose.yml").read_text()
+    match = re.search(r"^\s+TRUSTED_PROXY_COUNT: \"?(\d+)\"?$", compose, re.M)
+    assert match, "docker-compose.yml sets no TRUSTED_PROXY_COUNT"
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize("proxy", ["replaces", "appends"])
+def test_it_limits_each_real_client_behind_the_shipped_proxy(signup, settings, proxy):
+    # Every request reaches gunicorn from the proxy's address. The client puts whatever it likes
+    # in X-Forwarded-For; Caddy replaces it with the peer address (deploy/Caddyfile), and a proxy
+    # that appended instead would still leave the real address last.
+    settings.TRUSTED_PROXY_COUNT = shipped_proxy_count()
+    settings.SIGNUP_RATE_LIMIT = 3
+    caddy = "172.18.0.5"
+
+    def through_proxy(email: str, real: str, forged: str):
+        seen = real if proxy == "replaces" else f"{forged}, {real}"
+        return signup(email, REMOTE_ADDR=caddy, HTTP_X_FORWARDED_FOR=seen)
+
+    for i in range(3):
+        assert through_proxy(f"r{i}@example.org", "198.51.100.7", f"10.9.9.{i}").status_code == 200
+    # A fresh forged entry each time does not buy the same client a fresh bucket...
+    assert through_proxy("r3@example.org", "198.51.100.7", "10.9.9.99").status_code == 429
+    # ...and the other visitors, all arriving from the same proxy, keep theirs.
+    assert through_proxy("other@example.org", "203.0.113.9", "198.51.100.7").status_code == 200
 
 
 def test_it_ignores_a_filled_honeypot_with_the_same_page(signup):

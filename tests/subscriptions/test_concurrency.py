@@ -9,8 +9,8 @@ from django.db import connection
 from subscriptions import services
 from subscriptions.consent import CONSENT_VERSION
 from subscriptions.models import ConsentRecord, Subscriber
+from tests.external import require_postgres
 from tests.factories import TopicFactory
-from tests.services import require_postgres
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.services import ROOT
+from tests.external import ROOT
 
 
 def _load_settings(**env: str) -> subprocess.CompletedProcess:

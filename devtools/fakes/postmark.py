@@ -11,7 +11,7 @@ repeated recipients), served at ``GET /_fake/stats`` and zeroed by ``POST /_fake
 benchmark runs it with ``--no-store``: it then keeps only those counters (and a small hash per
 recipient to spot duplicates) instead of every message, so its memory stays flat at any volume.
 
-Run standalone (for benchmarks): ``python -m tests.fakes.postmark --port 8025 [--no-store]``.
+Run standalone (for benchmarks): ``python -m devtools.fakes.postmark --port 8025 [--no-store]``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 BATCH_LIMIT = 500
-TOKEN = "fake-postmark-token"
+TOKEN = "fake-postmark-token"  # noqa: S105 - the fake's own token, not a secret
 ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
 

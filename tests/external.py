@@ -1,4 +1,4 @@
-"""Access to the real services the tests use: PostgreSQL, Redis and Celery worker processes.
+"""The external services some tests need: PostgreSQL, Redis, Celery worker processes, Chromium.
 
 On a newcomer's machine without them, tests that need one skip with a reason naming it. CI sets
 PAPERBOY_REQUIRE_SERVICES=1, which turns those skips into failures.
@@ -18,8 +18,8 @@ import pytest
 import redis
 from django.db import connection
 
-from tests.processes import ROOT as ROOT  # the repository root, for tests that run commands
-from tests.processes import ChildProcess
+from devtools.processes import ROOT as ROOT  # the repository root, for tests that run commands
+from devtools.processes import ChildProcess
 
 REQUIRE_SERVICES = os.environ.get("PAPERBOY_REQUIRE_SERVICES", "") == "1"
 # Database 15 keeps test traffic away from anything a developer runs on 0.

@@ -1,5 +1,5 @@
 """A child process with its output in a log file: the workers of the worker tests, and the
-fake provider, workers and baseline of bench/send_bench.py. No test-framework imports."""
+fake provider, workers and baseline of the benchmark (bench/). No test-framework imports."""
 
 from __future__ import annotations
 
