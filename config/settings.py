@@ -228,6 +228,13 @@ if ANYMAIL_ESP:
     ANYMAIL_API_URL = env_url("ANYMAIL_API_URL", default="", schemes={"http", "https"})
     if ANYMAIL_API_URL:
         ANYMAIL[f"{ANYMAIL_ESP.upper()}_API_URL"] = ANYMAIL_API_URL
+    # Mailgun signs its webhooks with a key of its own (its "HTTP webhook signing key");
+    # without one Anymail checks signatures against the API key.
+    ANYMAIL_WEBHOOK_SIGNING_KEY = env_str("ANYMAIL_WEBHOOK_SIGNING_KEY", default="")
+    if ANYMAIL_WEBHOOK_SIGNING_KEY and ANYMAIL_ESP != "mailgun":
+        raise ImproperlyConfigured("ANYMAIL_WEBHOOK_SIGNING_KEY is read only for mailgun")
+    if ANYMAIL_WEBHOOK_SIGNING_KEY:
+        ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"] = ANYMAIL_WEBHOOK_SIGNING_KEY
 elif DEBUG:
     EMAIL_BACKEND = "config.outbox.OutboxEmailBackend"
 else:

@@ -10,9 +10,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("subscriptions.urls")),
+    # Also the configured provider's tracking webhook, /anymail/<esp>/tracking/.
     path("", include("newsletter.urls")),
-    # Anymail's tracking webhooks (bounces, complaints, opens...), e.g. /anymail/postmark/tracking/
-    path("anymail/", include("anymail.urls")),
 ]
 
 if settings.DEBUG:

@@ -26,7 +26,6 @@ version, and tests/newsletter/test_postmark_http.py runs them against the fake o
 from __future__ import annotations
 
 import functools
-import re
 from urllib.parse import urljoin
 
 import orjson
@@ -43,15 +42,13 @@ from anymail.utils import CaseInsensitiveCasePreservingDict, EmailAddress, parse
 
 from newsletter.composition import merge_fields_apply
 from newsletter.providers import PROVIDERS
+from subscriptions.addresses import SENDABLE_ADDRESS
 
 BATCH_LIMIT = PROVIDERS["postmark"].batch_limit  # messages per /email/batch call
 BATCH_ENDPOINT = "email/batch"
 
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-# A bare ASCII address with a dot-atom local part, the form subscriptions store.
-BARE_ADDRESS = re.compile(
-    rf"(?P<local>{_ATOM}(?:\.{_ATOM})*)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)"
-)
+# A bare ASCII address with a dot-atom local part: the only form subscriptions accept and store.
+BARE_ADDRESS = SENDABLE_ADDRESS
 
 
 def recipients_parse(addresses, field: str | None = None) -> list[EmailAddress]:

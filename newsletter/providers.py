@@ -84,15 +84,3 @@ def accepted_messages(claim: str) -> dict[str, str] | None:
     except (httpx.HTTPError, ValueError, KeyError):
         logger.exception("could not ask Postmark which messages of claim %s it accepted", claim)
         return None
-
-
-def bounce_is_permanent(event) -> bool:
-    """Whether a "bounced" tracking event means the address must not be mailed again.
-
-    Anymail reports Postmark's SoftBounce (a full mailbox, say) as "bounced" too; Postmark
-    itself keeps such an address active, and so do we.
-    """
-    raw = event.esp_event if isinstance(event.esp_event, dict) else {}
-    if raw.get("RecordType") == "Bounce":
-        return raw.get("Type") != "SoftBounce" and raw.get("Inactive", True) is not False
-    return True

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from newsletter import views
+from newsletter import views, webhooks
 
 app_name = "newsletter"
 
@@ -8,4 +8,7 @@ urlpatterns = [
     path("digests/", views.archive_index, name="archive"),
     path("digests/feed.atom", views.DigestFeed(), name="feed"),
     path("digests/<str:day>/", views.archive_day, name="archive-day"),
+    # The configured provider's tracking webhook (bounces, complaints, opens...), e.g.
+    # /anymail/postmark/tracking/; other providers' and all inbound URLs are not served.
+    path("anymail/<slug:esp>/tracking/", webhooks.tracking_webhook, name="tracking-webhook"),
 ]

@@ -109,9 +109,11 @@ def subscriber_subscribe(
         "form_version": form_version,
         "topics": [t.slug for t in chosen],
     }
-    if subscriber.status in (Status.ACTIVE, Status.PAUSED):
+    if subscriber.status in (Status.ACTIVE, Status.PAUSED) and suppression is None:
         # Someone typed a confirmed address: changing its topics from an unauthenticated form
         # would let anyone edit anyone's subscription, so only a reminder with the link goes.
+        # (An active row whose address is suppressed as unsubscribed is not mailed: it is
+        # treated as unsubscribed and goes through confirmation again, below.)
         kind = FORM_EMAIL_ALREADY
     else:
         kind = FORM_EMAIL_CONFIRM
@@ -340,17 +342,29 @@ def _suppression_add(address_hash: str, reason: str, now) -> None:
     )
 
 
+# Suppressions that mean the person asked to stop: their subscription ends with them, so the
+# preference center and the signup form see an unsubscribed person, who may come back through a
+# new double opt-in (as far as the reason allows: see Suppression.LIFTED_BY_CONFIRMATION).
+ENDS_SUBSCRIPTION = frozenset({Suppression.Reason.UNSUBSCRIBED, Suppression.Reason.COMPLAINED})
+
+
 @transaction.atomic
 def subscriber_suppress(*, email: str, reason: str) -> None:
-    """Stop mailing an address (bounce or complaint webhook, an operator's block).
+    """Stop mailing an address (bounce, complaint or unsubscribe webhook, an operator's block).
 
     Works for addresses Paperboy does not know (the entry then blocks a later signup). A
-    stronger reason replaces "unsubscribed"/"erased", which a confirmation could lift.
+    stronger reason replaces "unsubscribed"/"erased", which a confirmation could lift. An
+    unsubscribe or a complaint also ends the subscription (ENDS_SUBSCRIPTION); a bounce does
+    not: the person asked for nothing, and the provider may take the address again.
     """
     if reason not in Suppression.Reason.values:
         raise ValueError(f"unknown suppression reason {reason!r}")
     address_hash = email_hash(email_normalize(email))
     now = timezone.now()
+    if reason in ENDS_SUBSCRIPTION:
+        Subscriber.objects.filter(email_hash=address_hash).exclude(
+            status=Status.UNSUBSCRIBED
+        ).update(status=Status.UNSUBSCRIBED, unsubscribed_at=now, paused_at=None)
     entry, created = Suppression.objects.select_for_update().get_or_create(
         email_hash=address_hash, defaults={"reason": reason, "created_at": now}
     )
@@ -362,6 +376,23 @@ def subscriber_suppress(*, email: str, reason: str) -> None:
         entry.reason = reason
         entry.created_at = now
         entry.save(update_fields=["reason", "created_at"])
+
+
+@transaction.atomic
+def subscriber_reactivate_at_provider(*, email: str) -> bool:
+    """The provider takes mail for this address again (Postmark's SubscriptionChange with
+    SuppressSending false, say): lift a bounce suppression, a fact only the provider knows.
+    True if one was lifted.
+
+    An unsubscribe, a complaint, an erasure or an operator's block stays: those were the
+    person's (or the operator's) decision, and coming back takes the person's new double
+    opt-in, never a provider's flag.
+    """
+    address_hash = email_hash(email_normalize(email))
+    lifted, _ = Suppression.objects.filter(
+        email_hash=address_hash, reason=Suppression.Reason.BOUNCED
+    ).delete()
+    return bool(lifted)
 
 
 @transaction.atomic

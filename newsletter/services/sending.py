@@ -36,6 +36,7 @@ from newsletter.composition import PREFERENCES_URL, UNSUBSCRIBE_URL
 from newsletter.models import Delivery, Issue, IssueContent
 from newsletter.rendering import IssueRenderer
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
+from subscriptions.addresses import email_problem
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.selectors import subscribers_sendable
 
@@ -160,6 +161,15 @@ def _claimed_rows(
                 status=Delivery.Status.SKIPPED, last_error="no longer subscribed at send time"
             )
         rows = [row for row in rows if row.sendable]
+        # An address stored before the address rules applied would fail the whole chunk in
+        # Anymail's parser (or worse, be split at a comma by the provider): refused alone.
+        unsendable = {row.pk: email_problem(row.subscriber.email) for row in rows}
+        for pk, problem in unsendable.items():
+            if problem:
+                Delivery.objects.filter(pk=pk, status=Delivery.Status.SENDING).update(
+                    status=Delivery.Status.FAILED, last_error=f"address not supported: {problem}"
+                )
+        rows = [row for row in rows if not unsendable[row.pk]]
         if retry:
             mine.update(claimed_at=timezone.now(), attempts=F("attempts") + 1)
             for row in rows:

@@ -1,33 +1,40 @@
 """Tracking events: Anymail's normalized tracking signal -> delivery status and suppression.
 
-Each event is applied once (replays from the provider are recognised by their key); a
-permanent bounce, a complaint or an unsubscribe also puts the address on the suppression list.
+Each event is applied once (replays from the provider are recognised by their key). What an
+event means for the address is decided per provider (`suppression_for`): Anymail's normalized
+type says what happened, and each provider's own fields say whether it is for good (a full
+mailbox or a temporary block must not suppress anyone). A permanent bounce, a complaint or an
+unsubscribe puts the address on the suppression list, and the last two end the subscription
+too; the provider taking an address again lifts a bounce suppression.
+
+Events are checked (`tracking_event_problem`) before anything is applied: a payload the
+provider's view parsed but whose values Paperboy cannot store or act on is refused, not half
+applied (newsletter/webhooks.py answers 400 for it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime
 
 from anymail.signals import tracking
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.dispatch import receiver
 from django.utils import timezone
 
-from newsletter import providers
 from newsletter.models import Delivery, TrackingEvent
-from subscriptions.services import subscriber_suppress
+from subscriptions.addresses import email_normalize
+from subscriptions.models import Suppression
+from subscriptions.services import subscriber_reactivate_at_provider, subscriber_suppress
 
-SUPPRESSING_EVENTS = {
-    "bounced": "bounced",
-    "complained": "complained",
-    "unsubscribed": "unsubscribed",
-    "rejected": "bounced",
-}
-DELIVERY_STATUS_FOR_EVENT = {
-    "bounced": Delivery.Status.BOUNCED,
-    "rejected": Delivery.Status.BOUNCED,
-    "complained": Delivery.Status.COMPLAINED,
-}
+logger = logging.getLogger(__name__)
+
+Reason = Suppression.Reason
+
 TIMESTAMP_FIELD_FOR_EVENT = {
     "delivered": "delivered_at",
     "opened": "opened_at",
@@ -36,6 +43,152 @@ TIMESTAMP_FIELD_FOR_EVENT = {
     "rejected": "bounced_at",
     "complained": "complained_at",
 }
+# Anymail event types that say the provider takes mail for the address again.
+REACTIVATING_EVENTS = {"subscribed"}
+MESSAGE_ID_MAX = TrackingEvent._meta.get_field("provider_message_id").max_length
+
+
+# --- What an event means, per provider ------------------------------------------------------------
+
+
+def _raw(event) -> dict:
+    """The provider's own payload of the event (a dict; Mailgun's legacy form posts are a
+    QueryDict, whose .get gives the last value)."""
+    return event.esp_event if isinstance(event.esp_event, dict) else {}
+
+
+def _postmark(event) -> str | None:
+    """Postmark says itself whether it stopped sending to the address: `Inactive` on bounce
+    records (a HardBounce deactivates, a SoftBounce or a DnsError does not), `SuppressSending`
+    on SubscriptionChange records. Without those flags, the bounce Type decides."""
+    raw = _raw(event)
+    if raw.get("RecordType") == "SubscriptionChange":
+        permanent = raw.get("SuppressSending") is True
+    elif isinstance(raw.get("Inactive"), bool):
+        permanent = raw["Inactive"]
+    else:
+        permanent = raw.get("Type") in {"HardBounce", "BadEmailAddress", "ManuallyDeactivated"}
+    return Reason.BOUNCED if permanent else None
+
+
+# SendGrid drops a message without trying when the address is on one of its lists; these are
+# the lists that are about the address (a dropped "Spam Content" or "Expired" is not).
+SENDGRID_DROPPED = {
+    "bounced address": Reason.BOUNCED,
+    "invalid": Reason.BOUNCED,
+    "unsubscribed address": Reason.UNSUBSCRIBED,
+    "spam reporting address": Reason.COMPLAINED,
+}
+
+
+def _sendgrid(event) -> str | None:
+    """A SendGrid "bounce" is permanent when its `type` is "bounce" (the server refused the
+    address) and its `status` a 5.x.x; a "blocked" one (the server refused this message for now,
+    often 4.7.0 for reputation) is not, whatever its status: SendGrid keeps sending there too."""
+    raw = _raw(event)
+    if raw.get("event") == "dropped":
+        return SENDGRID_DROPPED.get(str(raw.get("reason") or raw.get("type") or "").lower())
+    if raw.get("type") == "blocked":
+        return None
+    status = str(raw.get("status") or "")
+    if status[:1] in {"4", "5"}:
+        return Reason.BOUNCED if status.startswith("5") else None
+    return Reason.BOUNCED if raw.get("type", "bounce") == "bounce" else None
+
+
+# Mailgun's permanent failures for addresses already on one of its suppression lists.
+MAILGUN_SUPPRESSED = {
+    "suppress-bounce": Reason.BOUNCED,
+    "suppress-unsubscribe": Reason.UNSUBSCRIBED,
+    "suppress-complaint": Reason.COMPLAINED,
+}
+
+
+def _mailgun(event) -> str | None:
+    """Mailgun's "failed" event carries `severity`: "permanent" (Mailgun gave up and lists the
+    address) or "temporary" (it retries; Anymail reports those as "deferred"). Its "rejected"
+    event is Mailgun refusing our request (a sandbox domain, an account limit), not anything
+    about the address. Legacy webhooks post forms: "bounced" is a hard bounce, "dropped" is
+    permanent only as "hardfail" (code 605 a previous bounce, 607 a previous complaint)."""
+    raw = _raw(event)
+    data = raw.get("event-data")
+    if isinstance(data, dict):
+        if data.get("event") != "failed" or data.get("severity") != "permanent":
+            return None
+        return MAILGUN_SUPPRESSED.get(str(data.get("reason")), Reason.BOUNCED)
+    if raw.get("event") == "bounced":
+        return Reason.BOUNCED
+    if raw.get("event") == "dropped" and raw.get("reason") == "hardfail":
+        return Reason.COMPLAINED if event.reject_reason == "spam" else Reason.BOUNCED
+    return None
+
+
+def _normalized_only(event) -> str | None:
+    # A provider without a rule of its own: Anymail's "bounced" and "rejected" as permanent.
+    return Reason.BOUNCED
+
+
+PERMANENCE: dict[str, Callable[[object], str | None]] = {
+    "postmark": _postmark,
+    "sendgrid": _sendgrid,
+    "mailgun": _mailgun,
+}
+
+
+def suppression_for(event, *, esp: str) -> str | None:
+    """The suppression reason an event calls for, or None (it says nothing lasting about the
+    address). `esp` is Anymail's name of the provider, any case."""
+    if event.event_type == "complained":
+        return Reason.COMPLAINED
+    if event.event_type == "unsubscribed":
+        return Reason.UNSUBSCRIBED
+    if event.event_type in {"bounced", "rejected"}:
+        return PERMANENCE.get(esp.lower(), _normalized_only)(event)
+    return None
+
+
+# --- Checking an event before applying it ---------------------------------------------------------
+
+
+def _text_problem(name: str, value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"{name} is a {type(value).__name__}, not text"
+    if "\x00" in value:
+        return f"{name} contains a NUL character"  # PostgreSQL text cannot hold U+0000
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{name} is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def tracking_event_problem(event) -> str | None:
+    """Why this normalized event cannot be applied (wrong types, a recipient that is not an
+    address, text PostgreSQL refuses), or None. The message names fields, never values."""
+    for name in ("event_type", "event_id", "message_id", "description"):
+        problem = _text_problem(name, getattr(event, name, None))
+        if problem:
+            return problem
+    if event.message_id and len(event.message_id) > MESSAGE_ID_MAX:
+        return "message_id is longer than any provider's"
+    if event.timestamp is not None and not isinstance(event.timestamp, datetime):
+        return "timestamp is not a date and time"
+    if event.metadata is not None and not isinstance(event.metadata, dict):
+        return "metadata is not an object"
+    if event.recipient not in (None, ""):
+        problem = _text_problem("recipient", event.recipient)
+        if problem:
+            return problem
+        try:
+            email_normalize(event.recipient)
+        except ValidationError:
+            return "recipient is not an email address Paperboy could have sent to"
+    return None
+
+
+# --- Applying an event ---------------------------------------------------------------------------
 
 
 def _event_key(event) -> str:
@@ -48,14 +201,20 @@ def _event_key(event) -> str:
     return f"{event.event_type}:{hashlib.sha256(identity).hexdigest()}"
 
 
-def tracking_event_record(*, event) -> bool:
-    """Apply one Anymail tracking event once. Returns False for a replayed event."""
+def tracking_event_record(*, event, esp: str = "") -> bool:
+    """Apply one Anymail tracking event once. Returns False for a replayed event.
+
+    The event must have passed `tracking_event_problem`. `esp` is Anymail's name of the
+    provider it came from (the signal's esp_name); it decides what a bounce means.
+    """
     metadata = event.metadata or {}
     delivery = None
-    if str(metadata.get("delivery", "")).isdigit():
-        delivery = Delivery.objects.filter(pk=int(metadata["delivery"])).first()
+    delivery_id = str(metadata.get("delivery", ""))
+    if re.fullmatch(r"[0-9]{1,18}", delivery_id):  # ours are; a longer one overflows bigint
+        delivery = Delivery.objects.filter(pk=int(delivery_id)).first()
     if delivery is None and event.message_id:
         delivery = Delivery.objects.filter(provider_message_id=event.message_id).first()
+    reason = suppression_for(event, esp=esp)
     with transaction.atomic():
         _, created = TrackingEvent.objects.get_or_create(
             event_key=_event_key(event),
@@ -74,19 +233,25 @@ def tracking_event_record(*, event) -> bool:
             changes = {}
             if stamp_field and getattr(delivery, stamp_field) is None:
                 changes[stamp_field] = event.timestamp or timezone.now()
-            if event.event_type in DELIVERY_STATUS_FOR_EVENT and (
-                event.event_type != "bounced" or providers.bounce_is_permanent(event)
-            ):
-                changes["status"] = DELIVERY_STATUS_FOR_EVENT[event.event_type]
+            if event.event_type == "complained":
+                changes["status"] = Delivery.Status.COMPLAINED
+            elif event.event_type in {"bounced", "rejected"} and reason is not None:
+                # Not delivered, and not going to be: whatever list the provider put it on.
+                changes["status"] = Delivery.Status.BOUNCED
             if changes:
                 Delivery.objects.filter(pk=delivery.pk).update(**changes)
-        permanent = event.event_type != "bounced" or providers.bounce_is_permanent(event)
-        if event.event_type in SUPPRESSING_EVENTS and event.recipient and permanent:
-            subscriber_suppress(email=event.recipient, reason=SUPPRESSING_EVENTS[event.event_type])
+        if event.recipient and reason is not None:
+            subscriber_suppress(email=event.recipient, reason=reason)
+        elif (
+            event.recipient
+            and event.event_type in REACTIVATING_EVENTS
+            and subscriber_reactivate_at_provider(email=event.recipient)
+        ):
+            logger.info("the provider reactivated an address; its bounce suppression lifted")
     return True
 
 
 # Connected when the app is ready (NewsletterConfig.ready imports this module).
 @receiver(tracking, dispatch_uid="newsletter.tracking")
 def handle_tracking_event(sender, event, esp_name, **kwargs) -> None:
-    tracking_event_record(event=event)
+    tracking_event_record(event=event, esp=esp_name or "")

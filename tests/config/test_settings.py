@@ -23,6 +23,7 @@ VARIABLES = [
     "ANYMAIL_API_KEY",
     "ANYMAIL_API_URL",
     "ANYMAIL_WEBHOOK_SECRET",
+    "ANYMAIL_WEBHOOK_SIGNING_KEY",
     "DEFAULT_FROM_EMAIL",
     "TIME_ZONE",
     "LOG_LEVEL",
@@ -159,9 +160,19 @@ def test_it_folds_the_case_of_names_it_knows(load):
         ({**PRODUCTION, "SITE_URL": "http://paperboy.example.org"}, "SITE_URL"),
         ({**PRODUCTION, "ANYMAIL_ESP": ""}, "ANYMAIL_ESP"),
         ({**PRODUCTION, "ANYMAIL_WEBHOOK_SECRET": ""}, "ANYMAIL_WEBHOOK_SECRET"),
+        ({**PRODUCTION, "ANYMAIL_WEBHOOK_SIGNING_KEY": "k"}, "ANYMAIL_WEBHOOK_SIGNING_KEY"),
     ],
 )
 def test_it_refuses_a_bad_value_naming_the_variable(load, env, named):
     with pytest.raises(ImproperlyConfigured) as excinfo:
         load(**env)
     assert str(excinfo.value).startswith(named)
+
+
+def test_it_passes_mailguns_webhook_signing_key_to_anymail(load):
+    s = load(ANYMAIL_ESP="mailgun", ANYMAIL_API_KEY="api-key", ANYMAIL_WEBHOOK_SIGNING_KEY="sig")
+    assert s["ANYMAIL"]["MAILGUN_WEBHOOK_SIGNING_KEY"] == "sig"
+    assert (
+        "MAILGUN_WEBHOOK_SIGNING_KEY"
+        not in load(ANYMAIL_ESP="mailgun", ANYMAIL_API_KEY="k")["ANYMAIL"]
+    )

@@ -19,6 +19,7 @@ URL = "/anymail/postmark/tracking/"
 
 @pytest.fixture(autouse=True)
 def webhook_secret(settings):
+    settings.ANYMAIL_ESP = "postmark"
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": "hook:s3cret"}
 
 
