@@ -26,7 +26,7 @@ import numpy as np
 
 from digests import embedding
 from digests.models import Topic
-from digests.services import TopicMatcher, topic_matchers
+from digests.phrases import TopicMatcher, topic_matchers
 
 # Logistic weights over FEATURES, fitted by bench/tagging_eval.py --fit (see its output file).
 FEATURES = (

@@ -5,7 +5,7 @@ database lacks. It never changes a topic that exists: from its creation on, edit
 admin. Migration 0003 runs it on a fresh database, `manage.py sync_topics` on an existing one.
 
 Phrases are matched as whole words, case-insensitively, in title, upstream keywords and
-abstract (digests.services.topics_match). They were chosen against the 109 papers of
+abstract (digests.phrases.topics_match). They were chosen against the 109 papers of
 ../shared/fixtures/corpus/ and the 2026-05-08 API sample: every topic matches some of them.
 """
 
