@@ -34,6 +34,13 @@ class TopicMatcher:
     phrases: list[tuple[str, re.Pattern[str]]]
     combined: re.Pattern[str]
 
+    def found_in(self, value: str) -> set[str]:
+        """The distinct phrases that occur in value as whole words."""
+        return {
+            next(p for p, regex in self.phrases if regex.fullmatch(match.group(0)))
+            for match in self.combined.finditer(value)
+        }
+
     def reason(self, fields: list[tuple[str, str]]) -> str:
         """Why the paper matches (the first field with a match), or ""."""
         for field_name, value in fields:

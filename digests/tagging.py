@@ -34,14 +34,24 @@ FEATURES = (
     "phrase_meaning",
     "description_vs_best",
     "phrase_meaning_vs_best",
-    "phrase_in_title_or_keywords",
-    "phrase_in_abstract",
+    "phrase_in_title",
+    "phrase_in_abstract_or_keywords",
+    "abstract_phrases",
 )
-WEIGHTS = np.array([1.763, 1.605, 2.408, 1.965, 3.733, 2.496], dtype=np.float32)
-BIAS = -3.578
-THRESHOLD = 0.65
+WEIGHTS = np.array([1.569, 0.737, 2.604, 1.532, 3.234, 1.503, 2.547], dtype=np.float32)
+BIAS = -3.896
+THRESHOLD = 0.35
 BEST_THRESHOLD = 0.05
-MAX_TAGS = 3
+MAX_TAGS = 2
+PHRASES_COUNTED = 3  # distinct phrases of a topic in the abstract, counted up to this
+
+
+def _strings(value) -> list[str]:
+    return (
+        [v.strip() for v in value if isinstance(v, str) and v.strip()]
+        if isinstance(value, list)
+        else []
+    )
 
 
 def topic_text(topic: Topic) -> str:
@@ -59,10 +69,10 @@ class Scored:
     def reason(self, paper: int, column: int) -> str:
         f = dict(zip(FEATURES, self.features[paper, column], strict=True))
         words = (
-            "title/keywords phrase"
-            if f["phrase_in_title_or_keywords"]
+            "title phrase"
+            if f["phrase_in_title"]
             else "abstract phrase"
-            if f["phrase_in_abstract"]
+            if f["phrase_in_abstract_or_keywords"]
             else "no phrase"
         )
         return (
@@ -91,10 +101,11 @@ class TopicModel:
         phrases: list[str] = []
         owner: list[int] = []
         for column, topic in enumerate(self.topics):
-            for phrase in topic.phrases if isinstance(topic.phrases, list) else []:
-                if isinstance(phrase, str) and phrase.strip():
-                    phrases.append(phrase.strip())
-                    owner.append(column)
+            # The editor's examples count as phrases of meaning ("legged locomotion" is an
+            # example of Robotics), though only phrases are matched as words.
+            for phrase in _strings(topic.phrases) + _strings(getattr(topic, "examples", [])):
+                phrases.append(phrase)
+                owner.append(column)
         self.phrase_vectors = (
             embedding.embed_texts(phrases)
             if phrases
@@ -132,14 +143,19 @@ class TopicModel:
         out[:, :, 2] = description - description.max(axis=1, keepdims=True)
         out[:, :, 3] = phrase_meaning - phrase_meaning.max(axis=1, keepdims=True)
         for row, (title, abstract, keywords) in enumerate(texts):
-            heading = f"{title} ; {' ; '.join(keywords)}"
+            # Upstream's keywords are drawn from the abstract (a dozen a paper): they are
+            # evidence of the abstract's kind, not of the title's.
+            body = f"{abstract} ; {' ; '.join(keywords)}"
             for column, matcher in enumerate(self.matchers):
                 if matcher is None:
                     continue
-                if matcher.combined.search(heading):
+                found = len(matcher.found_in(body))
+                if matcher.combined.search(title):
                     out[row, column, 4] = 1.0
-                elif matcher.combined.search(abstract):
+                elif found:
                     out[row, column, 5] = 1.0
+                # A subject the abstract names in several ways is central, not a mention.
+                out[row, column, 6] = min(found, PHRASES_COUNTED) / PHRASES_COUNTED
         return out
 
     def score(self, vectors: np.ndarray, texts: Sequence[tuple[str, str, Sequence[str]]]) -> Scored:
