@@ -71,7 +71,7 @@ def test_every_ingested_paper_gets_topics_with_a_reason():
     for link in PaperTopic.objects.all():
         assert not link.is_manual
         assert re.fullmatch(
-            r"meaning -?[01]\.\d\d/-?[01]\.\d\d, (title/keywords|abstract|no) phrase, "
+            r"meaning -?[01]\.\d\d/-?[01]\.\d\d, (title|abstract|no) phrase, "
             r"p=[01]\.\d\d",
             link.reason,
         ), link.reason
