@@ -60,9 +60,15 @@ class TopicForm(forms.ModelForm):
         'After a change, run "Re-tag recent papers" to apply it.',
     )
 
+    examples = PhrasesField(
+        required=False,
+        help_text='One per line, short phrases of what belongs, e.g. "legged locomotion". '
+        "Compared by meaning, not matched as words.",
+    )
+
     class Meta:
         model = Topic
-        fields = ["name", "slug", "description", "phrases", "is_active", "position"]
+        fields = ["name", "slug", "description", "examples", "phrases", "is_active", "position"]
         help_texts = {
             "description": "What belongs to the topic and what does not, as you would explain "
             "it to a colleague: automatic tagging compares each paper's meaning with it.",

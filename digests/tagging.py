@@ -4,17 +4,19 @@ Phrase matching alone tags by words: a music dataset whose abstract says "pre-tr
 a language-model paper, and a survey got ten topics. Here each (paper, topic) pair gets a
 probability that an editor would give the paper that topic, from a logistic model over:
 
-- how close the paper's meaning is to the topic's description, and to its closest phrase
-  (each phrase embedded on its own: "legged locomotion" is an example of Robotics);
+- how close the paper's meaning is to the topic's description, and to its closest phrase or
+  example (each embedded on its own: "legged locomotion" is an example of Robotics);
 - the same two, relative to the paper's best topic (a topic is kept only if it is among the
   paper's main subjects, not merely near it);
-- whether a phrase occurs as whole words in the title or keywords, or only in the abstract.
+- whether a phrase occurs as whole words in the title, or only in the abstract or upstream
+  keywords (drawn from the abstract, a dozen a paper), and how many distinct phrases of the
+  topic the abstract names (a subject named several ways is central, not a passing mention).
 
 A paper is tagged with the topics whose probability clears `THRESHOLD`, at most `MAX_TAGS`,
 and always with its best topic when that one is at least `BEST_THRESHOLD`. The weights were
 fitted on the tuning papers of bench/data/editor_labels.json by `bench/tagging_eval.py --fit`
 and checked on the held-out upstream days (its table is in the README). Editors' corrections
-in admin are stored as manual tags and always win.
+in admin lock a paper's topics (Paper.topics_locked): tagging never touches them again.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ Developers add or refine a topic by editing that file; topics_sync then creates 
 database lacks. It never changes a topic that exists: from its creation on, editors own it in
 admin. Migration 0003 runs it on a fresh database, `manage.py sync_topics` on an existing one.
 
-Phrases are matched as whole words, case-insensitively, in title, upstream keywords and
-abstract (digests.phrases.topics_match). They were chosen against the 109 papers of
-../shared/fixtures/corpus/ and the 2026-05-08 API sample: every topic matches some of them.
+Each topic has a description and examples, which the topic model (digests.tagging) compares
+with a paper's meaning, and phrases, matched as whole words, case-insensitively, in title,
+upstream keywords and abstract (digests.phrases). Phrases too generic to tell a topic (their
+precision on the tuning papers of bench/data/editor_labels.json) were dropped; the catalog as
+it shipped before is topics-v1.json (topics_refresh and the tagging benchmark read it).
 """
 
 from __future__ import annotations
