@@ -86,11 +86,11 @@ def labelled_papers() -> list[LabelledPaper]:
     return papers
 
 
-
-def catalog_topics() -> list:
-    """The shipped topics as unsaved Topic objects with ids 1..N, in their catalog order."""
+def catalog_topics(path: Path | None = None) -> list:
+    """The shipped topics (or those of another catalog file) as unsaved Topic objects with
+    ids 1..N, in their catalog order."""
     from digests.models import Topic
-    from digests.topic_catalog import topics_catalog
+    from digests.topic_catalog import CATALOG
 
     return [
         Topic(
@@ -99,7 +99,10 @@ def catalog_topics() -> list:
             slug=entry["slug"],
             description=entry["description"],
             phrases=entry["phrases"],
+            examples=entry.get("examples", []),
             position=entry["position"],
         )
-        for i, entry in enumerate(topics_catalog(), start=1)
+        for i, entry in enumerate(
+            json.loads((path or CATALOG).read_text(encoding="utf-8")), start=1
+        )
     ]

@@ -7,7 +7,8 @@ The papers and the editor's labels are bench/data/editor_labels.json: 109 tuning
 trending-page capture) and two real upstream days held out for checking (2026-05-08, 37 papers;
 2024-08-01, 13 papers). Precision and recall are micro-averaged over (paper, topic) pairs.
 `--fit` fits the logistic weights of digests.tagging on the tuning papers only (Newton's method
-with a small L2 penalty), then the thresholds by grid search on the same papers, and prints
+with a small L2 penalty), then the thresholds by grid search on the same papers (the best F1
+whose precision is at least PRECISION_FLOOR), and prints
 the constants to put in digests/tagging.py. Figures go to bench/results/tagging_eval.{json,md}.
 """
 
@@ -33,9 +34,13 @@ import numpy as np  # noqa: E402
 from bench.papers import catalog_topics, labelled_papers  # noqa: E402
 from digests import embedding, tagging  # noqa: E402
 from digests.services import topic_matchers, topics_match  # noqa: E402
+from digests.topic_catalog import PREVIOUS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SETS = ("tune", "holdout-2026-05-08", "holdout-2024-08-01")
+# The tag rule's precision on the tuning papers must reach this (the target is 0.8 on papers
+# not tuned on; the margin allows for the difference).
+PRECISION_FLOOR = 0.85
 
 
 def measure(predicted: list[set[str]], truth: list[set[str]]) -> dict:
@@ -114,15 +119,12 @@ def main() -> None:
                     m = measure(
                         [{slugs[c] for c in row} for row in chosen], [truth[i] for i in tune]
                     )
-                    # Precision first (a wrong topic is what readers notice), then recall.
-                    f = (
-                        1.25
-                        * m["precision"]
-                        * m["recall"]
-                        / (0.25 * m["precision"] + m["recall"] or 1)
-                    )
-                    if best is None or f > best[0]:
-                        best = (f, (float(threshold), best_threshold, max_tags))
+                    # Precision first (a wrong topic is what readers notice): the best F1
+                    # among rules whose precision clears PRECISION_FLOOR, else the best F0.5.
+                    p, r = m["precision"], m["recall"]
+                    score = (1, 2 * p * r / (p + r)) if p >= PRECISION_FLOOR else (0, f_half(p, r))
+                    if best is None or score > best[0]:
+                        best = (score, (float(threshold), best_threshold, max_tags))
         thresholds = best[1]
         print("WEIGHTS =", np.round(weights, 3).tolist(), "BIAS =", round(bias, 3))
         print("THRESHOLD, BEST_THRESHOLD, MAX_TAGS =", thresholds)
@@ -131,7 +133,9 @@ def main() -> None:
     after = tagging.choose_tags(
         probability, threshold=thresholds[0], best_threshold=thresholds[1], max_tags=thresholds[2]
     )
-    matchers = topic_matchers(topics)
+    # Before: the phrases alone, as they shipped before the topic model (digests/data/
+    # topics-v1.json), so the baseline stays what tagging was.
+    matchers = topic_matchers(catalog_topics(PREVIOUS))
     before = [
         {t.slug for t in topics_match(title=ti, abstract=ab, keywords=kw, matchers=matchers)}
         for ti, ab, kw in texts
@@ -148,6 +152,9 @@ def main() -> None:
     (RESULTS / "tagging_eval.json").write_text(json.dumps(result, indent=1))
     lines = [
         f"Editor's labels: bench/data/editor_labels.json; model {result['model']}.",
+        "",
+        "Before: phrases alone, as shipped before the topic model (digests/data/topics-v1.json). "
+        "After: digests.tagging with the topics of digests/data/topics.json.",
         "",
         "| papers | tagging | precision | recall | tags a paper (editor) | most tags | untagged |",
         "|---|---|---|---|---|---|---|",

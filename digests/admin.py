@@ -22,7 +22,9 @@ from digests.services import (
     batch_entries_reorder,
     batch_entry_set_flags,
     batch_ingest,
+    paper_topics_lock,
     papers_retag_recent,
+    papers_topics_unlock,
 )
 
 RETAG_DAYS = 30
@@ -58,9 +60,19 @@ class TopicForm(forms.ModelForm):
         'After a change, run "Re-tag recent papers" to apply it.',
     )
 
+    examples = PhrasesField(
+        required=False,
+        help_text='One per line, short phrases of what belongs, e.g. "legged locomotion". '
+        "Compared by meaning, not matched as words.",
+    )
+
     class Meta:
         model = Topic
-        fields = ["name", "slug", "description", "phrases", "is_active", "position"]
+        fields = ["name", "slug", "description", "examples", "phrases", "is_active", "position"]
+        help_texts = {
+            "description": "What belongs to the topic and what does not, as you would explain "
+            "it to a colleague: automatic tagging compares each paper's meaning with it.",
+        }
 
 
 @admin.register(Topic)
@@ -99,7 +111,8 @@ class TopicAdmin(admin.ModelAdmin):
         )
         summary = (
             f"Re-tagged {report.papers} papers of the last {RETAG_DAYS} days "
-            f"({report.changes} tags added or removed). Papers per topic: {counts or 'none'}"
+            f"({report.changes} tags added or removed; {report.locked} with editor's topics "
+            f"left as they are). Papers per topic: {counts or 'none'}"
         )
         for topic in queryset:
             self.log_change(
@@ -151,11 +164,26 @@ def upstream_links(paper: Paper) -> str:
 @admin.register(Paper)
 class PaperAdmin(admin.ModelAdmin):
     """Upstream's fields are read-only (the next ingest would overwrite them); editors set
-    topics. A topic an editor adds or edits here is marked manual, so re-tagging keeps it."""
+    topics. Once an editor changes a paper's topics here, they are the paper's topics: all
+    become manual and the paper is locked, so no ingest or re-tag changes them again (until
+    "Let automatic tagging manage topics again")."""
 
-    list_display = ["arxiv_id", "title", "topic_list", "upvotes", "links", "first_seen_at"]
+    list_display = [
+        "arxiv_id",
+        "title",
+        "topic_list",
+        "topics_locked",
+        "upvotes",
+        "links",
+        "first_seen_at",
+    ]
     search_fields = ["arxiv_id", "title"]
-    list_filter = ["topics", ("entries__batch__date", admin.DateFieldListFilter)]
+    list_filter = [
+        "topics",
+        "topics_locked",
+        ("entries__batch__date", admin.DateFieldListFilter),
+    ]
+    actions = ["unlock_topics"]
     readonly_fields = [
         "links",
         *(f.name for f in Paper._meta.fields if f.name != "id"),
@@ -181,6 +209,21 @@ class PaperAdmin(admin.ModelAdmin):
             if inline_form.has_changed() and not inline_form.cleaned_data.get("DELETE"):
                 inline_form.instance.is_manual = True
         super().save_formset(request, form, formset, change)
+        if formset.model is PaperTopic and formset.has_changed():
+            # Added, edited or removed: the editor has decided this paper's topics.
+            paper_topics_lock(paper=form.instance)
+
+    @admin.action(description="Let automatic tagging manage topics again", permissions=["change"])
+    def unlock_topics(self, request, queryset):
+        papers = list(queryset)
+        unlocked = papers_topics_unlock(papers=papers)
+        for paper in papers:
+            self.log_change(request, paper, "Topics handed back to automatic tagging")
+        self.message_user(
+            request,
+            f"{len(papers)} paper(s) re-tagged automatically ({unlocked} had editor's topics).",
+            messages.SUCCESS,
+        )
 
 
 # --- Batches ---------------------------------------------------------------------------------

@@ -16,6 +16,13 @@ class Topic(models.Model):
         help_text="Phrases matched as whole words, case-insensitively, in title, abstract and "
         "upstream keywords.",
     )
+    examples = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Short phrases of what belongs to the topic, e.g. "legged locomotion": '
+        "automatic tagging compares each paper's meaning with them (they are not matched as "
+        "words).",
+    )
     is_active = models.BooleanField(default=True)
     position = models.PositiveSmallIntegerField(default=0, help_text="Order on the signup form.")
 

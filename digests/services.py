@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +15,12 @@ from django.db import DataError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from digests import sources, text
+from digests import embedding, sources, tagging, text
 from digests.models import BatchEntry, DailyBatch, IngestRun, Paper, PaperTopic, Topic
+
+# The phrase matchers live in digests.phrases; they are named here too, where callers and
+# benchmarks have always imported them from.
+from digests.phrases import TopicMatcher, topic_matchers, topics_match  # noqa: F401
 from digests.sources import FetchResult, PaperItem
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,8 @@ KEEP_WHEN_MISSING = {
     "ai_summary",
     "ai_keywords",
 }
+# What a paper's meaning vector is computed from (embedding.paper_text).
+MEANING_FIELDS = {"title", "abstract", "ai_keywords"}
 ERROR_TEXT_MAX = 4000
 
 
@@ -96,101 +101,102 @@ class IngestReport:
 # --- Tagging ---------------------------------------------------------------------------------
 
 
-def _phrase_regex(phrase: str) -> str:
-    words = [re.escape(word) for word in re.split(r"[\s\-]+", phrase.strip()) if word]
-    # "multi-agent" also matches "multi agent"; a plural "s"/"es" is allowed so "agent" finds
-    # "agents" but not "agentic" (a phrase of its own).
-    return r"[\s\-]+".join(words) + r"(?:e?s)?" if words else ""
+def papers_embed(*, papers: Iterable[Paper], force: bool = False) -> int:
+    """Store the meaning vector of each paper that lacks a current one; returns how many.
+
+    A vector is current when it exists and was made by today's model (embedding.MODEL_NAME):
+    ingest clears it when a paper's title, abstract or keywords change, and a new model makes
+    every old vector stale. All the papers' texts go to the model in one call (a static model
+    is cheapest in bulk); `force` re-embeds even current ones.
+    """
+    stale = [
+        paper
+        for paper in papers
+        if force or paper.embedding is None or paper.embedding_model != embedding.MODEL_NAME
+    ]
+    if not stale:
+        return 0
+    vectors = embedding.embed_texts(
+        [embedding.paper_text(paper.title, paper.abstract, _keywords(paper)) for paper in stale]
+    )
+    for paper, vector in zip(stale, vectors, strict=True):
+        paper.embedding = embedding.vector_to_bytes(vector)
+        paper.embedding_model = embedding.MODEL_NAME
+    # Not save(): that would bump updated_at, which means "upstream data last changed".
+    Paper.objects.bulk_update(stale, ["embedding", "embedding_model"], batch_size=500)
+    return len(stale)
 
 
-def _whole_words(body: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<!\w)(?:{body})(?!\w)", re.IGNORECASE)
+def _keywords(paper: Paper) -> list[str]:
+    keywords = paper.ai_keywords if isinstance(paper.ai_keywords, list) else []
+    return [k for k in keywords if isinstance(k, str)]
 
 
-@dataclass
-class TopicMatcher:
-    """One topic's phrases as a single regex (one search per field instead of one per phrase,
-    which made tagging the slowest part of an ingest), plus each phrase's own regex to name
-    the one that matched."""
+def papers_tag(*, papers: Iterable[Paper], model: tagging.TopicModel | None = None) -> int:
+    """Recompute the automatic topics of papers with the topic model (meaning and phrases).
 
-    topic: Topic
-    phrases: list[tuple[str, re.Pattern[str]]]
-    combined: re.Pattern[str]
-
-    def reason(self, fields: list[tuple[str, str]]) -> str:
-        """Why the paper matches (the first field with a match), or ""."""
-        for field_name, value in fields:
-            match = self.combined.search(value)
-            if match:
-                phrase = next(p for p, regex in self.phrases if regex.fullmatch(match.group(0)))
-                return f'{field_name} matched "{phrase}"'[:200]
-        return ""
-
-
-def topic_matchers(topics: Iterable[Topic] | None = None) -> list[TopicMatcher]:
-    if topics is None:
-        topics = Topic.objects.filter(is_active=True)
-    matchers = []
-    for topic in topics:
-        phrases = topic.phrases if isinstance(topic.phrases, list) else []
-        bodies = [
-            (phrase, body)
-            for phrase in phrases
-            if isinstance(phrase, str) and (body := _phrase_regex(phrase))
-        ]
-        if bodies:
-            matchers.append(
-                TopicMatcher(
-                    topic=topic,
-                    phrases=[(p, re.compile(b, re.IGNORECASE)) for p, b in bodies],
-                    combined=_whole_words("|".join(b for _, b in bodies)),
-                )
-            )
-    return matchers
-
-
-def topics_match(
-    *, title: str, abstract: str = "", keywords: Iterable[str] = (), matchers=None
-) -> dict[Topic, str]:
-    """The topics a text matches, each with the reason. Pure: usable on unsaved text."""
-    fields = [("title", title), ("keywords", " ; ".join(keywords)), ("abstract", abstract)]
-    found = {}
-    for matcher in matchers if matchers is not None else topic_matchers():
-        reason = matcher.reason(fields)
-        if reason:
-            found[matcher.topic] = reason
-    return found
-
-
-def papers_tag(*, papers: Iterable[Paper], matchers: list[TopicMatcher] | None = None) -> int:
-    """Recompute the automatic topics of papers from the active topics; manual tags stay.
-
+    Manual tags stay, and a paper whose topics an editor corrected (topics_locked) is left
+    exactly as the editor set it. Papers without a current vector are embedded first.
     Returns the number of PaperTopic rows created or removed.
     """
-    if matchers is None:
-        matchers = topic_matchers()
+    papers = [paper for paper in papers if not paper.topics_locked]
+    if not papers:
+        return 0
+    papers_embed(papers=papers)
+    if model is None:
+        model = tagging.TopicModel.build()
+    vectors = embedding.vectors_from_bytes(paper.embedding for paper in papers)
+    scored = model.score(
+        vectors, [(paper.title, paper.abstract, _keywords(paper)) for paper in papers]
+    )
+    current_by_paper: dict[int, dict[int, PaperTopic]] = {paper.pk: {} for paper in papers}
+    for link in PaperTopic.objects.filter(paper__in=papers):
+        current_by_paper[link.paper_id][link.topic_id] = link
     changes = 0
-    for paper in papers:
-        wanted = topics_match(
-            title=paper.title,
-            abstract=paper.abstract,
-            keywords=paper.ai_keywords or [],
-            matchers=matchers,
-        )
-        current = {pt.topic_id: pt for pt in PaperTopic.objects.filter(paper=paper)}
-        wanted_ids = {topic.pk: reason for topic, reason in wanted.items()}
+    for row, paper in enumerate(papers):
+        wanted = {
+            model.topics[column].pk: scored.reason(row, column)[:200] for column in scored.tags[row]
+        }
+        current = current_by_paper[paper.pk]
         for topic_id, link in current.items():
-            if not link.is_manual and topic_id not in wanted_ids:
+            if link.is_manual:
+                continue
+            if topic_id not in wanted:
                 link.delete()
                 changes += 1
-            elif not link.is_manual and link.reason != wanted_ids[topic_id]:
-                link.reason = wanted_ids[topic_id]
+            elif link.reason != wanted[topic_id]:
+                link.reason = wanted[topic_id]
                 link.save(update_fields=["reason"])
-        for topic_id, reason in wanted_ids.items():
+        for topic_id, reason in wanted.items():
             if topic_id not in current:
                 PaperTopic.objects.create(paper=paper, topic_id=topic_id, reason=reason)
                 changes += 1
     return changes
+
+
+@transaction.atomic
+def paper_topics_lock(*, paper: Paper) -> None:
+    """An editor changed the paper's topics: what it carries now is theirs, and automatic
+    tagging leaves it alone from now on (every later ingest and re-tag keeps it as is).
+
+    The automatic tags the editor kept become manual too: keeping one is a choice."""
+    Paper.objects.filter(pk=paper.pk).update(topics_locked=True)
+    paper.topics_locked = True
+    for link in PaperTopic.objects.filter(paper=paper, is_manual=False):
+        link.is_manual = True
+        link.reason = f"kept by an editor; {link.reason}"[:200]
+        link.save(update_fields=["is_manual", "reason"])
+
+
+@transaction.atomic
+def papers_topics_unlock(*, papers: Iterable[Paper]) -> int:
+    """Hand papers' topics back to automatic tagging: unlock them, let their manual tags go
+    and tag them again now. Returns how many papers were locked."""
+    ids = [paper.pk for paper in papers]
+    unlocked = Paper.objects.filter(pk__in=ids, topics_locked=True).update(topics_locked=False)
+    PaperTopic.objects.filter(paper_id__in=ids, is_manual=True).update(is_manual=False)
+    papers_tag(papers=Paper.objects.filter(pk__in=ids))
+    return unlocked
 
 
 # --- Ingest ----------------------------------------------------------------------------------
@@ -216,6 +222,10 @@ def paper_upsert(*, item: PaperItem) -> tuple[Paper, str]:
             changed.append(name)
     if not changed:
         return paper, "unchanged"
+    if MEANING_FIELDS.intersection(changed):
+        # What the vector was computed from changed: papers_embed makes a new one.
+        paper.embedding, paper.embedding_model = None, ""
+        changed += ["embedding", "embedding_model"]
     paper.save(update_fields=[*changed, "updated_at"])
     return paper, "updated"
 
@@ -266,7 +276,7 @@ def _batch_store(
     batch, _ = DailyBatch.objects.get_or_create(date=day)
     # Two runs for one day (beat and an editor's command) take turns here.
     batch = DailyBatch.objects.select_for_update().get(pk=batch.pk)
-    matchers = topic_matchers()
+    papers: list[Paper] = []
 
     seen: set[str] = set()
     # Once an editor has ordered the batch, upstream's ranks no longer move existing entries,
@@ -290,7 +300,7 @@ def _batch_store(
             room -= 1
         paper, outcome = paper_upsert(item=item)
         setattr(report, outcome, getattr(report, outcome) + 1)
-        papers_tag(papers=[paper], matchers=matchers)
+        papers.append(paper)
         entry, created = BatchEntry.objects.get_or_create(
             batch=batch,
             paper=paper,
@@ -313,6 +323,10 @@ def _batch_store(
         if (entry.rank, entry.upvotes_at_fetch) != (wanted_rank, item.upvotes):
             entry.rank, entry.upvotes_at_fetch = wanted_rank, item.upvotes
             entry.save(update_fields=["rank", "upvotes_at_fetch"])
+
+    # Once for the whole day: one call to the embedding model, one topic model.
+    papers_embed(papers=papers)
+    papers_tag(papers=papers)
 
     if report.left_out:
         report.notes.append(
@@ -493,18 +507,24 @@ class RetagReport:
     papers: int
     changes: int
     matches: dict[Topic, int]
+    locked: int = 0  # papers an editor corrected, left as they are
 
 
 def papers_retag_recent(*, days: int = 30) -> RetagReport:
-    """Re-tag the papers first seen in the last `days` days with the current topic phrases
-    (after an editor changed them) and count how many papers each active topic now matches."""
+    """Re-tag the papers first seen in the last `days` days with the current topics (after an
+    editor changed their descriptions or phrases) and count how many papers each active topic
+    now has. Papers whose topics an editor corrected keep them."""
     since = timezone.now() - dt.timedelta(days=days)
     papers = Paper.objects.filter(first_seen_at__gte=since)
-    matchers = topic_matchers()
+    model = tagging.TopicModel.build()
     changes = 0
-    for paper in papers.iterator(chunk_size=500):
-        with transaction.atomic():
-            changes += papers_tag(papers=[paper], matchers=matchers)
+    chunk: list[Paper] = []
+    for paper in papers.filter(topics_locked=False).iterator(chunk_size=RETAG_CHUNK):
+        chunk.append(paper)
+        if len(chunk) == RETAG_CHUNK:
+            changes += _retag_chunk(chunk, model)
+            chunk = []
+    changes += _retag_chunk(chunk, model)
     counts = dict(
         PaperTopic.objects.filter(paper__in=papers)
         .values_list("topic_id")
@@ -512,4 +532,20 @@ def papers_retag_recent(*, days: int = 30) -> RetagReport:
         .values_list("topic_id", "n")
     )
     matches = {t: counts.get(t.pk, 0) for t in Topic.objects.filter(is_active=True)}
-    return RetagReport(papers=papers.count(), changes=changes, matches=matches)
+    return RetagReport(
+        papers=papers.count(),
+        changes=changes,
+        matches=matches,
+        locked=papers.filter(topics_locked=True).count(),
+    )
+
+
+# Papers tagged per transaction: short transactions, and memory flat over any number of days.
+RETAG_CHUNK = 500
+
+
+def _retag_chunk(papers: list[Paper], model: tagging.TopicModel) -> int:
+    if not papers:
+        return 0
+    with transaction.atomic():
+        return papers_tag(papers=papers, model=model)

@@ -4,17 +4,19 @@ Phrase matching alone tags by words: a music dataset whose abstract says "pre-tr
 a language-model paper, and a survey got ten topics. Here each (paper, topic) pair gets a
 probability that an editor would give the paper that topic, from a logistic model over:
 
-- how close the paper's meaning is to the topic's description, and to its closest phrase
-  (each phrase embedded on its own: "legged locomotion" is an example of Robotics);
+- how close the paper's meaning is to the topic's description, and to its closest phrase or
+  example (each embedded on its own: "legged locomotion" is an example of Robotics);
 - the same two, relative to the paper's best topic (a topic is kept only if it is among the
   paper's main subjects, not merely near it);
-- whether a phrase occurs as whole words in the title or keywords, or only in the abstract.
+- whether a phrase occurs as whole words in the title, or only in the abstract or upstream
+  keywords (drawn from the abstract, a dozen a paper), and how many distinct phrases of the
+  topic the abstract names (a subject named several ways is central, not a passing mention).
 
 A paper is tagged with the topics whose probability clears `THRESHOLD`, at most `MAX_TAGS`,
 and always with its best topic when that one is at least `BEST_THRESHOLD`. The weights were
 fitted on the tuning papers of bench/data/editor_labels.json by `bench/tagging_eval.py --fit`
 and checked on the held-out upstream days (its table is in the README). Editors' corrections
-in admin are stored as manual tags and always win.
+in admin lock a paper's topics (Paper.topics_locked): tagging never touches them again.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from digests import embedding
 from digests.models import Topic
-from digests.services import TopicMatcher, topic_matchers
+from digests.phrases import TopicMatcher, topic_matchers
 
 # Logistic weights over FEATURES, fitted by bench/tagging_eval.py --fit (see its output file).
 FEATURES = (
@@ -34,14 +36,24 @@ FEATURES = (
     "phrase_meaning",
     "description_vs_best",
     "phrase_meaning_vs_best",
-    "phrase_in_title_or_keywords",
-    "phrase_in_abstract",
+    "phrase_in_title",
+    "phrase_in_abstract_or_keywords",
+    "abstract_phrases",
 )
-WEIGHTS = np.array([1.763, 1.605, 2.408, 1.965, 3.733, 2.496], dtype=np.float32)
-BIAS = -3.578
-THRESHOLD = 0.65
+WEIGHTS = np.array([1.569, 0.737, 2.604, 1.532, 3.234, 1.503, 2.547], dtype=np.float32)
+BIAS = -3.896
+THRESHOLD = 0.35
 BEST_THRESHOLD = 0.05
-MAX_TAGS = 3
+MAX_TAGS = 2
+PHRASES_COUNTED = 3  # distinct phrases of a topic in the abstract, counted up to this
+
+
+def _strings(value) -> list[str]:
+    return (
+        [v.strip() for v in value if isinstance(v, str) and v.strip()]
+        if isinstance(value, list)
+        else []
+    )
 
 
 def topic_text(topic: Topic) -> str:
@@ -59,10 +71,10 @@ class Scored:
     def reason(self, paper: int, column: int) -> str:
         f = dict(zip(FEATURES, self.features[paper, column], strict=True))
         words = (
-            "title/keywords phrase"
-            if f["phrase_in_title_or_keywords"]
+            "title phrase"
+            if f["phrase_in_title"]
             else "abstract phrase"
-            if f["phrase_in_abstract"]
+            if f["phrase_in_abstract_or_keywords"]
             else "no phrase"
         )
         return (
@@ -91,10 +103,11 @@ class TopicModel:
         phrases: list[str] = []
         owner: list[int] = []
         for column, topic in enumerate(self.topics):
-            for phrase in topic.phrases if isinstance(topic.phrases, list) else []:
-                if isinstance(phrase, str) and phrase.strip():
-                    phrases.append(phrase.strip())
-                    owner.append(column)
+            # The editor's examples count as phrases of meaning ("legged locomotion" is an
+            # example of Robotics), though only phrases are matched as words.
+            for phrase in _strings(topic.phrases) + _strings(getattr(topic, "examples", [])):
+                phrases.append(phrase)
+                owner.append(column)
         self.phrase_vectors = (
             embedding.embed_texts(phrases)
             if phrases
@@ -132,14 +145,19 @@ class TopicModel:
         out[:, :, 2] = description - description.max(axis=1, keepdims=True)
         out[:, :, 3] = phrase_meaning - phrase_meaning.max(axis=1, keepdims=True)
         for row, (title, abstract, keywords) in enumerate(texts):
-            heading = f"{title} ; {' ; '.join(keywords)}"
+            # Upstream's keywords are drawn from the abstract (a dozen a paper): they are
+            # evidence of the abstract's kind, not of the title's.
+            body = f"{abstract} ; {' ; '.join(keywords)}"
             for column, matcher in enumerate(self.matchers):
                 if matcher is None:
                     continue
-                if matcher.combined.search(heading):
+                found = len(matcher.found_in(body))
+                if matcher.combined.search(title):
                     out[row, column, 4] = 1.0
-                elif matcher.combined.search(abstract):
+                elif found:
                     out[row, column, 5] = 1.0
+                # A subject the abstract names in several ways is central, not a mention.
+                out[row, column, 6] = min(found, PHRASES_COUNTED) / PHRASES_COUNTED
         return out
 
     def score(self, vectors: np.ndarray, texts: Sequence[tuple[str, str, Sequence[str]]]) -> Scored:

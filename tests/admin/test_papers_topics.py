@@ -110,3 +110,50 @@ def test_its_retag_action_applies_new_phrases_and_reports_matches(editor_client,
     assert "Re-tagged 3 papers" in message
     assert "Robots: 2" in message and "Agents: 1" in message
     assert logged(editor, robots) == ["Re-tagged recent papers: 2 match"]
+
+
+def test_an_editors_change_in_admin_locks_the_papers_topics_and_unlocking_retags(
+    editor_client, editor
+):
+    robots = TopicFactory(name="Robots", slug="robots", phrases=["robot"])
+    code = TopicFactory(name="Code", slug="code", phrases=["compiler"])
+    paper = PaperFactory(title="A robot arm that stacks blocks", abstract="")
+    editor_client.post(
+        "/admin/digests/topic/", {"action": "retag_recent", "_selected_action": [robots.pk]}
+    )
+    auto = PaperTopic.objects.get(paper=paper, topic=robots)
+    assert not auto.is_manual
+    data = {
+        "paper_topics-TOTAL_FORMS": "2",
+        "paper_topics-INITIAL_FORMS": "1",
+        "paper_topics-MIN_NUM_FORMS": "0",
+        "paper_topics-MAX_NUM_FORMS": "1000",
+        "paper_topics-0-id": auto.pk,
+        "paper_topics-0-paper": paper.pk,
+        "paper_topics-0-topic": robots.pk,
+        "paper_topics-0-reason": auto.reason,
+        "paper_topics-0-DELETE": "on",
+        "paper_topics-1-paper": paper.pk,
+        "paper_topics-1-topic": code.pk,
+        "paper_topics-1-reason": "",
+    }
+    response = editor_client.post(f"/admin/digests/paper/{paper.pk}/change/", data)
+    assert response.status_code == 302, response.context["errors"]
+    paper.refresh_from_db()
+    assert paper.topics_locked
+    assert list(paper.paper_topics.values_list("topic__slug", "is_manual")) == [("code", True)]
+
+    editor_client.post(
+        "/admin/digests/topic/", {"action": "retag_recent", "_selected_action": [robots.pk]}
+    )
+    assert list(paper.paper_topics.values_list("topic__slug", flat=True)) == ["code"]
+
+    response = editor_client.post(
+        "/admin/digests/paper/",
+        {"action": "unlock_topics", "_selected_action": [paper.pk]},
+        follow=True,
+    )
+    paper.refresh_from_db()
+    assert not paper.topics_locked
+    assert list(paper.paper_topics.values_list("topic__slug", flat=True)) == ["robots"]
+    assert logged(editor, paper)[-1] == "Topics handed back to automatic tagging"

@@ -3,13 +3,14 @@ overwriting what editors changed."""
 
 from __future__ import annotations
 
+import json
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 
 from digests.models import Topic
-from digests.topic_catalog import topics_catalog
+from digests.topic_catalog import PREVIOUS, topics_catalog, topics_refresh
 
 pytestmark = pytest.mark.django_db
 
@@ -50,3 +51,32 @@ def test_sync_topics_creates_what_is_missing_and_keeps_editors_edits():
 
     call_command("sync_topics", stdout=out)
     assert out.getvalue().endswith("every topic of topics.json exists already\n")
+
+
+def test_it_brings_topics_still_as_first_shipped_up_to_date_and_keeps_editors_edits():
+    previous = {e["slug"]: e for e in json.loads(PREVIOUS.read_text("utf-8"))}
+    catalog = {e["slug"]: e for e in topics_catalog()}
+    # A database from before: every topic as first shipped, one description edited by hand.
+    for slug, old in previous.items():
+        Topic.objects.filter(slug=slug).update(
+            description=old["description"], phrases=old["phrases"], examples=[]
+        )
+    Topic.objects.filter(slug="robotics").update(description="Our own words.")
+
+    changed = topics_refresh()
+
+    assert set(changed) == set(catalog)
+    robotics = Topic.objects.get(slug="robotics")
+    assert robotics.description == "Our own words."
+    assert robotics.phrases == catalog["robotics"]["phrases"]
+    assert robotics.examples == catalog["robotics"]["examples"]
+    llm = Topic.objects.get(slug="large-language-models")
+    assert llm.description == catalog["large-language-models"]["description"]
+    assert "pre-training" not in llm.phrases
+    assert topics_refresh() == []
+
+
+def test_it_seeded_every_topic_with_its_examples():
+    examples = {t.slug: t.examples for t in Topic.objects.all()}
+    assert examples == {e["slug"]: e["examples"] for e in topics_catalog()}
+    assert all(examples.values())
