@@ -86,7 +86,6 @@ def labelled_papers() -> list[LabelledPaper]:
     return papers
 
 
-
 def catalog_topics() -> list:
     """The shipped topics as unsaved Topic objects with ids 1..N, in their catalog order."""
     from digests.models import Topic

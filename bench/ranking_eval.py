@@ -11,7 +11,7 @@ At signup a reader ticks some of the 19 topics and, for the new ranking, writes 
 "What I work on". Every day each ranking picks up to 10 papers per reader:
 
 - upvotes only: the day's most upvoted papers, the same for everyone;
-- topics only: the ranking before personalization (newsletter.selection.rank_for_topics over
+- topics only: the ranking before personalization (bench/topics_only.py: rank_for_topics over
   the phrase tags of the seeded topics), as it shipped;
 - new, no feedback: newsletter.ranking with the reader's topics and free text, never learning;
 - new: the same, learning from feedback. After each email the reader rates each paper with
@@ -47,10 +47,11 @@ django.setup()
 
 import numpy as np  # noqa: E402
 
+from bench import topics_only  # noqa: E402
 from bench.papers import LabelledPaper, catalog_topics, labelled_papers  # noqa: E402
 from digests import embedding, tagging  # noqa: E402
 from digests.services import topic_matchers, topics_match  # noqa: E402
-from newsletter import ranking, selection  # noqa: E402
+from newsletter import ranking  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
@@ -156,7 +157,7 @@ def run(world: World) -> dict:
         the_day = world.day_matrices(papers)
         feedback = ranking.FeedbackPapers.build(the_day, world.vectors)
         candidates = [
-            selection.Candidate(
+            topics_only.Candidate(
                 paper_id=p.id,
                 topic_ids=world.phrase_tags[p.id],
                 upvotes=p.upvotes,
@@ -187,7 +188,9 @@ def run(world: World) -> dict:
                 "upvotes only": by_votes,
                 "topics only (before)": [
                     pid
-                    for pid, _ in selection.rank_for_topics(candidates, reader.topics, limit=LIMIT)
+                    for pid, _ in topics_only.rank_for_topics(
+                        candidates, reader.topics, limit=LIMIT
+                    )
                 ],
                 "new, no feedback": [
                     pid for pid, _ in ranking.rank_readers(the_day, [base], feedback)[0]
