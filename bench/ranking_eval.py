@@ -102,8 +102,8 @@ class World:
         self.vectors = dict(
             zip((p.id for p in self.papers), embedding.embed_texts(texts), strict=True)
         )
-        model = tagging.TopicModel.build(self.topics)
-        self.tagger = model
+        self.tagger = tagging.TopicModel.build(self.topics)
+        self.tags: dict[int, list[int]] = {}  # paper id -> topic ids, as tagged on its day
         matchers = topic_matchers(self.topics)
         self.phrase_tags = {
             p.id: frozenset(
@@ -155,7 +155,7 @@ def run(world: World) -> dict:
     disliked: dict[int, list[int]] = {r.id: [] for r in world.readers}
     for papers in world.days:
         the_day = world.day_matrices(papers)
-        feedback = ranking.FeedbackPapers.build(the_day, world.vectors)
+        feedback = ranking.FeedbackPapers.build(the_day, world.vectors, {}, world.tags)
         candidates = [
             topics_only.Candidate(
                 paper_id=p.id,

@@ -9,8 +9,9 @@ against all of them at once:
 
     relevance = TOPIC  * how much the paper is about a topic the reader follows
               + TEXT   * similarity to what the reader wrote they work on
-              + LIKED  * similarity to the closest paper they liked     (above the day's baseline)
-              - DISLIKED * similarity to the closest paper they disliked (above the baseline)
+              + LIKED  * (similarity to the closest paper they liked (above the day's baseline)
+                          + LEARNED_TOPIC * how much it is about the topics of what they liked)
+              - DISLIKED * (the same for what they disliked)
     score     = (1 - focus) * relevance + focus * popularity
 
 `focus` is the reader's own control, 0 = "just my field", 1 = "what's hot". A paper is eligible
@@ -46,6 +47,7 @@ TOPIC = 1.0
 TEXT = 1.2
 LIKED = 1.4
 DISLIKED = 2.0
+LEARNED_TOPIC = 1.0  # how much a liked (disliked) paper's topics pull (push) papers of them
 # Relevance a paper needs to be picked at focus 0; at focus 1 anything not disliked is eligible.
 THRESHOLD = 0.35
 # Papers at least this similar are one group, and a group fills at most PER_GROUP places of an
@@ -171,6 +173,7 @@ class FeedbackPapers:
 
     index: dict[int, int]  # paper id -> row
     sims: np.ndarray  # (L + 1, P): row L is padding, similarity -inf
+    tags: np.ndarray  # (L + 1, T): the feedback papers' topics (the day's columns), padding 0
     titles: dict[int, str]  # paper id -> title, for "Because you liked <title>"
 
     @classmethod
@@ -179,15 +182,23 @@ class FeedbackPapers:
         the_day: Day,
         vectors_by_paper: dict[int, np.ndarray],
         titles: dict[int, str] | None = None,
+        topics_by_paper: dict[int, Iterable[int]] | None = None,
     ) -> FeedbackPapers:
         ids = list(vectors_by_paper)
         pad = np.full((1, the_day.size), -np.inf, dtype=np.float32)
+        tags = np.zeros((len(ids) + 1, len(the_day.topic_ids)), dtype=np.float32)
+        column = {t: c for c, t in enumerate(the_day.topic_ids)}
+        for row, pid in enumerate(ids):
+            for topic in (topics_by_paper or {}).get(pid, ()):
+                if topic in column:
+                    tags[row, column[topic]] = 1.0
         if not ids:
-            return cls(index={}, sims=pad, titles={})
+            return cls(index={}, sims=pad, tags=tags, titles={})
         matrix = np.stack([vectors_by_paper[i] for i in ids]).astype(np.float32)
         return cls(
             index={pid: row for row, pid in enumerate(ids)},
             sims=np.vstack([matrix @ the_day.vectors.T, pad]),
+            tags=tags,
             titles=titles or {},
         )
 
@@ -198,21 +209,27 @@ def _above_baseline(sims: np.ndarray, baseline: float) -> np.ndarray:
 
 def _nearest(
     readers: Sequence[Reader], attr: str, feedback: FeedbackPapers, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(S, P) similarity of each paper to the reader's closest liked (or disliked) paper, and
-    which one (an id, -1 for none)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the reader's liked (or disliked) papers: (S, P) similarity of each paper of the
+    day to the closest one and which one (an id, -1 for none), and (S, T) the share of them
+    that carry each topic."""
     pad_row = len(feedback.sims) - 1
     rows = np.full((len(readers), width), pad_row, dtype=np.int64)
     ids = np.full((len(readers), width), -1, dtype=np.int64)
+    counts = np.zeros((len(readers), 1), dtype=np.float32)
     for r, reader in enumerate(readers):
         known = [p for p in getattr(reader, attr) if p in feedback.index][:width]
         rows[r, : len(known)] = [feedback.index[p] for p in known]
         ids[r, : len(known)] = known
+        counts[r] = len(known)
     gathered = feedback.sims[rows]  # (S, width, P)
     best = gathered.argmax(axis=1)  # (S, P)
     sims = np.take_along_axis(gathered, best[:, None, :], axis=1)[:, 0, :]
     which = np.take_along_axis(ids, best, axis=1)
-    return np.where(np.isfinite(sims), sims, 0.0), np.where(np.isfinite(sims), which, -1)
+    # Smoothed share (+1 in the denominator): one feedback moves a topic half as far as many.
+    topic_share = feedback.tags[rows].sum(axis=1) / (counts + 1.0)
+    found = np.isfinite(sims)
+    return np.where(found, sims, 0.0), np.where(found, which, -1), topic_share
 
 
 class _Matcher:
@@ -309,10 +326,17 @@ def rank_readers(
     text_term = _above_baseline(interests @ the_day.vectors.T, the_day.baseline)
     text_term[~interests.any(axis=1)] = 0.0
     width = max(1, max(len(r.liked) for r in readers), max(len(r.disliked) for r in readers))
-    liked_sim, liked_which = _nearest(readers, "liked", feedback, width)
-    disliked_sim, _ = _nearest(readers, "disliked", feedback, width)
-    liked_term = _above_baseline(liked_sim, the_day.baseline)
-    disliked_term = _above_baseline(disliked_sim, the_day.baseline)
+    liked_sim, liked_which, liked_topics = _nearest(readers, "liked", feedback, width)
+    disliked_sim, _, disliked_topics = _nearest(readers, "disliked", feedback, width)
+    # Feedback teaches topics too: the topics of liked papers pull, of disliked ones push,
+    # weighed by how much each paper of the day is about them.
+    learned = (liked_topics - disliked_topics) @ the_day.affinity.T  # (S, P)
+    liked_term = _above_baseline(liked_sim, the_day.baseline) + LEARNED_TOPIC * np.maximum(
+        learned, 0.0
+    )
+    disliked_term = _above_baseline(disliked_sim, the_day.baseline) + LEARNED_TOPIC * np.maximum(
+        -learned, 0.0
+    )
 
     parts = np.stack([TOPIC * topic_term, TEXT * text_term, LIKED * liked_term])  # (3, S, P)
     relevance = parts.sum(axis=0) - DISLIKED * disliked_term

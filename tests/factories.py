@@ -41,10 +41,10 @@ class TopicFactory(factory.django.DjangoModelFactory):
 ABSTRACTS = (
     "We train a transformer policy on robot demonstrations and report grasp success on real arms.",
     "A benchmark of multi-step web tasks measures how often tool-using agents finish their tasks.",
-    "Diffusion models for video are distilled into four sampling steps with little loss in quality.",
+    "Diffusion models for video are distilled into four sampling steps with little quality lost.",
     "We prove a generalization bound for overparameterized networks trained with gradient descent.",
-    "Speech recognition in noisy call centres improves when the acoustic model sees synthetic noise.",
-    "A new dataset of clinical notes supports the evaluation of medical question answering systems.",
+    "Speech recognition in noisy call centres improves when training adds synthetic noise.",
+    "A new dataset of clinical notes supports the evaluation of medical question answering.",
     "Quantizing attention to four bits halves serving latency for long-context language models.",
     "Graph neural networks forecast traffic flow on road networks better than recurrent baselines.",
     "Preference optimization without a reward model aligns chat assistants with human judgments.",

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from digests import embedding
+from digests import embedding, tagging
 from digests.models import BatchEntry, DailyBatch, Paper, PaperTopic, Topic
 from digests.tagging import TopicModel
 from newsletter import ranking
@@ -59,17 +59,19 @@ def batch_day(batch: DailyBatch) -> ranking.Day:
     vectors = _paper_vectors(papers)
     topics = list(Topic.objects.filter(is_active=True))
     texts = [(p.title, p.abstract, p.ai_keywords or []) for p in papers]
-    affinity = _topic_model(topics).score(vectors, texts).probability
+    probability = _topic_model(topics).score(vectors, texts).probability
     column = {t.pk: c for c, t in enumerate(topics)}
+    stored: list[list[int]] = [[] for _ in papers]
+    row = {p.pk: r for r, p in enumerate(papers)}
     tags = PaperTopic.objects.filter(paper__in=papers, topic__is_active=True).values_list(
         "paper_id", "topic_id"
     )
-    row = {p.pk: r for r, p in enumerate(papers)}
+    for paper_id, topic_id in tags:
+        stored[row[paper_id]].append(column[topic_id])
     for r, paper in enumerate(papers):
         if paper.topics_locked:
-            affinity[r, :] = 0.0
-    for paper_id, topic_id in tags:
-        affinity[row[paper_id], column[topic_id]] = 1.0
+            probability[r, :] = 0.0
+    affinity = tagging.affinity(probability, stored)
     return ranking.day(
         paper_ids=[p.pk for p in papers],
         vectors=vectors,
@@ -148,6 +150,7 @@ class _FeedbackCache:
     def __init__(self) -> None:
         self.vectors: dict[int, np.ndarray] = {}
         self.titles: dict[int, str] = {}
+        self.topics: dict[int, list[int]] = {}
         self._unknown: set[int] = set()
 
     def for_readers(
@@ -171,9 +174,13 @@ class _FeedbackCache:
                     found, embedding.embed_texts(list(found.values())), strict=True
                 ):
                     self.vectors[pk] = vector
+            for pk, topic_id in PaperTopic.objects.filter(paper_id__in=missing).values_list(
+                "paper_id", "topic_id"
+            ):
+                self.topics.setdefault(pk, []).append(topic_id)
             self._unknown |= missing - self.vectors.keys()  # deleted papers
         known = {p: self.vectors[p] for p in wanted if p in self.vectors}
-        return ranking.FeedbackPapers.build(the_day, known, self.titles)
+        return ranking.FeedbackPapers.build(the_day, known, self.titles, self.topics)
 
 
 def selections_plan(
