@@ -9,9 +9,9 @@ against all of them at once:
 
     relevance = TOPIC  * how much the paper is about a topic the reader follows
               + TEXT   * similarity to what the reader wrote they work on
-              + LIKED  * (similarity to the closest paper they liked (above the day's baseline)
-                          + LEARNED_TOPIC * how much it is about the topics of what they liked)
-              - DISLIKED * (the same for what they disliked)
+              + LIKED  * similarity to the closest paper they liked     (above the day's baseline)
+              - DISLIKED * (similarity to the closest paper they disliked (above the baseline)
+                            + DISLIKED_TOPIC * how much it is about the topics they disliked)
     score     = (1 - focus) * relevance + focus * popularity
 
 `focus` is the reader's own control, 0 = "just my field", 1 = "what's hot". A paper is eligible
@@ -44,12 +44,12 @@ from subscriptions.profiles import normalize_name
 # table in the README); the topic term is a calibrated affinity in [0, 1], the others are
 # similarities above the day's baseline, rescaled to [0, 1].
 TOPIC = 1.0
-TEXT = 1.2
-LIKED = 1.4
-DISLIKED = 2.0
-LEARNED_TOPIC = 1.0  # how much a liked (disliked) paper's topics pull (push) papers of them
+TEXT = 2.0
+LIKED = 2.0
+DISLIKED = 1.0
+DISLIKED_TOPIC = 1.0  # how much the topics of disliked papers push papers of those topics
 # Relevance a paper needs to be picked at focus 0; at focus 1 anything not disliked is eligible.
-THRESHOLD = 0.35
+THRESHOLD = 0.2
 # Papers at least this similar are one group, and a group fills at most PER_GROUP places of an
 # email. 0.75 is past the 99.9th percentile of similarity between two of the 159 real fixture
 # papers (median 0.38): only papers on one narrow question get there.
@@ -328,14 +328,13 @@ def rank_readers(
     width = max(1, max(len(r.liked) for r in readers), max(len(r.disliked) for r in readers))
     liked_sim, liked_which, liked_topics = _nearest(readers, "liked", feedback, width)
     disliked_sim, _, disliked_topics = _nearest(readers, "disliked", feedback, width)
-    # Feedback teaches topics too: the topics of liked papers pull, of disliked ones push,
-    # weighed by how much each paper of the day is about them.
-    learned = (liked_topics - disliked_topics) @ the_day.affinity.T  # (S, P)
-    liked_term = _above_baseline(liked_sim, the_day.baseline) + LEARNED_TOPIC * np.maximum(
-        learned, 0.0
-    )
-    disliked_term = _above_baseline(disliked_sim, the_day.baseline) + LEARNED_TOPIC * np.maximum(
-        -learned, 0.0
+    liked_term = _above_baseline(liked_sim, the_day.baseline)
+    # "Less like this" teaches topics too: the topics of disliked papers push the day's papers
+    # of those topics down, more the more of the dislikes carry them. (The same pull for likes
+    # made the simulated readers' digests worse: liking is narrower than a whole topic.)
+    disliked_term = _above_baseline(disliked_sim, the_day.baseline)
+    disliked_term += DISLIKED_TOPIC * np.maximum(
+        (disliked_topics - liked_topics) @ the_day.affinity.T, 0.0
     )
 
     parts = np.stack([TOPIC * topic_term, TEXT * text_term, LIKED * liked_term])  # (3, S, P)

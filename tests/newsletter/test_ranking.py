@@ -42,7 +42,11 @@ def make_day(papers, *, pinned=()):
 
 
 def feedback_for(the_day, papers_by_id):
-    return FeedbackPapers.build(the_day, papers_by_id)
+    """Feedback papers of DAY_ONE/DAY_TWO, tagged with their field's topic."""
+    fields = {pid: f for pid, f, _, _ in DAY_ONE + DAY_TWO}
+    return FeedbackPapers.build(
+        the_day, papers_by_id, {}, {pid: [fields[pid]] for pid in papers_by_id}
+    )
 
 
 DAY_ONE = [
@@ -96,7 +100,7 @@ def test_it_reads_what_the_reader_works_on():
     the_day = make_day(DAY_TWO)
     reader = Reader(1, interest=direction(SPEECH), focus=0.0)
     [selection] = rank_readers(the_day, [reader], feedback_for(the_day, {}))
-    assert selection == [[15, [ranking.TEXT_REASON]]]
+    assert selection[0] == [15, [ranking.TEXT_REASON]]
 
 
 def test_it_never_shows_muted_keywords_even_pinned():
