@@ -11,16 +11,17 @@ At signup a reader ticks some of the 19 topics and, for the new ranking, writes 
 "What I work on". Every day each ranking picks up to 10 papers per reader:
 
 - upvotes only: the day's most upvoted papers, the same for everyone;
-- topics only: the ranking before personalization (newsletter.selection.rank_for_topics over
+- topics only: the ranking before personalization (bench/topics_only.py: rank_for_topics over
   the phrase tags of the seeded topics), as it shipped;
 - new, no feedback: newsletter.ranking with the reader's topics and free text, never learning;
 - new: the same, learning from feedback. After each email the reader rates each paper with
   probability FEEDBACK_RATE (seeded): More like this if relevant, Less like this if not.
 
 Reported per day: precision@5 (relevant papers among the first five places, empty places count
-as misses) and nDCG@10 (binary gains), averaged over the readers with at least one relevant
-paper that day. Upvotes of the 109 page papers are not in the capture, so they are drawn from a
-seeded log-normal, independent of relevance; the two real days keep their real upvotes.
+as misses), nDCG@10 (binary gains) and precision (the share of the email that is relevant: what
+a reader feels as noise), averaged over the readers with at least one relevant paper that day.
+Upvotes of the 109 page papers are not in the capture, so they are drawn from a seeded
+log-normal, independent of relevance; the two real days keep their real upvotes.
 
 Figures go to bench/results/ranking_eval.json and .md (the README quotes the .md table).
 """
@@ -47,10 +48,11 @@ django.setup()
 
 import numpy as np  # noqa: E402
 
+from bench import topics_only  # noqa: E402
 from bench.papers import LabelledPaper, catalog_topics, labelled_papers  # noqa: E402
 from digests import embedding, tagging  # noqa: E402
 from digests.services import topic_matchers, topics_match  # noqa: E402
-from newsletter import ranking, selection  # noqa: E402
+from newsletter import ranking  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
@@ -83,6 +85,11 @@ def precision_at(shown: list[int], relevant: set[int], k: int = 5) -> float:
     return sum(1 for p in shown[:k] if p in relevant) / k
 
 
+def precision_shown(shown: list[int], relevant: set[int]) -> float:
+    """The share of what the email shows that is relevant (an empty email: 0)."""
+    return sum(1 for p in shown if p in relevant) / len(shown) if shown else 0.0
+
+
 def ndcg_at(shown: list[int], relevant: set[int], k: int = 10) -> float:
     dcg = sum(1 / math.log2(i + 2) for i, p in enumerate(shown[:k]) if p in relevant)
     ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
@@ -101,8 +108,8 @@ class World:
         self.vectors = dict(
             zip((p.id for p in self.papers), embedding.embed_texts(texts), strict=True)
         )
-        model = tagging.TopicModel.build(self.topics)
-        self.tagger = model
+        self.tagger = tagging.TopicModel.build(self.topics)
+        self.tags: dict[int, list[int]] = {}  # paper id -> topic ids, as tagged on its day
         matchers = topic_matchers(self.topics)
         self.phrase_tags = {
             p.id: frozenset(
@@ -133,6 +140,8 @@ class World:
     def day_matrices(self, papers: list[LabelledPaper]) -> ranking.Day:
         vectors = np.stack([self.vectors[p.id] for p in papers])
         scored = self.tagger.score(vectors, [(p.title, p.abstract, p.keywords) for p in papers])
+        for p, columns in zip(papers, scored.tags, strict=True):
+            self.tags[p.id] = [self.topics[c].pk for c in columns]
         return ranking.day(
             paper_ids=[p.id for p in papers],
             vectors=vectors,
@@ -149,14 +158,15 @@ class World:
 def run(world: World) -> dict:
     rng = random.Random(SEED)
     names = ["upvotes only", "topics only (before)", "new, no feedback", "new"]
-    scores = {n: {"p@5": [], "ndcg@10": []} for n in names}
+    metrics = ("p@5", "ndcg@10", "precision")
+    scores = {n: {m: [] for m in metrics} for n in names}
     liked: dict[int, list[int]] = {r.id: [] for r in world.readers}
     disliked: dict[int, list[int]] = {r.id: [] for r in world.readers}
     for papers in world.days:
         the_day = world.day_matrices(papers)
-        feedback = ranking.FeedbackPapers.build(the_day, world.vectors)
+        feedback = ranking.FeedbackPapers.build(the_day, world.vectors, {}, world.tags)
         candidates = [
-            selection.Candidate(
+            topics_only.Candidate(
                 paper_id=p.id,
                 topic_ids=world.phrase_tags[p.id],
                 upvotes=p.upvotes,
@@ -166,7 +176,7 @@ def run(world: World) -> dict:
             for i, p in enumerate(papers, start=1)
         ]
         by_votes = [p.id for p in sorted(papers, key=lambda p: -p.upvotes)][:LIMIT]
-        day_scores = {n: {"p@5": [], "ndcg@10": []} for n in names}
+        day_scores = {n: {m: [] for m in metrics} for n in names}
         for reader in world.readers:
             relevant = world.relevant(reader, papers)
             base = ranking.Reader(
@@ -187,7 +197,9 @@ def run(world: World) -> dict:
                 "upvotes only": by_votes,
                 "topics only (before)": [
                     pid
-                    for pid, _ in selection.rank_for_topics(candidates, reader.topics, limit=LIMIT)
+                    for pid, _ in topics_only.rank_for_topics(
+                        candidates, reader.topics, limit=LIMIT
+                    )
                 ],
                 "new, no feedback": [
                     pid for pid, _ in ranking.rank_readers(the_day, [base], feedback)[0]
@@ -202,6 +214,7 @@ def run(world: World) -> dict:
             for n in names:
                 day_scores[n]["p@5"].append(precision_at(shown[n], relevant))
                 day_scores[n]["ndcg@10"].append(ndcg_at(shown[n], relevant))
+                day_scores[n]["precision"].append(precision_shown(shown[n], relevant))
         for n in names:
             for metric, values in day_scores[n].items():
                 scores[n][metric].append(sum(values) / len(values))

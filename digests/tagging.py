@@ -45,6 +45,10 @@ BIAS = -3.896
 THRESHOLD = 0.35
 BEST_THRESHOLD = 0.05
 MAX_TAGS = 2
+# How much an untagged topic still counts for ranking, per unit of probability: a paper near
+# a followed topic may surface with other evidence (what the reader wrote, what they liked),
+# but never on this alone.
+SOFT_AFFINITY = 0.3
 PHRASES_COUNTED = 3  # distinct phrases of a topic in the abstract, counted up to this
 
 
@@ -84,11 +88,16 @@ class Scored:
 
     @property
     def affinity(self) -> np.ndarray:
-        """(P, T) in [0, 1] for ranking: 1 for a tag, the probability for the rest."""
-        result = self.probability.copy()
-        for row, columns in enumerate(self.tags):
-            result[row, columns] = 1.0
-        return result
+        """(P, T) in [0, 1] for ranking: 1 for a tag, SOFT_AFFINITY x probability otherwise."""
+        return affinity(self.probability, self.tags)
+
+
+def affinity(probability: np.ndarray, tags: Sequence[Sequence[int]]) -> np.ndarray:
+    """(P, T) in [0, 1] for ranking: 1 for a tag (column), SOFT_AFFINITY x probability else."""
+    result = (SOFT_AFFINITY * probability).astype(np.float32)
+    for row, columns in enumerate(tags):
+        result[row, list(columns)] = 1.0
+    return result
 
 
 class TopicModel:

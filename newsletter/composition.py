@@ -51,6 +51,13 @@ TEMPLATE_PLACEHOLDERS = {
 
 UNSUBSCRIBE_URL = "unsubscribe_url"
 PREFERENCES_URL = "preferences_url"
+MORE, LESS = 1, -1  # the two feedback values, as subscriptions' Feedback stores them
+
+
+def feedback_field(paper_id: int, value: int) -> str:
+    """The merge field of a recipient's "More/Less like this" link for one paper. Named by
+    paper, not by position: each paper block is rendered once per issue, whatever its place."""
+    return f"fb_{'more' if value == MORE else 'less'}_{paper_id}"
 
 
 def merge_field(name: str) -> str:

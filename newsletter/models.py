@@ -115,7 +115,7 @@ class IssueContent(models.Model):
     """
 
     issue = models.ForeignKey(Issue, on_delete=models.CASCADE, related_name="contents")
-    # A hash of the selection (newsletter.selection.content_key): the same in any issue.
+    # A hash of the selection (newsletter.ranking.content_key): the same in any issue.
     key = models.CharField(max_length=40)
     # [[paper_id, [matched topic ids]], ...] in ranked order.
     selection = models.JSONField()

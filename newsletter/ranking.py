@@ -10,7 +10,8 @@ against all of them at once:
     relevance = TOPIC  * how much the paper is about a topic the reader follows
               + TEXT   * similarity to what the reader wrote they work on
               + LIKED  * similarity to the closest paper they liked     (above the day's baseline)
-              - DISLIKED * similarity to the closest paper they disliked (above the baseline)
+              - DISLIKED * (similarity to the closest paper they disliked (above the baseline)
+                            + DISLIKED_TOPIC * how much it is about the topics they disliked)
     score     = (1 - focus) * relevance + focus * popularity
 
 `focus` is the reader's own control, 0 = "just my field", 1 = "what's hot". A paper is eligible
@@ -29,24 +30,31 @@ The reason recorded for each chosen paper is the signal that contributed most to
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from subscriptions.profiles import normalize_name
+
 # Weights of the relevance terms. Chosen on the tuning days of bench/ranking_eval.py (see its
 # table in the README); the topic term is a calibrated affinity in [0, 1], the others are
 # similarities above the day's baseline, rescaled to [0, 1].
 TOPIC = 1.0
-TEXT = 1.2
-LIKED = 1.4
-DISLIKED = 2.0
+TEXT = 2.0
+LIKED = 2.0
+DISLIKED = 1.0
+DISLIKED_TOPIC = 1.0  # how much the topics of disliked papers push papers of those topics
 # Relevance a paper needs to be picked at focus 0; at focus 1 anything not disliked is eligible.
-THRESHOLD = 0.35
-# Papers at least this similar are one group ("five near-duplicates in one email" never).
-NEAR_DUPLICATE = 0.86
-PER_GROUP = 2
+THRESHOLD = 0.2
+# Papers at least this similar are one group, and a group fills at most PER_GROUP places of an
+# email. 0.75 is past the 99.9th percentile of similarity between two of the 159 real fixture
+# papers (median 0.38): only papers on one narrow question get there.
+NEAR_DUPLICATE = 0.75
+PER_GROUP = 3
 DEFAULT_FOCUS = 0.25
 
 # Reason codes stored in a selection, [paper_id, [code, argument?]].
@@ -54,11 +62,16 @@ PINNED = "pinned"
 AUTHOR = "author"  # argument: the followed name that matched
 TOPIC_REASON = "topic"  # argument: topic id
 TEXT_REASON = "text"
-LIKED_REASON = "liked"  # argument: id of the liked paper it is closest to
+LIKED_REASON = "liked"  # arguments: id and title of the liked paper it is closest to
 TRENDING = "trending"
 
 # [[paper_id, reason], ...], the shape stored in IssueContent.selection.
 Selection = list[list]
+
+
+def content_key(selection: Selection) -> str:
+    """A stable hash of a selection: equal selections render to the same email body."""
+    return hashlib.sha1(json.dumps(selection).encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -97,15 +110,6 @@ class Reader:
     focus: float = DEFAULT_FOCUS
     limit: int = 10
     exclude: frozenset[int] = frozenset()  # papers already sent to this reader
-
-
-def normalize_name(name: str) -> str:
-    """An author or organization name as compared: case, accents of spacing and dots ignored."""
-    return " ".join(re.sub(r"[.\s]+", " ", name).split()).casefold()
-
-
-def normalize_keyword(keyword: str) -> str:
-    return " ".join(keyword.split()).casefold()
 
 
 def day(
@@ -169,17 +173,33 @@ class FeedbackPapers:
 
     index: dict[int, int]  # paper id -> row
     sims: np.ndarray  # (L + 1, P): row L is padding, similarity -inf
+    tags: np.ndarray  # (L + 1, T): the feedback papers' topics (the day's columns), padding 0
+    titles: dict[int, str]  # paper id -> title, for "Because you liked <title>"
 
     @classmethod
-    def build(cls, the_day: Day, vectors_by_paper: dict[int, np.ndarray]) -> FeedbackPapers:
+    def build(
+        cls,
+        the_day: Day,
+        vectors_by_paper: dict[int, np.ndarray],
+        titles: dict[int, str] | None = None,
+        topics_by_paper: dict[int, Iterable[int]] | None = None,
+    ) -> FeedbackPapers:
         ids = list(vectors_by_paper)
         pad = np.full((1, the_day.size), -np.inf, dtype=np.float32)
+        tags = np.zeros((len(ids) + 1, len(the_day.topic_ids)), dtype=np.float32)
+        column = {t: c for c, t in enumerate(the_day.topic_ids)}
+        for row, pid in enumerate(ids):
+            for topic in (topics_by_paper or {}).get(pid, ()):
+                if topic in column:
+                    tags[row, column[topic]] = 1.0
         if not ids:
-            return cls(index={}, sims=pad)
+            return cls(index={}, sims=pad, tags=tags, titles={})
         matrix = np.stack([vectors_by_paper[i] for i in ids]).astype(np.float32)
         return cls(
             index={pid: row for row, pid in enumerate(ids)},
             sims=np.vstack([matrix @ the_day.vectors.T, pad]),
+            tags=tags,
+            titles=titles or {},
         )
 
 
@@ -189,21 +209,27 @@ def _above_baseline(sims: np.ndarray, baseline: float) -> np.ndarray:
 
 def _nearest(
     readers: Sequence[Reader], attr: str, feedback: FeedbackPapers, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(S, P) similarity of each paper to the reader's closest liked (or disliked) paper, and
-    which one (an id, -1 for none)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the reader's liked (or disliked) papers: (S, P) similarity of each paper of the
+    day to the closest one and which one (an id, -1 for none), and (S, T) the share of them
+    that carry each topic."""
     pad_row = len(feedback.sims) - 1
     rows = np.full((len(readers), width), pad_row, dtype=np.int64)
     ids = np.full((len(readers), width), -1, dtype=np.int64)
+    counts = np.zeros((len(readers), 1), dtype=np.float32)
     for r, reader in enumerate(readers):
         known = [p for p in getattr(reader, attr) if p in feedback.index][:width]
         rows[r, : len(known)] = [feedback.index[p] for p in known]
         ids[r, : len(known)] = known
+        counts[r] = len(known)
     gathered = feedback.sims[rows]  # (S, width, P)
     best = gathered.argmax(axis=1)  # (S, P)
     sims = np.take_along_axis(gathered, best[:, None, :], axis=1)[:, 0, :]
     which = np.take_along_axis(ids, best, axis=1)
-    return np.where(np.isfinite(sims), sims, 0.0), np.where(np.isfinite(sims), which, -1)
+    # Smoothed share (+1 in the denominator): one feedback moves a topic half as far as many.
+    topic_share = feedback.tags[rows].sum(axis=1) / (counts + 1.0)
+    found = np.isfinite(sims)
+    return np.where(found, sims, 0.0), np.where(found, which, -1), topic_share
 
 
 class _Matcher:
@@ -300,10 +326,16 @@ def rank_readers(
     text_term = _above_baseline(interests @ the_day.vectors.T, the_day.baseline)
     text_term[~interests.any(axis=1)] = 0.0
     width = max(1, max(len(r.liked) for r in readers), max(len(r.disliked) for r in readers))
-    liked_sim, liked_which = _nearest(readers, "liked", feedback, width)
-    disliked_sim, _ = _nearest(readers, "disliked", feedback, width)
+    liked_sim, liked_which, liked_topics = _nearest(readers, "liked", feedback, width)
+    disliked_sim, _, disliked_topics = _nearest(readers, "disliked", feedback, width)
     liked_term = _above_baseline(liked_sim, the_day.baseline)
+    # "Less like this" teaches topics too: the topics of disliked papers push the day's papers
+    # of those topics down, more the more of the dislikes carry them. (The same pull for likes
+    # made the simulated readers' digests worse: liking is narrower than a whole topic.)
     disliked_term = _above_baseline(disliked_sim, the_day.baseline)
+    disliked_term += DISLIKED_TOPIC * np.maximum(
+        (disliked_topics - liked_topics) @ the_day.affinity.T, 0.0
+    )
 
     parts = np.stack([TOPIC * topic_term, TEXT * text_term, LIKED * liked_term])  # (3, S, P)
     relevance = parts.sum(axis=0) - DISLIKED * disliked_term
@@ -344,6 +376,7 @@ def rank_readers(
                     float(trending_part[r, c]),
                     the_day.topic_ids[best_topic[r, c]],
                     int(liked_which[r, c]),
+                    feedback.titles,
                 )
             selection.append([int(the_day.paper_ids[c]), reason])
         selections.append(selection)
@@ -364,14 +397,16 @@ def _pick(ordering: np.ndarray, eligible: np.ndarray, groups: np.ndarray, limit:
     return picked
 
 
-def _reason(parts: np.ndarray, trending: float, topic_id: int, liked_id: int) -> list:
+def _reason(
+    parts: np.ndarray, trending: float, topic_id: int, liked_id: int, titles: dict[int, str]
+) -> list:
     """The signal that contributed most to a paper's score."""
     topic, text, liked = (float(p) for p in parts)
     best = max(topic, text, liked, trending)
     if best <= 0.0 or best == trending:
         return [TRENDING]
     if best == liked and liked_id >= 0:
-        return [LIKED_REASON, liked_id]
+        return [LIKED_REASON, liked_id, titles.get(liked_id, "")]
     if best == text:
         return [TEXT_REASON]
     return [TOPIC_REASON, topic_id]

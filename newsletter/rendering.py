@@ -22,8 +22,11 @@ from django.urls import reverse
 from django.utils.text import Truncator
 
 from digests.models import BatchEntry, DailyBatch, Topic
+from newsletter import ranking
 from newsletter.composition import (
     INTRO,
+    LESS,
+    MORE,
     PAPERS_HTML,
     PAPERS_TEXT,
     PREFERENCES_URL,
@@ -32,13 +35,16 @@ from newsletter.composition import (
     REASON_TEXT,
     TEMPLATE_PLACEHOLDERS,
     UNSUBSCRIBE_URL,
+    feedback_field,
     merge_field,
 )
+from subscriptions.links import FeedbackLinks
 
 CSS_TEMPLATE = "newsletter/email/digest.css"
 SUMMARY_CHARS = 480  # keeps ten papers well under Gmail's 102 KB clipping limit
 SUBJECT_TITLE_CHARS = 90
 REASON_TOPICS = 2  # topics named in "Because you follow ..."; more become "and N more"
+LIKED_TITLE_CHARS = 70  # "Because you liked <title>": long titles cut
 CONTENTS_CACHED = 256  # rendered emails an IssueRenderer keeps (about 10 MB)
 
 
@@ -100,6 +106,11 @@ class IssueRenderer:
         self._contents: OrderedDict[str, RenderedDigest] = OrderedDict()
 
     @cached_property
+    def feedback_links(self) -> FeedbackLinks:
+        """Signs the recipients' feedback links; one per renderer (it derives its key once)."""
+        return FeedbackLinks()
+
+    @cached_property
     def css(self) -> str:
         return render_to_string(CSS_TEMPLATE)
 
@@ -130,6 +141,9 @@ class IssueRenderer:
                 "summary": Truncator(paper.ai_summary or paper.abstract).chars(SUMMARY_CHARS),
                 "links": _links(paper),
                 "placeholder": TEMPLATE_PLACEHOLDERS,
+                # Merge fields, filled per recipient: their own signed feedback links.
+                "more_field": merge_field(feedback_field(paper_id, MORE)),
+                "less_field": merge_field(feedback_field(paper_id, LESS)),
             }
             # Each block is a whole <table>: parsed alone, bare <tr>/<td> tags would be dropped.
             block_html = css_inline.inline_fragment(
@@ -142,7 +156,26 @@ class IssueRenderer:
     def _reason_html(self) -> str:
         return css_inline.inline_fragment(f'<p class="reason">{REASON_TEXT}</p>', self.css)
 
-    def _reason(self, topic_ids: list[int]) -> str:
+    def _reason(self, reason: list) -> str:
+        """The words for a reason the ranking recorded (newsletter.ranking's codes)."""
+        if reason and all(isinstance(t, int) for t in reason):
+            return self._topics_reason(reason)  # a selection planned before personal ranking
+        code, *args = reason or [ranking.TRENDING]
+        if code == ranking.PINNED:
+            return "Editor's pick"
+        if code == ranking.AUTHOR:
+            return f"By an author you follow: {args[0]}"
+        if code == ranking.TOPIC_REASON:
+            name = self.topic_names.get(args[0])
+            return f"You follow {name}" if name else "Close to the topics you follow"
+        if code == ranking.TEXT_REASON:
+            return "Matches what you work on"
+        if code == ranking.LIKED_REASON:
+            title = Truncator(args[1] if len(args) > 1 else "").chars(LIKED_TITLE_CHARS)
+            return f"Because you liked \u201c{title}\u201d" if title else "Like papers you liked"
+        return "Trending today"
+
+    def _topics_reason(self, topic_ids: list[int]) -> str:
         names = [self.topic_names[t] for t in topic_ids if t in self.topic_names]
         if not names:
             return "Top paper of the day"
@@ -151,26 +184,24 @@ class IssueRenderer:
         return f"Because you follow {shown}{more}"
 
     def render(self, selection: list[list], content_key: str = "") -> RenderedDigest:
-        """The email for one selection ([[paper_id, [topic ids]], ...]); cached by content_key."""
+        """The email for one selection ([[paper_id, reason], ...]); cached by content_key."""
         if content_key and content_key in self._contents:
             self._contents.move_to_end(content_key)
             return self._contents[content_key]
-        chosen = [(pid, topics) for pid, topics in selection if pid in self.papers]
+        chosen = [(pid, reason) for pid, reason in selection if pid in self.papers]
         if not chosen:
             raise ValueError("a digest needs at least one visible paper")
         html_parts, text_parts = [], []
-        for paper_id, topic_ids in chosen:
+        for paper_id, why in chosen:
             block_html, block_text = self._blocks[paper_id]
-            reason = self._reason(topic_ids)
+            reason = self._reason(why)
             reason_html = self._reason_html.replace(REASON_TEXT, html.escape(reason), 1)
             html_parts.append(block_html.replace(REASON, reason_html, 1))
             text_parts.append(block_text.replace(REASON, f"[{reason}]\n"))
         titles = [self.papers[pid].title for pid, _ in chosen]
         subject = self._subject(titles)
         preheader = " · ".join(titles[1:4]) or titles[0]
-        intro = (
-            f"{len(chosen)} trending paper{'s' if len(chosen) != 1 else ''} picked for your topics."
-        )
+        intro = f"{len(chosen)} trending paper{'s' if len(chosen) != 1 else ''} picked for you."
         shell_html, shell_text = self._shells
         rendered = RenderedDigest(
             subject=subject,

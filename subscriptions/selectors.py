@@ -33,10 +33,11 @@ class RankingProfile(NamedTuple):
     focus: int  # 0 = just my field .. 100 = what's hot
 
 
-def _topics_by_subscriber() -> Iterator[tuple[int, frozenset[int]]]:
+def _topics_by_subscriber(subscribers) -> Iterator[tuple[int, frozenset[int]]]:
     rows = (
-        subscribers_sendable()
-        .annotate(active_topic=FilteredRelation("topics", condition=Q(topics__is_active=True)))
+        subscribers.annotate(
+            active_topic=FilteredRelation("topics", condition=Q(topics__is_active=True))
+        )
         .order_by("id")
         .values_list("id", "active_topic__id")
     )
@@ -47,7 +48,9 @@ def _topics_by_subscriber() -> Iterator[tuple[int, frozenset[int]]]:
         yield subscriber_id, shared.setdefault(topics, topics)
 
 
-def profiles_for_ranking(*, vector_model: str | None = None) -> Iterator[RankingProfile]:
+def profiles_for_ranking(
+    *, vector_model: str | None = None, subscriber_id: int | None = None
+) -> Iterator[RankingProfile]:
     """Every sendable subscriber with their profile, in id order, streamed.
 
     Two streamed queries merged on the subscriber id: topics (a LEFT JOIN, one row per topic)
@@ -56,24 +59,26 @@ def profiles_for_ranking(*, vector_model: str | None = None) -> Iterator[Ranking
     sendable between the two queries gets no topics this once; one who stopped being
     sendable is skipped. vector_model: the model of today's paper vectors (default: the
     embedding module's); a vector from another model is not comparable, so it is left out.
+    subscriber_id: only that subscriber (a preview), whether or not they may be mailed now.
     """
     if vector_model is None:
         from digests.embedding import MODEL_NAME as vector_model
-    profiles = (
+    subscribers = (
         subscribers_sendable()
-        .order_by("id")
-        .values_list(
-            "id",
-            "profile__interest_vector",
-            "profile__vector_model",
-            "profile__liked_ids",
-            "profile__disliked_ids",
-            "profile__muted",
-            "profile__follows",
-            "profile__focus",
-        )
+        if subscriber_id is None
+        else Subscriber.objects.filter(pk=subscriber_id)
     )
-    topics = _topics_by_subscriber()
+    profiles = subscribers.order_by("id").values_list(
+        "id",
+        "profile__interest_vector",
+        "profile__vector_model",
+        "profile__liked_ids",
+        "profile__disliked_ids",
+        "profile__muted",
+        "profile__follows",
+        "profile__focus",
+    )
+    topics = _topics_by_subscriber(subscribers)
     no_topics: frozenset[int] = frozenset()
     next_topics = next(topics, None)
     for sid, vector, model, liked, disliked, muted, follows, focus in profiles.iterator(

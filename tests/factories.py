@@ -36,6 +36,24 @@ class TopicFactory(factory.django.DjangoModelFactory):
     position = factory.Sequence(lambda n: 100 + n)
 
 
+# Papers about different things: ranking groups near-duplicates (alike in meaning), so test
+# papers that all said the same sentence would be one paper to it.
+ABSTRACTS = (
+    "We train a transformer policy on robot demonstrations and report grasp success on real arms.",
+    "A benchmark of multi-step web tasks measures how often tool-using agents finish their tasks.",
+    "Diffusion models for video are distilled into four sampling steps with little quality lost.",
+    "We prove a generalization bound for overparameterized networks trained with gradient descent.",
+    "Speech recognition in noisy call centres improves when training adds synthetic noise.",
+    "A new dataset of clinical notes supports the evaluation of medical question answering.",
+    "Quantizing attention to four bits halves serving latency for long-context language models.",
+    "Graph neural networks forecast traffic flow on road networks better than recurrent baselines.",
+    "Preference optimization without a reward model aligns chat assistants with human judgments.",
+    "Jailbreak prompts are detected by a small classifier that reads the model's hidden states.",
+    "Self-supervised pretraining on satellite images helps segment crops in unlabelled regions.",
+    "An agent learns to cook in a simulated kitchen from language instructions and sparse rewards.",
+)
+
+
 class PaperFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Paper
@@ -44,7 +62,7 @@ class PaperFactory(factory.django.DjangoModelFactory):
     arxiv_id = factory.Sequence(lambda n: f"2605.{10000 + n}")
     arxiv_version = None
     title = factory.Sequence(lambda n: f"A Paper About Things, Part {n}")
-    abstract = "We study things and find that they are interesting."
+    abstract = factory.Sequence(lambda n: ABSTRACTS[n % len(ABSTRACTS)])
     authors = factory.LazyFunction(lambda: ["Ada Lovelace", "Alan Turing"])
     published_at = factory.LazyFunction(lambda: dt.datetime(2026, 5, 3, tzinfo=dt.UTC))
     hf_url = factory.LazyAttribute(lambda p: f"https://huggingface.co/papers/{p.arxiv_id}")

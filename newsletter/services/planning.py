@@ -1,67 +1,239 @@
 """Planning an issue: who gets which papers, written as one Delivery row per subscriber.
 
-The day's candidates and what each subscriber already got go into the ranking
-(``newsletter.selection``); equal selections become one content, stored once.
+The day's papers (``batch_day``), each subscriber's profile and what they already got go into
+the ranking (``newsletter.ranking``); equal selections become one content, stored once.
 """
 
 from __future__ import annotations
 
 import json
 from array import array
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import groupby
-from operator import itemgetter
 
+import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import FilteredRelation, Q
 from django.utils import timezone
 
-from digests.models import BatchEntry, DailyBatch, PaperTopic
+from digests import embedding, tagging
+from digests.models import BatchEntry, DailyBatch, Paper, PaperTopic, Topic
+from digests.tagging import TopicModel
+from newsletter import ranking
 from newsletter.models import Delivery, Issue, IssueContent
-from newsletter.selection import Candidate, content_key, plan_selections
-from subscriptions.selectors import subscribers_sendable
+from newsletter.ranking import Selection, content_key
+from subscriptions.selectors import profiles_for_ranking
 
 SENT_LIKE = [Delivery.Status.SENT, Delivery.Status.BOUNCED, Delivery.Status.COMPLAINED]
 
 
-def batch_candidates(batch: DailyBatch) -> list[Candidate]:
-    """The batch's visible papers with their topics, as the ranking takes them."""
-    entries = list(
-        BatchEntry.objects.filter(batch=batch, hidden=False).values_list(
-            "paper_id", "paper__upvotes", "pinned", "rank"
-        )
-    )
-    topics: dict[int, set[int]] = defaultdict(set)
-    for paper_id, topic_id in PaperTopic.objects.filter(
-        paper_id__in=[e[0] for e in entries]
-    ).values_list("paper_id", "topic_id"):
-        topics[paper_id].add(topic_id)
-    return [
-        Candidate(paper_id=p, topic_ids=frozenset(topics[p]), upvotes=u, pinned=pin, rank=r)
-        for p, u, pin, r in entries
-    ]
+def batch_day(batch: DailyBatch) -> ranking.Day:
+    """The batch's visible papers as the ranking takes them: meaning vectors, how much each is
+    about each active topic, popularity, pins, the editor's order, authors and organization.
 
-
-def _followed_topics() -> Iterator[tuple[int, frozenset[int]]]:
-    """(subscriber id, followed active topic ids) for everyone who may be mailed now.
-
-    One streamed query (a LEFT JOIN, so people following no active topic come with an empty
-    set: skipped, or the day's top papers if DIGEST_NO_MATCH is "top"). Equal topic sets are
-    one shared object: at a million subscribers there are only thousands of distinct sets.
+    Topic affinity comes from the topic model (meaning + phrases); the stored tags override
+    it (a tag is affinity 1), and for a paper whose topics an editor corrected, only the
+    editor's tags count. A paper without a current vector is embedded here (in memory), so
+    a batch ingested before vectors existed still ranks by meaning.
     """
-    rows = (
-        subscribers_sendable()
-        .annotate(active_topic=FilteredRelation("topics", condition=Q(topics__is_active=True)))
-        .order_by("id")
-        .values_list("id", "active_topic__id")
+    entries = list(
+        BatchEntry.objects.filter(batch=batch, hidden=False)
+        .select_related("paper")
+        .only(
+            "rank",
+            "pinned",
+            "paper__id",
+            "paper__title",
+            "paper__abstract",
+            "paper__ai_keywords",
+            "paper__authors",
+            "paper__organization",
+            "paper__upvotes",
+            "paper__embedding",
+            "paper__embedding_model",
+            "paper__topics_locked",
+        )
+        .order_by("rank")
     )
-    shared: dict[frozenset[int], frozenset[int]] = {}
-    for subscriber_id, group in groupby(rows.iterator(chunk_size=10_000), key=itemgetter(0)):
-        topics = frozenset(t for _, t in group if t is not None)
-        yield subscriber_id, shared.setdefault(topics, topics)
+    papers = [e.paper for e in entries]
+    vectors = _paper_vectors(papers)
+    topics = list(Topic.objects.filter(is_active=True))
+    texts = [(p.title, p.abstract, p.ai_keywords or []) for p in papers]
+    probability = _topic_model(topics).score(vectors, texts).probability
+    column = {t.pk: c for c, t in enumerate(topics)}
+    stored: list[list[int]] = [[] for _ in papers]
+    row = {p.pk: r for r, p in enumerate(papers)}
+    tags = PaperTopic.objects.filter(paper__in=papers, topic__is_active=True).values_list(
+        "paper_id", "topic_id"
+    )
+    for paper_id, topic_id in tags:
+        stored[row[paper_id]].append(column[topic_id])
+    for r, paper in enumerate(papers):
+        if paper.topics_locked:
+            probability[r, :] = 0.0
+    affinity = tagging.affinity(probability, stored)
+    return ranking.day(
+        paper_ids=[p.pk for p in papers],
+        vectors=vectors,
+        affinity=affinity,
+        topic_ids=[t.pk for t in topics],
+        upvotes=[p.upvotes for p in papers],
+        pinned=[e.pinned for e in entries],
+        order=[e.rank for e in entries],
+        texts=[f"{t} {' '.join(k)} {a}" for t, a, k in texts],
+        people=[[*p.authors, *([p.organization] if p.organization else [])] for p in papers],
+    )
+
+
+def _paper_vectors(papers: list) -> np.ndarray:
+    """Each paper's stored vector, or one computed now when it has none from today's model."""
+    vectors = np.zeros((len(papers), embedding.DIMS), dtype=np.float32)
+    missing = []
+    for r, paper in enumerate(papers):
+        if paper.embedding is not None and paper.embedding_model == embedding.MODEL_NAME:
+            vectors[r] = embedding.vectors_from_bytes([paper.embedding])[0]
+        else:
+            missing.append(r)
+    if missing:
+        computed = embedding.embed_texts(
+            [
+                embedding.paper_text(p.title, p.abstract, p.ai_keywords or [])
+                for p in (papers[r] for r in missing)
+            ]
+        )
+        vectors[missing] = computed
+    return vectors
+
+
+_topic_models: dict[tuple, TopicModel] = {}
+
+
+def _topic_model(topics: list[Topic]) -> TopicModel:
+    """The topic model for these topics, built once per process while their text is unchanged
+    (building embeds every description and phrase)."""
+    key = tuple(
+        (t.pk, t.name, t.description, tuple(t.phrases or ()), tuple(t.examples or ()))
+        for t in topics
+    )
+    model = _topic_models.get(key)
+    if model is None:
+        _topic_models.clear()
+        model = _topic_models[key] = TopicModel.build(topics)
+    return model
+
+
+def readers_for(
+    excluded: dict[int, frozenset[int]], *, subscriber_id: int | None = None
+) -> Iterator[ranking.Reader]:
+    """Every sendable subscriber (or one) as the ranking reads them."""
+    limit = settings.DIGEST_MAX_PAPERS
+    no_papers: frozenset[int] = frozenset()
+    for profile in profiles_for_ranking(subscriber_id=subscriber_id):
+        interest = None
+        if profile.interest_vector is not None:
+            interest = embedding.vectors_from_bytes([profile.interest_vector])[0]
+        yield ranking.Reader(
+            subscriber_id=profile.subscriber_id,
+            topics=profile.topics,
+            interest=interest,
+            liked=profile.liked_ids,
+            disliked=profile.disliked_ids,
+            muted=profile.muted,
+            follows=profile.follows,
+            focus=profile.focus / 100,
+            limit=limit,
+            exclude=excluded.get(profile.subscriber_id, no_papers),
+        )
+
+
+class _FeedbackCache:
+    """Meaning vectors and titles of the papers readers gave feedback on, read from the
+    database as chunks of readers need them and kept for the run (a few thousand papers)."""
+
+    def __init__(self) -> None:
+        self.vectors: dict[int, np.ndarray] = {}
+        self.titles: dict[int, str] = {}
+        self.topics: dict[int, list[int]] = {}
+        self._unknown: set[int] = set()
+
+    def for_readers(
+        self, the_day: ranking.Day, readers: list[ranking.Reader]
+    ) -> ranking.FeedbackPapers:
+        wanted = {p for r in readers for p in (*r.liked, *r.disliked)}
+        missing = wanted - self.vectors.keys() - self._unknown
+        if missing:
+            rows = Paper.objects.filter(pk__in=missing).values_list(
+                "pk", "title", "abstract", "ai_keywords", "embedding", "embedding_model"
+            )
+            found = {}
+            for pk, title, abstract, keywords, blob, model in rows:
+                self.titles[pk] = title
+                if blob is not None and model == embedding.MODEL_NAME:
+                    self.vectors[pk] = embedding.vectors_from_bytes([blob])[0]
+                else:
+                    found[pk] = embedding.paper_text(title, abstract, keywords or [])
+            if found:
+                for pk, vector in zip(
+                    found, embedding.embed_texts(list(found.values())), strict=True
+                ):
+                    self.vectors[pk] = vector
+            for pk, topic_id in PaperTopic.objects.filter(paper_id__in=missing).values_list(
+                "paper_id", "topic_id"
+            ):
+                self.topics.setdefault(pk, []).append(topic_id)
+            self._unknown |= missing - self.vectors.keys()  # deleted papers
+        known = {p: self.vectors[p] for p in wanted if p in self.vectors}
+        return ranking.FeedbackPapers.build(the_day, known, self.titles, self.topics)
+
+
+def selections_plan(
+    the_day: ranking.Day, readers: Iterable[ranking.Reader]
+) -> Iterator[tuple[int, Selection]]:
+    """(subscriber id, selection) for each reader, ranked with the digest's settings, a chunk
+    of readers at a time (memory stays flat however many there are).
+
+    Readers with nothing personal beyond their topics and focus (no free text, no feedback)
+    rank alike when those agree, so each such profile is ranked once and shared.
+    """
+    fallback = settings.DIGEST_NO_MATCH == "top"
+    feedback = _FeedbackCache()
+    shared: dict[tuple, Selection] = {}
+    for chunk in _chunks(readers, RANKING_CHUNK):
+        keys = [_shared_key(reader) for reader in chunk]
+        todo = [r for r, k in zip(chunk, keys, strict=True) if k is None or k not in shared]
+        ranked = ranking.rank_readers(
+            the_day, todo, feedback.for_readers(the_day, todo), fallback_to_top=fallback
+        )
+        personal = {}
+        for reader, selection in zip(todo, ranked, strict=True):
+            key = _shared_key(reader)
+            if key is None:
+                personal[reader.subscriber_id] = selection
+            else:
+                shared[key] = selection
+        for reader, key in zip(chunk, keys, strict=True):
+            selection = personal[reader.subscriber_id] if key is None else shared[key]
+            yield reader.subscriber_id, selection
+
+
+RANKING_CHUNK = 2000
+
+
+def _shared_key(reader: ranking.Reader) -> tuple | None:
+    if reader.interest is not None or reader.liked or reader.disliked:
+        return None
+    return (reader.topics, reader.focus, reader.muted, reader.follows, reader.limit, reader.exclude)
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def papers_already_sent(
@@ -110,21 +282,6 @@ def papers_already_sent(
     return sent
 
 
-def selections_plan(
-    candidates: list[Candidate],
-    followed: Iterable[tuple[int, frozenset[int]]],
-    excluded: dict[int, frozenset[int]],
-) -> Iterable[tuple[int, list]]:
-    """(subscriber id, selection) for each of `followed`, ranked with the digest's settings."""
-    return plan_selections(
-        candidates,
-        followed,
-        excluded,
-        limit=settings.DIGEST_MAX_PAPERS,
-        fallback_to_top=settings.DIGEST_NO_MATCH == "top",
-    )
-
-
 @dataclass
 class Plan:
     """Who gets which papers, compact enough for a million subscribers: two arrays (subscriber
@@ -160,13 +317,10 @@ class Plan:
 
 def issue_plan(*, batch: DailyBatch) -> Plan:
     """Who gets which papers: one row per sendable subscriber (skipped when nothing matches)."""
-    candidates = batch_candidates(batch)
+    the_day = batch_day(batch)
     plan = Plan()
-    selections = selections_plan(
-        candidates,
-        _followed_topics(),
-        papers_already_sent(batch, [c.paper_id for c in candidates]),
-    )
+    excluded = papers_already_sent(batch, [int(p) for p in the_day.paper_ids])
+    selections = selections_plan(the_day, readers_for(excluded))
     indexes: dict[int, int] = {}  # selections are shared objects: hash each once
     by_key: dict[str, int] = {}
     for subscriber_id, selection in selections:

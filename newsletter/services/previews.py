@@ -10,7 +10,12 @@ from digests.models import DailyBatch
 from newsletter.composition import messages_per_recipient
 from newsletter.models import Delivery
 from newsletter.rendering import IssueRenderer
-from newsletter.services.planning import batch_candidates, papers_already_sent, selections_plan
+from newsletter.services.planning import (
+    batch_day,
+    papers_already_sent,
+    readers_for,
+    selections_plan,
+)
 from newsletter.services.sending import digest_message
 from subscriptions.models import Subscriber
 
@@ -31,19 +36,16 @@ class DigestPreview:
 
 
 def digest_preview(*, batch: DailyBatch, subscriber: Subscriber) -> DigestPreview | None:
-    """What `subscriber` would get for `batch` now; None when nothing matches their topics.
+    """What `subscriber` would get for `batch` now; None when nothing is for them.
 
     Built by the same functions as a real send (selection, rendering, merge fields), so the
     previewed HTML is byte-for-byte the HTML the subscriber receives.
     """
-    candidates = batch_candidates(batch)
-    followed = frozenset(subscriber.topics.filter(is_active=True).values_list("id", flat=True))
+    the_day = batch_day(batch)
     excluded = papers_already_sent(
-        batch, [c.paper_id for c in candidates], subscriber_id=subscriber.pk
-    ).get(subscriber.pk)
-    [(_, selection)] = selections_plan(
-        candidates, [(subscriber.pk, followed)], {subscriber.pk: excluded} if excluded else {}
+        batch, [int(p) for p in the_day.paper_ids], subscriber_id=subscriber.pk
     )
+    [(_, selection)] = selections_plan(the_day, readers_for(excluded, subscriber_id=subscriber.pk))
     if not selection:
         return None
     delivery = Delivery(subscriber=subscriber, content_key="")

@@ -93,9 +93,9 @@ def test_it_edits_phrases_one_per_line(editor_client):
 def test_its_retag_action_applies_new_phrases_and_reports_matches(editor_client, editor):
     robots = TopicFactory(name="Robots", slug="robots", phrases=["robot"])
     agents = TopicFactory(name="Agents", slug="agents", phrases=["agent"])
-    humanoid = PaperFactory(title="A humanoid that walks")
-    PaperFactory(title="A robot arm")
-    PaperFactory(title="An agent that plans")
+    humanoid = PaperFactory(title="A humanoid that walks", abstract="")
+    PaperFactory(title="A robot arm", abstract="")
+    PaperFactory(title="An agent that plans", abstract="")
     robots.phrases = ["robot", "humanoid"]
     robots.save()
 

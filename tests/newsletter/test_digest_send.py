@@ -13,7 +13,7 @@ from digests.models import DailyBatch
 from newsletter.models import Delivery, Issue
 from newsletter.services.issues import digest_send_for_day, issue_create, issue_start
 from newsletter.services.planning import papers_already_sent
-from subscriptions.links import preferences_url, unsubscribe_url
+from subscriptions.links import feedback_token_read, preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_suppress, subscriber_unsubscribe
 from tests.external import require_postgres
@@ -95,11 +95,17 @@ def test_it_personalizes_through_merge_data_and_headers_so_nobody_sees_another(d
     assert sorted(message.to) == sorted(s.email for s in subscribers)
     assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message.extra_headers["List-Id"].startswith("Paperboy daily digest <daily.")
+    robotics = [day_batch.papers[n].pk for n in ("r1", "r2", "ra", "r3")]
     for s in subscribers:
-        assert params["merge_data"][s.email] == {
-            "unsubscribe_url": unsubscribe_url(s),
-            "preferences_url": preferences_url(s),
-        }
+        data = dict(params["merge_data"][s.email])
+        assert data.pop("unsubscribe_url") == unsubscribe_url(s)
+        assert data.pop("preferences_url") == preferences_url(s)
+        # The rest: this reader's own signed More/Less like this link for each of their papers.
+        assert set(data) == {f"fb_{way}_{pid}" for pid in robotics for way in ("more", "less")}
+        for field, url in data.items():
+            _, way, pid = field.split("_")
+            token = url.removeprefix("https://paperboy.example.org/f/").rstrip("/")
+            assert feedback_token_read(token) == (str(s.key), int(pid), 1 if way == "more" else -1)
         assert params["merge_headers"][s.email] == {"List-Unsubscribe": f"<{unsubscribe_url(s)}>"}
         assert unsubscribe_url(s).startswith("https://paperboy.example.org/")
         delivery = Delivery.objects.get(subscriber=s)
@@ -110,7 +116,7 @@ def test_it_personalizes_through_merge_data_and_headers_so_nobody_sees_another(d
     assert "{{unsubscribe_url}}" in message.body
     assert "https://paperboy.example.org/digests/2026-03-10/" in html  # view in browser
     assert message.subject == "Tue 10 Mar: Paper r1 + 3 more"
-    because = f"Because you follow {t['robotics'].name}"
+    because = f"You follow {t['robotics'].name}"
     assert escape(because) in html and f"[{because}]" in message.body
 
 
@@ -179,7 +185,7 @@ def test_it_skips_or_sends_the_top_papers_when_nothing_matches(day_batch, settin
     BatchEntryFactory(batch=batch, paper=day_batch.papers["v1"], rank=1)
     start(issue_create(batch=batch))
     assert sent_to() == [lonely.email]
-    assert "Top paper of the day" in mail.outbox[0].alternatives[0][0]
+    assert "Trending today" in mail.outbox[0].alternatives[0][0]
 
 
 def test_it_never_repeats_a_paper_sent_in_an_earlier_digest(day_batch):

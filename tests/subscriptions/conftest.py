@@ -71,14 +71,14 @@ def outbox():
 
 
 class StandInEmbedding:
-    """A tiny, deterministic stand-in for digests.embedding: words hashed into 8 dimensions.
+    """A tiny, deterministic stand-in for digests.embedding: words hashed into its dimensions.
 
     Unit tests of profiles need a vector that depends on the text, not the real model's load
     time. Calls are recorded, so a test can tell whether the service embedded anything.
     """
 
-    MODEL_NAME = "stand-in-8"
-    DIMS = 8
+    MODEL_NAME = "stand-in"
+    DIMS = 256  # the real model's, so stored vectors pass its size checks
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
@@ -97,8 +97,8 @@ class StandInEmbedding:
         return np.asarray(vector, dtype=np.float32).tobytes()
 
     @staticmethod
-    def vectors_from_bytes(data: bytes) -> np.ndarray:
-        return np.frombuffer(data, dtype=np.float32)
+    def vectors_from_bytes(blobs) -> np.ndarray:
+        return np.stack([np.frombuffer(bytes(b), dtype=np.float32) for b in blobs])
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_it_saves_the_settings_and_embeds_what_i_work_on(subscriber, embedding):
     assert profile.vector_model == embedding.MODEL_NAME
     expected = embedding.embed_texts([profile.interests])[0]
     np.testing.assert_allclose(
-        embedding.vectors_from_bytes(bytes(profile.interest_vector)), expected
+        embedding.vectors_from_bytes([bytes(profile.interest_vector)])[0], expected
     )
 
 
@@ -225,7 +225,7 @@ def test_it_streams_every_sendable_profile_in_id_order_in_two_queries(topics, em
     assert ra.topics == {topics[0].pk, topics[1].pk}
     assert ra.follows == ("kaiming he",) and ra.muted == ("nft",) and ra.focus == 80
     np.testing.assert_allclose(
-        embedding.vectors_from_bytes(ra.interest_vector),
+        embedding.vectors_from_bytes([ra.interest_vector])[0],
         embedding.embed_texts(["vision transformers"])[0],
     )
     assert rb.topics == frozenset() and rb.interest_vector is None

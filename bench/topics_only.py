@@ -1,13 +1,12 @@
-"""Which papers each subscriber gets, in which order, and why. Pure functions over plain data.
+"""The ranking as it shipped before personalization: followed topics' phrase tags + upvotes.
 
-Kept free of the ORM so the ranking is easy to read and to test, and so it runs once per
-distinct set of followed topics rather than once per subscriber.
+Kept as the baseline of bench/ranking_eval.py ("topics only"), unchanged but for this
+docstring and the shared content_key: the evaluation compares the personal ranking
+(newsletter.ranking) against exactly what readers got before.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,11 +69,6 @@ def rank_for_topics(
         scored = [(score(c, 0), c.paper_id, []) for c in candidates if c.paper_id not in exclude]
     scored.sort()
     return [[paper_id, matched] for _, paper_id, matched in scored[:limit]]
-
-
-def content_key(selection: Selection) -> str:
-    """A stable hash of a selection: equal selections render to the same email body."""
-    return hashlib.sha1(json.dumps(selection).encode(), usedforsecurity=False).hexdigest()
 
 
 def plan_selections(

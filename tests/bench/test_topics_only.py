@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from newsletter.selection import Candidate, content_key, plan_selections, rank_for_topics
+from bench.topics_only import Candidate, plan_selections, rank_for_topics
+from newsletter.ranking import content_key
 
 ROBOTICS, AGENTS, VISION = 1, 2, 3
 
