@@ -24,7 +24,13 @@ from newsletter.models import Delivery, Issue, IssueContent
 from newsletter.selection import Candidate, content_key, plan_selections
 from subscriptions.selectors import subscribers_sendable
 
-SENT_LIKE = [Delivery.Status.SENT, Delivery.Status.BOUNCED, Delivery.Status.COMPLAINED]
+# Possibly sent counts as sent: a paper is never risked twice.
+SENT_LIKE = [
+    Delivery.Status.SENT,
+    Delivery.Status.UNKNOWN,
+    Delivery.Status.BOUNCED,
+    Delivery.Status.COMPLAINED,
+]
 
 
 def batch_candidates(batch: DailyBatch) -> list[Candidate]:
