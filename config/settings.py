@@ -278,7 +278,22 @@ DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", default=10, minimum=1)
 DIGEST_RETRY_BACKOFF_SECONDS = env_int("DIGEST_RETRY_BACKOFF_SECONDS", default=5, minimum=1)
 # A claimed delivery not settled within this many seconds is reconciled by the sweeper.
 DIGEST_CLAIM_LEASE_SECONDS = env_int("DIGEST_CLAIM_LEASE_SECONDS", default=600, minimum=1)
-ANYMAIL["REQUESTS_TIMEOUT"] = env_int("ANYMAIL_TIMEOUT_SECONDS", default=30, minimum=1)
+ANYMAIL_TIMEOUT_SECONDS = env_int("ANYMAIL_TIMEOUT_SECONDS", default=30, minimum=1)
+ANYMAIL["REQUESTS_TIMEOUT"] = ANYMAIL_TIMEOUT_SECONDS
+# How long after our client gave up the provider may still accept a call (its own processing
+# time). Only once a call is older than the timeout plus this margin does "the provider's
+# search does not have it" mean it was not taken, so the lease must be longer than both.
+DIGEST_LEASE_MARGIN_SECONDS = env_int("DIGEST_LEASE_MARGIN_SECONDS", default=30, minimum=1)
+if DIGEST_CLAIM_LEASE_SECONDS <= ANYMAIL_TIMEOUT_SECONDS + DIGEST_LEASE_MARGIN_SECONDS:
+    raise ImproperlyConfigured(
+        f"DIGEST_CLAIM_LEASE_SECONDS={DIGEST_CLAIM_LEASE_SECONDS} must exceed "
+        f"ANYMAIL_TIMEOUT_SECONDS={ANYMAIL_TIMEOUT_SECONDS} plus DIGEST_LEASE_MARGIN_SECONDS="
+        f"{DIGEST_LEASE_MARGIN_SECONDS}: a shorter lease settles a call the provider may still "
+        "accept, and its rows are sent twice"
+    )
+# Pending rows of a sending issue that no task has claimed or worked on for this long are
+# enqueued again by the sweeper (their tasks were lost: a broker restarted empty).
+DIGEST_REQUEUE_SECONDS = env_int("DIGEST_REQUEUE_SECONDS", default=60, minimum=1)
 # Per-recipient outcomes are recorded on each Delivery; a refused recipient is not an exception.
 ANYMAIL["IGNORE_RECIPIENT_STATUS"] = True
 

@@ -55,6 +55,19 @@ class ChildProcess:
         self.process.wait(timeout=10)
         self._log.close()
 
+    def children(self) -> list[int]:
+        """Process ids of this process's direct children (a Celery worker's pool processes)."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def kill_children(self) -> list[int]:
+        """SIGKILL the children only, as the kernel's OOM killer would a pool process; the
+        parent lives on and sees them die. Returns their ids."""
+        pids = self.children()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        return pids
+
     def stop(self, timeout: float = 30) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)

@@ -24,6 +24,7 @@ from newsletter import charts
 from newsletter.models import Delivery, Issue, TrackingEvent
 from newsletter.selectors import (
     STAT_COUNTS,
+    STATUS_COUNTS,
     dashboard_series,
     issue_rate,
     issue_stats,
@@ -251,7 +252,7 @@ def _count_column(name: str):
     @admin.display(description=name, ordering=f"c_{name}")
     def column(self, issue: Issue) -> str:
         count = getattr(issue, f"c_{name}")
-        if name in ("sent", "failed", "bounced", "complained"):
+        if name in STATUS_COUNTS:
             url = reverse("admin:newsletter_delivery_changelist")
             return format_html(
                 '<a href="{}?issue__id__exact={}&status__exact={}">{}</a>',

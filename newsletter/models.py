@@ -40,6 +40,9 @@ class Delivery(models.Model):
         PENDING = "pending", "Pending"
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
+        # The provider may have accepted it and cannot say yet (its message search is down):
+        # counted as possibly sent, settled when the provider answers, never retried blindly.
+        UNKNOWN = "unknown", "Unknown"
         FAILED = "failed", "Failed"
         BOUNCED = "bounced", "Bounced"
         COMPLAINED = "complained", "Complained"
@@ -69,6 +72,10 @@ class Delivery(models.Model):
     # with the provider by the sweeper (claim identifies the provider call).
     claim = models.CharField(max_length=32, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # When the row was last handed to the provider in a call whose answer is not recorded yet:
+    # that call may have been accepted. Cleared when the provider certainly did not take it
+    # (it answered 429/5xx), so a retry of the claim knows whether it must ask first.
+    handed_at = models.DateTimeField(null=True, blank=True)
     provider_message_id = models.CharField(max_length=128, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -88,12 +95,12 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["issue", "status", "content_key"], name="delivery_claim_idx"),
-            # Only the rows being sent, a few thousand at most: a claim's rows, and the
-            # sweeper's look for leases run out.
+            # Only the rows being sent or whose outcome is unknown, a few thousand at most: a
+            # claim's rows, and the sweeper's look for leases run out and for unknown rows.
             models.Index(
                 fields=["claim", "claimed_at"],
-                condition=models.Q(status="sending"),
-                name="delivery_sending_idx",
+                condition=models.Q(status__in=["sending", "unknown"]),
+                name="delivery_unsettled_idx",
             ),
             # Rows get a message id when sent; claiming a row then writes no entry here.
             models.Index(

@@ -39,7 +39,9 @@ def issue_papers(issue: Issue) -> list[BatchEntry]:
 
 # --- Editors' statistics ------------------------------------------------------------------------
 
-STAT_COUNTS = ("sent", "failed", "bounced", "complained", "opened", "clicked")
+# Statuses first ("unknown": possibly sent, the provider could not say), then what happened.
+STATUS_COUNTS = ("sent", "unknown", "failed", "bounced", "complained")
+STAT_COUNTS = (*STATUS_COUNTS, "opened", "clicked")
 
 
 def issue_stats(issue: Issue) -> dict[str, int | float]:
@@ -61,7 +63,7 @@ def issue_stats(issue: Issue) -> dict[str, int | float]:
 def issues_with_counts() -> QuerySet[Issue]:
     """Issues annotated with the counts issue_stats() gives for one issue (c_sent, c_failed,
     ...), in one query for a whole admin page instead of one per issue."""
-    statuses = {name: Q(deliveries__status=name) for name in STAT_COUNTS[:4]}
+    statuses = {name: Q(deliveries__status=name) for name in STATUS_COUNTS}
     stamps = {
         "opened": Q(deliveries__opened_at__isnull=False),
         "clicked": Q(deliveries__clicked_at__isnull=False),

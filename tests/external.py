@@ -6,8 +6,11 @@ PAPERBOY_REQUIRE_SERVICES=1, which turns those skips into failures.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,13 +51,18 @@ def require_redis() -> str:
     return TEST_REDIS_URL
 
 
-def database_url_for_subprocess() -> str:
-    """The URL of the database this test runs on (the test database, not the configured one)."""
+def database_address() -> tuple[str, int]:
+    s = connection.settings_dict
+    return s.get("HOST") or "127.0.0.1", int(s.get("PORT") or 5432)
+
+
+def database_url_for_subprocess(port: int | None = None) -> str:
+    """The URL of the database this test runs on (the test database, not the configured one),
+    optionally through another port on 127.0.0.1 (a TcpProxy)."""
     s = connection.settings_dict
     user = s.get("USER") or "postgres"
     password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-    host = s.get("HOST") or "127.0.0.1"
-    port = s.get("PORT") or 5432
+    host, port = ("127.0.0.1", port) if port else database_address()
     return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
 
 
@@ -162,3 +170,66 @@ def require_chromium() -> str:
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
         service_missing(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
     return str(CHROMIUM)
+
+
+class TcpProxy:
+    """A TCP forwarder to a service (PostgreSQL), that a test can take down and bring back:
+    a restart of that service as its clients see it, without touching the shared server."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self._lock = threading.Lock()
+        self._connections: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.up()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        """Refuse new connections and cut every open one."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection_ in connections:
+            with contextlib.suppress(OSError):
+                connection_.shutdown(socket.SHUT_RDWR)
+            connection_.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed by down()
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._connections += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)

@@ -4,7 +4,10 @@ It implements ``POST /email`` and ``POST /email/batch`` the way Postmark documen
 server token header is required, bodies are validated, a batch holds at most 500 messages, and
 each message in a batch gets its own result (``ErrorCode`` 0 with a ``MessageID``, 300 for an
 invalid recipient, 406 for an inactive one). Tests can make it answer 429 or 500, or go away
-for a while, to exercise retries.
+for a while, to exercise retries; be slow (``delay``: think before taking a call, so a client
+that gives up first leaves a call the provider accepts late), take a call at once and answer
+it late (``answer_delay``: a worker killed meanwhile leaves an accepted call unrecorded), and
+have its message search fail for a while (``search_outage``).
 
 It also counts what it received (calls, request and response bytes, messages, distinct and
 repeated recipients), served at ``GET /_fake/stats`` and zeroed by ``POST /_fake/reset``. A
@@ -20,6 +23,7 @@ import argparse
 import contextlib
 import hashlib
 import re
+import sys
 import threading
 import time
 import uuid
@@ -49,7 +53,8 @@ class FakePostmarkState:
     messages: list[dict] = field(default_factory=list)
     calls: Counter = field(default_factory=Counter)
     inactive: set[str] = field(default_factory=set)
-    delay: float = 0.0  # seconds to think before answering a send, like a real API under load
+    delay: float = 0.0  # seconds to think before taking a send, like a real API under load
+    answer_delay: float = 0.0  # seconds between taking a send (recorded) and answering it
     # False: keep counters only, not the messages (GET /messages/outbound then finds nothing).
     store: bool = True
     bytes_in: int = 0
@@ -60,6 +65,7 @@ class FakePostmarkState:
     _seen: set[bytes] = field(default_factory=set)
     _failures: list[int] = field(default_factory=list)
     _down_until: float = 0.0
+    _search_down_until: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail_next(self, *statuses: int) -> None:
@@ -71,6 +77,15 @@ class FakePostmarkState:
         """Answer 503 to every call for this long."""
         with self.lock:
             self._down_until = time.monotonic() + seconds
+
+    def search_outage(self, seconds: float) -> None:
+        """Answer 503 to every message search for this long (0: search works again)."""
+        with self.lock:
+            self._search_down_until = time.monotonic() + seconds
+
+    def search_down(self) -> bool:
+        with self.lock:
+            return time.monotonic() < self._search_down_until
 
     def recipients(self) -> list[str]:
         with self.lock:
@@ -148,6 +163,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(404, {"ErrorCode": 404, "Message": "Not found"})
         if self.headers.get("X-Postmark-Server-Token") != self.state.token:
             return self._reply(401, {"ErrorCode": 10, "Message": "Bad token"})
+        if self.state.search_down():
+            return self._reply(503, {"ErrorCode": 503, "Message": "Search unavailable"})
         query = parse_qs(url.query)
         count, offset = int(query["count"][0]), int(query.get("offset", ["0"])[0])
         wanted = {
@@ -221,9 +238,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._reply(
                     422, {"ErrorCode": 300, "Message": f"Batch exceeds {BATCH_LIMIT} messages."}
                 )
-            return self._reply(200, [self._accept(m) for m in body])
+            results = [self._accept(m) for m in body]
+            self._answer_late()
+            return self._reply(200, results)
         result = self._accept(body)
+        self._answer_late()
         return self._reply(200 if result["ErrorCode"] == 0 else 422, result)
+
+    def _answer_late(self) -> None:
+        if self.state.answer_delay:
+            time.sleep(self.state.answer_delay)
 
     def _accept(self, message: object) -> dict:
         now = datetime.now(UTC).isoformat()
@@ -271,6 +295,12 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
 
+def _quiet_on_disconnect(server, request, client_address) -> None:
+    """A client that gave up (timed out, or was killed) before the answer is expected here."""
+    if not isinstance(sys.exc_info()[1], ConnectionError):
+        ThreadingHTTPServer.handle_error(server, request, client_address)
+
+
 class FakePostmark:
     """Serves the fake on 127.0.0.1 in a background thread."""
 
@@ -279,7 +309,11 @@ class FakePostmark:
         handler = type("Handler", (_Handler,), {"state": self.state})
         # A listen backlog like a real server's: clients opening many connections at once
         # (one per call) must queue, not be refused as if the provider were down.
-        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})
+        server_class = type(
+            "Server",
+            (ThreadingHTTPServer,),
+            {"request_queue_size": 128, "handle_error": _quiet_on_disconnect},
+        )
         self.server = server_class(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -24,7 +24,13 @@ from newsletter.models import Delivery, Issue, IssueContent
 from newsletter.ranking import Selection, content_key
 from subscriptions.selectors import profiles_for_ranking
 
-SENT_LIKE = [Delivery.Status.SENT, Delivery.Status.BOUNCED, Delivery.Status.COMPLAINED]
+# Possibly sent counts as sent: a paper is never risked twice.
+SENT_LIKE = [
+    Delivery.Status.SENT,
+    Delivery.Status.UNKNOWN,
+    Delivery.Status.BOUNCED,
+    Delivery.Status.COMPLAINED,
+]
 
 
 def batch_day(batch: DailyBatch) -> ranking.Day:

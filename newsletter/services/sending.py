@@ -28,7 +28,7 @@ from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.db.models import Case, Exists, F, Min, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from newsletter import providers
@@ -113,13 +113,29 @@ def send_outcome(error: AnymailError | None, *, answered: bool) -> SendOutcome:
 # --- Claiming rows ------------------------------------------------------------------------------
 
 
-def _deliveries_claim(issue: Issue, limit: int) -> str | None:
-    """Claim up to `limit` pending rows (grouped by content) for this worker; None if none.
+class ClaimUnsettled(Exception):
+    """A claim's rows may be with the provider and it cannot say yet: ask again later."""
+
+    def __init__(self, message: str, *, claim: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.claim = claim
+        self.retry_after = retry_after  # seconds until the provider's answer is conclusive
+
+
+def settle_after() -> timedelta:
+    """How old a call must be before "the provider's search does not have it" means it was
+    not taken: our client's timeout plus the time the provider may still take after it."""
+    return timedelta(
+        seconds=settings.ANYMAIL_TIMEOUT_SECONDS + settings.DIGEST_LEASE_MARGIN_SECONDS
+    )
+
+
+def _deliveries_claim(issue: Issue, limit: int, *, claim: str, stamp) -> int:
+    """Claim up to `limit` pending rows (grouped by content) as `claim`; how many it got.
 
     SKIP LOCKED lets concurrent workers take different rows; the conditional UPDATE makes a
     row claimable once even where row locks do not exist (SQLite).
     """
-    claim = uuid.uuid4().hex
     with transaction.atomic():
         # One statement: the rows are picked (and locked) by a subquery, not sent back and
         # forth as a list of ids.
@@ -129,26 +145,73 @@ def _deliveries_claim(issue: Issue, limit: int) -> str | None:
             .order_by("content_key", "id")
             .values("id")[:limit]
         )
-        # Stamped for its first attempt here, in the same write.
-        claimed = Delivery.objects.filter(id__in=picked, status=Delivery.Status.PENDING).update(
+        # Stamped for its first attempt (and as handed to the provider) in the same write.
+        return Delivery.objects.filter(id__in=picked, status=Delivery.Status.PENDING).update(
             status=Delivery.Status.SENDING,
             claim=claim,
-            claimed_at=timezone.now(),
+            claimed_at=stamp,
+            handed_at=stamp,
             attempts=F("attempts") + 1,
         )
-    return claim if claimed else None
 
 
-def _claimed_rows(
-    issue: Issue, claim: str, *, retry: bool
-) -> tuple[list[Delivery], dict[str, list]]:
-    """The rows of a claim still to send, and the selection of each of their contents by key.
+def _claim_ask(claim: str, *, statuses: list[str]):
+    """Ask the provider which messages of `claim` it accepted and mark those rows sent.
 
-    Rows whose subscriber may no longer be mailed (paused, unsubscribed, suppressed since the
-    issue was planned, or during a retry's wait) are skipped here, just before sending. A
-    retry's rows are stamped for this attempt.
+    Returns when it was asked (a row handed more than settle_after() before that and not
+    found was certainly not taken), or None when the provider cannot say.
+    """
+    asked_at = timezone.now()
+    accepted = providers.accepted_messages(claim)
+    if accepted is None:
+        return None
+    found = [(int(d), m) for d, m in accepted.items() if str(d).isdigit()]
+    if found:
+        _mark_sent(claim, found, asked_at, statuses=statuses)
+    return asked_at
+
+
+def _claim_resume(claim: str, *, stamp) -> int:
+    """Take up again the rows a task left in `claim` (a retry, or a redelivery after the
+    worker died); how many are stamped for this attempt.
+
+    Rows handed to the provider in a call whose answer was never recorded are settled first,
+    as the sweeper does: those it accepted are marked sent, and the rest are sent again only
+    once its answer is conclusive. Raises ClaimUnsettled until then.
     """
     mine = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
+    if not mine.exists():
+        return 0
+    not_taken = Q(handed_at__isnull=True)
+    in_flight = mine.filter(handed_at__isnull=False)
+    if in_flight.exists():
+        asked_at = _claim_ask(claim, statuses=[Delivery.Status.SENDING])
+        if asked_at is None:
+            raise ClaimUnsettled("the provider cannot say what it accepted", claim=claim)
+        conclusive_before = asked_at - settle_after()
+        unsure = in_flight.filter(handed_at__gte=conclusive_before).aggregate(Min("handed_at"))
+        if unsure["handed_at__min"] is not None:
+            wait = unsure["handed_at__min"] - conclusive_before
+            raise ClaimUnsettled(
+                "the provider may still accept a call",
+                claim=claim,
+                retry_after=wait.total_seconds(),
+            )
+        not_taken |= Q(handed_at__lt=conclusive_before)
+    # Conditional on what was just checked: the sweeper may have taken rows back meanwhile.
+    return mine.filter(not_taken).update(
+        claimed_at=stamp, handed_at=stamp, attempts=F("attempts") + 1
+    )
+
+
+def _claimed_rows(issue: Issue, claim: str, *, stamp) -> tuple[list[Delivery], dict[str, list]]:
+    """The rows of a claim stamped for this attempt, and the selection of each of their
+    contents by key.
+
+    Rows whose subscriber may no longer be mailed (paused, unsubscribed, suppressed since the
+    issue was planned, or during a retry's wait) are skipped here, just before sending.
+    """
+    mine = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING, handed_at=stamp)
     with transaction.atomic():
         # Only what sending reads: the address and link key of each subscriber, and whether
         # they may still be mailed, asked of these subscribers only ("NOT IN (every sendable
@@ -164,7 +227,9 @@ def _claimed_rows(
         gone = [row.pk for row in rows if not row.sendable]
         if gone:
             Delivery.objects.filter(id__in=gone, status=Delivery.Status.SENDING).update(
-                status=Delivery.Status.SKIPPED, last_error="no longer subscribed at send time"
+                status=Delivery.Status.SKIPPED,
+                handed_at=None,
+                last_error="no longer subscribed at send time",
             )
         rows = [row for row in rows if row.sendable]
         # An address stored before the address rules applied would fail the whole chunk in
@@ -172,14 +237,12 @@ def _claimed_rows(
         unsendable = {row.pk: email_problem(row.subscriber.email) for row in rows}
         for pk, problem in unsendable.items():
             if problem:
-                Delivery.objects.filter(pk=pk, status=Delivery.Status.SENDING).update(
-                    status=Delivery.Status.FAILED, last_error=f"address not supported: {problem}"
+                Delivery.objects.filter(pk=pk, claim=claim, status=Delivery.Status.SENDING).update(
+                    status=Delivery.Status.FAILED,
+                    handed_at=None,
+                    last_error=f"address not supported: {problem}",
                 )
         rows = [row for row in rows if not unsendable[row.pk]]
-        if retry:
-            mine.update(claimed_at=timezone.now(), attempts=F("attempts") + 1)
-            for row in rows:
-                row.attempts += 1
     selections = dict(
         IssueContent.objects.filter(
             issue=issue, key__in={row.content_key for row in rows}
@@ -233,7 +296,7 @@ def digest_message(
 # --- Recording answers --------------------------------------------------------------------------
 
 
-def _record_statuses(answered: list[tuple[list[Delivery], AnymailMessage]]) -> None:
+def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMessage]]) -> None:
     """Store the provider's answer for each (deliveries, message) pair, in one transaction."""
     now = timezone.now()
     sent, failed = [], []
@@ -246,36 +309,37 @@ def _record_statuses(answered: list[tuple[list[Delivery], AnymailMessage]]) -> N
                 continue
             answered_ids.add(delivery.pk)
             if status.status in {"sent", "queued"}:
-                delivery.status, delivery.sent_at = Delivery.Status.SENT, now
                 message_id = status.message_id
-                delivery.provider_message_id = "" if message_id is None else str(message_id)
-                delivery.last_error = ""
-                sent.append(delivery)
+                sent.append((delivery.pk, "" if message_id is None else str(message_id)))
             else:
-                delivery.status = Delivery.Status.FAILED
-                delivery.last_error = f"provider {status.status} this recipient"
-                failed.append(delivery)
+                failed.append((delivery.pk, f"provider {status.status} this recipient"))
         for delivery in deliveries:
             if delivery.pk not in answered_ids:
-                delivery.status = Delivery.Status.FAILED
-                delivery.last_error = "provider gave no status for this recipient"
-                failed.append(delivery)
+                failed.append((delivery.pk, "provider gave no status for this recipient"))
     # One UPDATE per outcome instead of one per row (a chunk is a provider batch of rows): sent
     # rows differ only in their message id, failed rows only in their error. Conditional on
-    # still being ours: the sweeper may have reconciled a row meanwhile.
+    # still being ours: the sweeper may have settled a row meanwhile, and another claim may
+    # hold it now.
     with transaction.atomic():
         if sent:
-            _mark_sent(sent, now)
+            _mark_sent(claim, sent, now)
         errors: dict[str, list[int]] = defaultdict(list)
-        for delivery in failed:
-            errors[delivery.last_error].append(delivery.pk)
+        for pk, error in failed:
+            errors[error].append(pk)
         for error, ids in errors.items():
-            _mark_failed(ids, error)
+            _mark_failed(claim, ids, error)
 
 
-def _mark_sent(sent: list[Delivery], now) -> None:
-    ids = [d.pk for d in sent]
-    message_ids = [d.provider_message_id for d in sent]
+def _mark_sent(
+    claim: str,
+    sent: list[tuple[int, str]],
+    now,
+    *,
+    statuses: list[str] = [Delivery.Status.SENDING],  # noqa: B006 - never mutated
+) -> int:
+    """Mark (row id, provider message id) pairs sent, those still in `claim` and `statuses`."""
+    ids = [pk for pk, _ in sent]
+    message_ids = [m for _, m in sent]
     if connection.vendor == "postgresql":
         # Rows and their message ids as two arrays: one short statement for a whole batch (the
         # ORM's CASE WHEN spends more time compiling than PostgreSQL spends running it).
@@ -284,38 +348,49 @@ def _mark_sent(sent: list[Delivery], now) -> None:
                 f"UPDATE {Delivery._meta.db_table} AS d SET status = %s, sent_at = %s, "  # noqa: S608
                 "last_error = '', provider_message_id = v.message_id "
                 "FROM unnest(%s::bigint[], %s::text[]) AS v(id, message_id) "
-                "WHERE d.id = v.id AND d.status = %s",
-                [Delivery.Status.SENT, now, ids, message_ids, Delivery.Status.SENDING],
+                "WHERE d.id = v.id AND d.claim = %s AND d.status = ANY(%s::text[])",
+                [Delivery.Status.SENT, now, ids, message_ids, claim, list(statuses)],
             )
-        return
-    Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).update(
+            return cursor.rowcount
+    return Delivery.objects.filter(pk__in=ids, claim=claim, status__in=statuses).update(
         status=Delivery.Status.SENT,
         sent_at=now,
         last_error="",
         provider_message_id=Case(
-            *(When(pk=pk, then=Value(m)) for pk, m in zip(ids, message_ids, strict=True)),
+            *(When(pk=pk, then=Value(m)) for pk, m in sent),
             default=Value(""),
         ),
     )
 
 
-def _mark_failed(ids: list[int], error: str) -> None:
-    Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).update(
+def _mark_failed(claim: str, ids: list[int], error: str) -> None:
+    Delivery.objects.filter(pk__in=ids, claim=claim, status=Delivery.Status.SENDING).update(
         status=Delivery.Status.FAILED, last_error=error
     )
 
 
-def _give_back(ids: list[int]) -> None:
+def _give_back(claim: str, ids: list[int]) -> None:
     """Rows of a claim not tried: back to pending for another worker."""
-    Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).update(
-        status=Delivery.Status.PENDING, claim="", claimed_at=None
+    Delivery.objects.filter(pk__in=ids, claim=claim, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.PENDING, claim="", claimed_at=None, handed_at=None
+    )
+
+
+def _not_taken(claim: str, ids: list[int]) -> None:
+    """The provider answered that it took none of these rows (429, 5xx): a retry of the claim
+    may send them without asking first."""
+    Delivery.objects.filter(pk__in=ids, claim=claim, status=Delivery.Status.SENDING).update(
+        handed_at=None
     )
 
 
 def deliveries_release_claim(*, claim: str, error: str) -> int:
     """Give a claim's unsent rows back (the provider did not take them): to pending for
-    another try, or failed once they have used up DIGEST_MAX_ATTEMPTS."""
-    mine = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
+    another try, or failed once they have used up DIGEST_MAX_ATTEMPTS. Rows that may be with
+    the provider stay for the sweeper to settle."""
+    mine = Delivery.objects.filter(
+        claim=claim, status=Delivery.Status.SENDING, handed_at__isnull=True
+    )
     mine.filter(attempts__gte=settings.DIGEST_MAX_ATTEMPTS).update(
         status=Delivery.Status.FAILED, last_error=f"gave up after retries: {error}"[:2000]
     )
@@ -389,7 +464,8 @@ def _chunk_send(chunk: _Chunk) -> tuple[int, bool]:
     """Send the chunk's messages, acting on what ``send_outcome`` makes of each answer.
 
     Returns (deliveries the provider took, whether every message was settled). Raises
-    TransientSendError when the claim should be retried later.
+    TransientSendError when the claim should be retried later, ClaimUnsettled when the
+    provider may have taken a call it did not answer.
     """
     handed, todo = 0, list(range(len(chunk.messages)))
     backend = get_connection()
@@ -397,7 +473,7 @@ def _chunk_send(chunk: _Chunk) -> tuple[int, bool]:
         error = _send(backend, [chunk.messages[i] for i in todo])
         answered = chunk.answered(error, todo)
         if answered:
-            _record_statuses([(chunk.groups[i], chunk.messages[i]) for i in answered])
+            _record_statuses(chunk.claim, [(chunk.groups[i], chunk.messages[i]) for i in answered])
             handed += len(chunk.row_ids(answered))
             todo = _without(todo, answered)
         verdict = send_outcome(error, answered=bool(answered))
@@ -407,6 +483,8 @@ def _chunk_send(chunk: _Chunk) -> tuple[int, bool]:
             continue
         failed_call = chunk.failed_call(error, todo)
         if verdict.outcome is Outcome.TRANSIENT:
+            # Certainly not taken: neither the failed call nor the messages after it.
+            _not_taken(chunk.claim, chunk.row_ids(todo))
             if chunk.attempts >= settings.DIGEST_MAX_ATTEMPTS:
                 deliveries_release_claim(claim=chunk.claim, error=verdict.reason)
                 return handed, False
@@ -414,32 +492,42 @@ def _chunk_send(chunk: _Chunk) -> tuple[int, bool]:
                 verdict.reason, retry_after=verdict.retry_after, claim=chunk.claim
             ) from error
         if verdict.outcome is Outcome.UNKNOWN:
-            # The provider may have accepted them: the sweeper asks it later. The messages not
-            # in that call are given back for another worker.
-            logger.warning(
-                "send outcome unknown; left for the sweeper", extra={"claim": chunk.claim}
-            )
-            _give_back(chunk.row_ids(_without(todo, failed_call)))
-            return handed, False
-        _mark_failed(chunk.row_ids(failed_call), verdict.reason)
+            # The provider may have accepted the call: this claim asks it once its answer is
+            # conclusive. The messages not in that call are given back for another worker.
+            logger.warning("send outcome unknown; asking later", extra={"claim": chunk.claim})
+            _give_back(chunk.claim, chunk.row_ids(_without(todo, failed_call)))
+            raise ClaimUnsettled(
+                verdict.reason,
+                claim=chunk.claim,
+                retry_after=settle_after().total_seconds(),
+            ) from error
+        _mark_failed(chunk.claim, chunk.row_ids(failed_call), verdict.reason)
         todo = _without(todo, failed_call)
     return handed, True
 
 
 def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
-    """Send one provider batch of an issue: a new claim of pending rows, or (on a retry) the
-    unsent rows of `claim`.
+    """Send one provider batch of an issue as `claim` (a new one if not given).
 
-    Returns how many deliveries the provider took. Raises TransientSendError when it should
-    be retried later; the unsent rows then stay in the claim, so the retry sends exactly
-    them and other workers do not pick them up meanwhile.
+    A claim that already holds rows (a retry, or the same task delivered again after its
+    worker died) first settles them with the provider and sends what it certainly did not
+    take; a claim that holds none takes new pending rows. Returns how many deliveries the
+    provider took. Raises TransientSendError when it should be retried later (the unsent rows
+    then stay in the claim, so the retry sends exactly them and other workers do not pick them
+    up meanwhile), ClaimUnsettled when the provider cannot say yet what it took.
     """
     issue = Issue.objects.select_related("batch").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING:
         return 0
-    retry = claim is not None
-    claim = claim or _deliveries_claim(issue, providers.batch_limit())
-    rows, selections = _claimed_rows(issue, claim, retry=retry) if claim else ([], {})
+    stamp = timezone.now()
+    if claim is None:
+        claim = uuid.uuid4().hex
+        taken = 0
+    else:
+        taken = _claim_resume(claim, stamp=stamp)
+    if not taken:
+        taken = _deliveries_claim(issue, providers.batch_limit(), claim=claim, stamp=stamp)
+    rows, selections = _claimed_rows(issue, claim, stamp=stamp) if taken else ([], {})
     if not rows:
         issue_finish_if_done(issue_id=issue.pk)
         return 0
@@ -457,50 +545,76 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
     return handed
 
 
-# --- Recovering from dead workers, and retries --------------------------------------------------
+# --- Recovering from dead workers and lost tasks, and retries -----------------------------------
+
+
+def _claim_sweep(claim: str, *, lease_cutoff) -> int:
+    """Settle a claim whose lease ran out (its task is dead or lost), or whose rows' outcome
+    is unknown. How many rows changed state."""
+    rows = Delivery.objects.filter(
+        claim=claim, status__in=[Delivery.Status.SENDING, Delivery.Status.UNKNOWN]
+    )
+    issue_ids = set(rows.values_list("issue_id", flat=True).distinct())
+    # Rows waiting for a retry that never came: the provider answered that it took none.
+    settled = rows.filter(
+        status=Delivery.Status.SENDING, handed_at__isnull=True, claimed_at__lt=lease_cutoff
+    ).update(status=Delivery.Status.PENDING, claim="", claimed_at=None)
+    in_flight = rows.filter(handed_at__isnull=False).filter(
+        Q(status=Delivery.Status.UNKNOWN) | Q(claimed_at__lt=lease_cutoff)
+    )
+    if in_flight.exists():
+        asked_at = _claim_ask(claim, statuses=[Delivery.Status.SENDING, Delivery.Status.UNKNOWN])
+        if asked_at is None:
+            # Possibly sent: kept apart, never resent blindly, asked again at the next sweep.
+            settled += in_flight.filter(status=Delivery.Status.SENDING).update(
+                status=Delivery.Status.UNKNOWN,
+                last_error="worker lost mid-send and the provider cannot say whether it took "
+                "it yet; not resent to avoid a duplicate",
+            )
+        else:
+            # What the provider has not got and can no longer accept goes back to pending.
+            settled += in_flight.filter(handed_at__lt=asked_at - settle_after()).update(
+                status=Delivery.Status.PENDING, claim="", claimed_at=None, handed_at=None
+            )
+    # A row once unknown may belong to an issue already marked sent: it is sending again.
+    Issue.objects.filter(pk__in=issue_ids, status=Issue.Status.SENT).filter(
+        Exists(Delivery.objects.filter(issue=OuterRef("pk"), status=Delivery.Status.PENDING))
+    ).update(status=Issue.Status.SENDING)
+    return settled
 
 
 def deliveries_sweep() -> int:
-    """Settle rows left in "sending" past their lease, then re-enqueue unfinished issues.
+    """Settle rows left in "sending" past their lease or left "unknown", then re-enqueue the
+    pending rows no task is working on.
 
     A worker that died mid-call may or may not have had its batch accepted. The provider is
-    asked which messages of the claim it accepted: those are marked sent, the rest go back to
-    pending. Where the provider cannot say, the rows are failed for an editor to retry,
-    because resending blindly could mail people twice.
+    asked which messages of the claim it accepted: those are marked sent, and the rest go back
+    to pending once the call is too old to be accepted still. Where the provider cannot say
+    (its message search is down, or it has none), the rows become "unknown": possibly sent,
+    asked again at every sweep, because resending blindly could mail people twice.
     """
-    cutoff = timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_LEASE_SECONDS)
-    stuck_claims = (
-        Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=cutoff)
-        .values_list("claim", flat=True)
-        .distinct()
+    now = timezone.now()
+    lease_cutoff = now - timedelta(seconds=settings.DIGEST_CLAIM_LEASE_SECONDS)
+    unsettled = Delivery.objects.filter(
+        Q(status=Delivery.Status.SENDING, claimed_at__lt=lease_cutoff)
+        | Q(status=Delivery.Status.UNKNOWN)
     )
     settled = 0
-    for claim in list(stuck_claims):
-        accepted = providers.accepted_messages(claim)
-        rows = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
-        with transaction.atomic():
-            if accepted is None:
-                settled += rows.update(
-                    status=Delivery.Status.FAILED,
-                    last_error="worker lost mid-send and the provider cannot confirm; not "
-                    "resent to avoid a duplicate",
-                )
-                continue
-            for delivery_id, message_id in accepted.items():
-                settled += rows.filter(pk=delivery_id).update(
-                    status=Delivery.Status.SENT,
-                    provider_message_id=message_id,
-                    sent_at=timezone.now(),
-                )
-            settled += rows.update(status=Delivery.Status.PENDING, claim="", claimed_at=None)
+    for claim in list(unsettled.values_list("claim", flat=True).distinct()):
+        settled += _claim_sweep(claim, lease_cutoff=lease_cutoff)
+    requeue_cutoff = now - timedelta(seconds=settings.DIGEST_REQUEUE_SECONDS)
     for issue_id in Issue.objects.filter(status=Issue.Status.SENDING).values_list("id", flat=True):
         count = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.PENDING).count()
         if not count:
             issue_finish_if_done(issue_id=issue_id)
             continue
-        # Re-enqueue only an issue nobody has worked on for a lease: its chunk tasks were lost
-        # (broker restarted empty, retries used up). A busy issue already has tasks queued.
-        progressing = Delivery.objects.filter(issue_id=issue_id, claimed_at__gte=cutoff).exists()
+        # Re-enqueue pending rows only when nobody has claimed or retried anything of the issue
+        # for a while: their chunk tasks were lost (broker restarted empty, retries used up).
+        # A busy issue has tasks queued. Extra tasks only ever claim pending rows, so a row
+        # held by a live task never gets a second sender.
+        progressing = Delivery.objects.filter(
+            issue_id=issue_id, claimed_at__gte=requeue_cutoff
+        ).exists()
         if not progressing:
             transaction.on_commit(
                 lambda i=issue_id, c=count: issue_chunks_enqueue(issue_id=i, pending=c)
@@ -509,11 +623,14 @@ def deliveries_sweep() -> int:
 
 
 def deliveries_retry(*, deliveries) -> int:
-    """Send failed deliveries again (editor action); their issue goes back to sending."""
+    """Send failed deliveries again (editor action); their issue goes back to sending.
+
+    Only failed ones: an "unknown" delivery may have been sent, and is settled by the sweeper.
+    """
     ids = list(deliveries.filter(status=Delivery.Status.FAILED).values_list("id", flat=True))
     with transaction.atomic():
         count = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.FAILED).update(
-            status=Delivery.Status.PENDING, attempts=0, claim="", claimed_at=None
+            status=Delivery.Status.PENDING, attempts=0, claim="", claimed_at=None, handed_at=None
         )
         issue_ids = set(Delivery.objects.filter(pk__in=ids).values_list("issue_id", flat=True))
         Issue.objects.filter(pk__in=issue_ids, status=Issue.Status.SENT).update(

@@ -33,6 +33,10 @@ VARIABLES = [
     "SECURE_HSTS_SECONDS",
     "DIGEST_SOURCE",
     "DIGEST_NO_MATCH",
+    "DIGEST_CLAIM_LEASE_SECONDS",
+    "ANYMAIL_TIMEOUT_SECONDS",
+    "DIGEST_LEASE_MARGIN_SECONDS",
+    "DIGEST_REQUEUE_SECONDS",
     *(schedule.variable for schedule in SCHEDULES),
 ]
 PRODUCTION = {
@@ -151,6 +155,13 @@ def test_it_folds_the_case_of_names_it_knows(load):
         ({"DIGEST_SEND_CRON": "0 25 * * *"}, "DIGEST_SEND_CRON"),
         ({"DIGEST_SOURCE": "arxiv"}, "DIGEST_SOURCE"),
         ({"DIGEST_NO_MATCH": "all"}, "DIGEST_NO_MATCH"),
+        # A lease a call the provider accepts late could outlive: its rows would be sent twice.
+        ({"DIGEST_CLAIM_LEASE_SECONDS": "30"}, "DIGEST_CLAIM_LEASE_SECONDS"),
+        (
+            {"DIGEST_CLAIM_LEASE_SECONDS": "70", "ANYMAIL_TIMEOUT_SECONDS": "40"},
+            "DIGEST_CLAIM_LEASE_SECONDS=70 must exceed ANYMAIL_TIMEOUT_SECONDS=40",
+        ),
+        ({"DIGEST_REQUEUE_SECONDS": "0"}, "DIGEST_REQUEUE_SECONDS"),
         (
             {"ANYMAIL_ESP": "postmark", "ANYMAIL_API_KEY": "k", "ANYMAIL_API_URL": "ftp://x"},
             "ANYMAIL_API_URL",

@@ -83,7 +83,7 @@ def test_the_command_shows_progress_until_the_issue_is_sent(day_batch, settings,
 
     out = capsys.readouterr().out
     assert "] 2/2" in out  # the progress bar reached the end
-    assert "sent; sent 2, failed 0, skipped 0, pending 0" in out
+    assert "sent; sent 2, unknown 0, failed 0, skipped 0, pending 0" in out
 
 
 def test_a_subscribers_data_export_lists_their_digests(published):

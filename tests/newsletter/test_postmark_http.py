@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from anymail.exceptions import AnymailSerializationError
 from anymail.message import AnymailMessage
 from django.core.mail import get_connection
+from django.utils import timezone
 
 from devtools.fakes.postmark import TOKEN, FakePostmark
 from newsletter.models import Delivery, Issue
@@ -167,7 +170,9 @@ def test_it_settles_rows_a_dead_worker_left_by_asking_the_provider(
         m for m in postmark.state.messages if m["To"] != unsent.email
     ]  # the provider never got that one
     issue.__class__.objects.filter(pk=issue.pk).update(status=Issue.Status.SENDING)
-    settings.DIGEST_CLAIM_LEASE_SECONDS = 0
+    # The crash was a lease ago: too long for the provider to accept that call still.
+    long_ago = timezone.now() - timedelta(seconds=settings.DIGEST_CLAIM_LEASE_SECONDS + 1)
+    Delivery.objects.update(claimed_at=long_ago, handed_at=long_ago)
 
     with django_capture_on_commit_callbacks(execute=True):
         deliveries_sweep()
@@ -182,13 +187,33 @@ def test_it_settles_rows_a_dead_worker_left_by_asking_the_provider(
     assert Delivery.objects.get(subscriber=unsent).status == Delivery.Status.SENT
 
 
+def test_a_late_answer_never_marks_rows_another_claim_now_owns(
+    postmark, day_batch, sending, monkeypatch
+):
+    """A call answered after its rows were settled and claimed again by another worker."""
+    from newsletter.services import sending as sending_module
+
+    SubscriberFactory(topics=[day_batch.topics["agents"]])
+    issue = sending()
+    send = sending_module._send
+
+    def answered_late(backend, messages):
+        error = send(backend, messages)
+        # Meanwhile the sweeper settled the rows and another worker took them as its claim.
+        Delivery.objects.filter(issue=issue).update(claim="another-claim")
+        return error
+
+    monkeypatch.setattr(sending_module, "_send", answered_late)
+    deliveries_send_chunk(issue_id=issue.pk)
+
+    [delivery] = Delivery.objects.filter(issue=issue)
+    assert (delivery.status, delivery.claim) == (Delivery.Status.SENDING, "another-claim")
+    assert delivery.provider_message_id == ""
+
+
 def test_the_sweeper_re_enqueues_only_an_issue_nobody_works_on(
     postmark, day_batch, sending, settings, django_capture_on_commit_callbacks
 ):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(3)]
     issue = sending()
     settings.DIGEST_CLAIM_LEASE_SECONDS = 60

@@ -80,7 +80,7 @@ class Command(BaseCommand):
     def _summary(self, issue: Issue) -> None:
         s = issue_stats(issue)
         self.stdout.write(
-            f"{issue}: {issue.status}; sent {s['sent']}, failed {s['failed']}, "
-            f"skipped {s['skipped']}, pending {s['pending'] + s['sending']}; "
+            f"{issue}: {issue.status}; sent {s['sent']}, unknown {s['unknown']}, "
+            f"failed {s['failed']}, skipped {s['skipped']}, pending {s['pending'] + s['sending']}; "
             f"{issue.content_count} distinct emails"
         )
