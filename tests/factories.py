@@ -48,7 +48,7 @@ ABSTRACTS = (
     "Quantizing attention to four bits halves serving latency for long-context language models.",
     "Graph neural networks forecast traffic flow on road networks better than recurrent baselines.",
     "Preference optimization without a reward model aligns chat assistants with human judgments.",
-    "Jailbreak prompts are detected by a small classifier that reads the model's hidden states.",
+    "Jailbreak prompts are detected by a small classifier that reads hidden states.",
     "Self-supervised pretraining on satellite images helps segment crops in unlabelled regions.",
     "An agent learns to cook in a simulated kitchen from language instructions and sparse rewards.",
 )

@@ -6,8 +6,10 @@ import html
 import re
 
 import pytest
+import time_machine
 from bs4 import BeautifulSoup
 from django.core import mail
+from django.utils import timezone
 
 from newsletter.composition import merge_fields_apply
 from newsletter.services.previews import digest_preview
@@ -38,9 +40,11 @@ def test_it_finds_subscribers_by_email(editor_client, day_batch):
 
 def test_it_shows_subject_headers_size_text_and_a_sandboxed_frame(editor_client, day_batch):
     reader = SubscriberFactory(topics=[day_batch.topics["robotics"]])
-    page = editor_client.get(preview_url(day_batch.batch), {"subscriber": reader.pk})
-    preview = page.context["preview"]
-    assert preview == digest_preview(batch=day_batch.batch, subscriber=reader)
+    # Frozen: feedback links carry the second they were signed in.
+    with time_machine.travel(timezone.now(), tick=False):
+        page = editor_client.get(preview_url(day_batch.batch), {"subscriber": reader.pk})
+        preview = page.context["preview"]
+        assert preview == digest_preview(batch=day_batch.batch, subscriber=reader)
     content = page.content.decode()
     assert html.escape(preview.subject) in content
     assert f"{preview.size_kb} KB" in content
@@ -63,11 +67,12 @@ def test_it_says_so_when_nothing_matches(editor_client, day_batch):
 
 def test_the_preview_is_byte_identical_to_the_sent_html(editor_client, day_batch, on_commit):
     reader = SubscriberFactory(email="reader@example.org", topics=[day_batch.topics["agents"]])
-    page = editor_client.get(preview_url(day_batch.batch), {"subscriber": reader.pk})
-    shown = srcdoc(page)
-
-    with on_commit():
-        editor_client.post(f"/admin/digests/dailybatch/{day_batch.batch.pk}/send/")
+    # Frozen: feedback links carry the second they were signed in.
+    with time_machine.travel(timezone.now(), tick=False):
+        page = editor_client.get(preview_url(day_batch.batch), {"subscriber": reader.pk})
+        shown = srcdoc(page)
+        with on_commit():
+            editor_client.post(f"/admin/digests/dailybatch/{day_batch.batch.pk}/send/")
 
     [sent] = mail.outbox
     # Anymail's test backend keeps the batch message; the provider fills the merge fields.
