@@ -12,7 +12,7 @@ At signup a reader ticks some of the 19 topics and, for the new ranking, writes 
 
 - upvotes only: the day's most upvoted papers, the same for everyone;
 - topics only: the ranking before personalization (bench/topics_only.py: rank_for_topics over
-  the phrase tags of the seeded topics), as it shipped;
+  the phrase tags of the topics as they shipped then, digests/data/topics-v1.json);
 - new, no feedback: newsletter.ranking with the reader's topics and free text, never learning;
 - new: the same, learning from feedback. After each email the reader rates each paper with
   probability FEEDBACK_RATE (seeded): More like this if relevant, Less like this if not.
@@ -52,6 +52,7 @@ from bench import topics_only  # noqa: E402
 from bench.papers import LabelledPaper, catalog_topics, labelled_papers  # noqa: E402
 from digests import embedding, tagging  # noqa: E402
 from digests.services import topic_matchers, topics_match  # noqa: E402
+from digests.topic_catalog import PREVIOUS  # noqa: E402
 from newsletter import ranking  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
@@ -110,7 +111,8 @@ class World:
         )
         self.tagger = tagging.TopicModel.build(self.topics)
         self.tags: dict[int, list[int]] = {}  # paper id -> topic ids, as tagged on its day
-        matchers = topic_matchers(self.topics)
+        # Today's ranking with the phrases it shipped with (the topic model's came later).
+        matchers = topic_matchers(catalog_topics(PREVIOUS))
         self.phrase_tags = {
             p.id: frozenset(
                 t.pk
