@@ -354,6 +354,7 @@ def rank_readers(
     trending_part = focus * the_day.popularity[None, :]
     relevance_parts = (1.0 - focus)[None, :, :] * parts
 
+    why = _Why(the_day, chunk, relevance_parts, trending_part, best_topic, liked_which, feedback)
     selections: list[Selection] = []
     for r, reader in enumerate(readers):
         picked = _pick(ordering[r], eligible[r], the_day.groups, reader.limit)
@@ -363,24 +364,35 @@ def rank_readers(
             picked = [int(c) for c in by_votes if allowed[c]][: reader.limit]
             selections.append([[int(the_day.paper_ids[c]), [TRENDING]] for c in picked])
             continue
-        selection = []
-        for c in picked:
-            if the_day.pinned[c]:
-                reason = [PINNED]
-            elif chunk.follows[r, c]:
-                who = chunk.followed_name[r][c]
-                reason = [AUTHOR, the_day.display.get(who, who)]
-            else:
-                reason = _reason(
-                    relevance_parts[:, r, c],
-                    float(trending_part[r, c]),
-                    the_day.topic_ids[best_topic[r, c]],
-                    int(liked_which[r, c]),
-                    feedback.titles,
-                )
-            selection.append([int(the_day.paper_ids[c]), reason])
-        selections.append(selection)
+        selections.append([[int(the_day.paper_ids[c]), why.reason(r, c)] for c in picked])
     return selections
+
+
+@dataclass(frozen=True)
+class _Why:
+    """What a chunk's scores say about why each picked paper is there."""
+
+    the_day: Day
+    chunk: _Chunk
+    relevance_parts: np.ndarray  # (3, S, P): topic, text, liked, each weighted by 1 - focus
+    trending_part: np.ndarray  # (S, P): popularity weighted by focus
+    best_topic: np.ndarray  # (S, P): column of the followed topic that scored
+    liked_which: np.ndarray  # (S, P): the closest liked paper's id, -1 for none
+    feedback: FeedbackPapers
+
+    def reason(self, r: int, c: int) -> list:
+        if self.the_day.pinned[c]:
+            return [PINNED]
+        if self.chunk.follows[r, c]:
+            who = self.chunk.followed_name[r][c]
+            return [AUTHOR, self.the_day.display.get(who, who)]
+        return _reason(
+            self.relevance_parts[:, r, c],
+            float(self.trending_part[r, c]),
+            self.the_day.topic_ids[self.best_topic[r, c]],
+            int(self.liked_which[r, c]),
+            self.feedback.titles,
+        )
 
 
 def _pick(ordering: np.ndarray, eligible: np.ndarray, groups: np.ndarray, limit: int) -> list:

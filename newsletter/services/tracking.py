@@ -201,19 +201,40 @@ def _event_key(event) -> str:
     return f"{event.event_type}:{hashlib.sha256(identity).hexdigest()}"
 
 
+def _event_delivery(event) -> Delivery | None:
+    """The Delivery an event is about: by our metadata, else by the provider's message id."""
+    delivery_id = str((event.metadata or {}).get("delivery", ""))
+    if re.fullmatch(r"[0-9]{1,18}", delivery_id):  # ours are; a longer one overflows bigint
+        delivery = Delivery.objects.filter(pk=int(delivery_id)).first()
+        if delivery is not None:
+            return delivery
+    if event.message_id:
+        return Delivery.objects.filter(provider_message_id=event.message_id).first()
+    return None
+
+
+def _delivery_update(delivery: Delivery, event, *, suppressed: bool) -> None:
+    """Stamp the event's time on the delivery once, and its final status where it has one."""
+    stamp_field = TIMESTAMP_FIELD_FOR_EVENT.get(event.event_type)
+    changes = {}
+    if stamp_field and getattr(delivery, stamp_field) is None:
+        changes[stamp_field] = event.timestamp or timezone.now()
+    if event.event_type == "complained":
+        changes["status"] = Delivery.Status.COMPLAINED
+    elif event.event_type in {"bounced", "rejected"} and suppressed:
+        # Not delivered, and not going to be: whatever list the provider put it on.
+        changes["status"] = Delivery.Status.BOUNCED
+    if changes:
+        Delivery.objects.filter(pk=delivery.pk).update(**changes)
+
+
 def tracking_event_record(*, event, esp: str = "") -> bool:
     """Apply one Anymail tracking event once. Returns False for a replayed event.
 
     The event must have passed `tracking_event_problem`. `esp` is Anymail's name of the
     provider it came from (the signal's esp_name); it decides what a bounce means.
     """
-    metadata = event.metadata or {}
-    delivery = None
-    delivery_id = str(metadata.get("delivery", ""))
-    if re.fullmatch(r"[0-9]{1,18}", delivery_id):  # ours are; a longer one overflows bigint
-        delivery = Delivery.objects.filter(pk=int(delivery_id)).first()
-    if delivery is None and event.message_id:
-        delivery = Delivery.objects.filter(provider_message_id=event.message_id).first()
+    delivery = _event_delivery(event)
     reason = suppression_for(event, esp=esp)
     with transaction.atomic():
         _, created = TrackingEvent.objects.get_or_create(
@@ -229,17 +250,7 @@ def tracking_event_record(*, event, esp: str = "") -> bool:
         if not created:
             return False
         if delivery is not None:
-            stamp_field = TIMESTAMP_FIELD_FOR_EVENT.get(event.event_type)
-            changes = {}
-            if stamp_field and getattr(delivery, stamp_field) is None:
-                changes[stamp_field] = event.timestamp or timezone.now()
-            if event.event_type == "complained":
-                changes["status"] = Delivery.Status.COMPLAINED
-            elif event.event_type in {"bounced", "rejected"} and reason is not None:
-                # Not delivered, and not going to be: whatever list the provider put it on.
-                changes["status"] = Delivery.Status.BOUNCED
-            if changes:
-                Delivery.objects.filter(pk=delivery.pk).update(**changes)
+            _delivery_update(delivery, event, suppressed=reason is not None)
         if event.recipient and reason is not None:
             subscriber_suppress(email=event.recipient, reason=reason)
         elif (
