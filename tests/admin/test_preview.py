@@ -89,11 +89,12 @@ def test_it_sends_the_preview_to_the_editor_without_the_unsubscribe_header(
 ):
     reader = SubscriberFactory(topics=[day_batch.topics["robotics"]])
     url = f"{preview_url(day_batch.batch)}?subscriber={reader.pk}"
-    response = editor_client.post(url, {"subscriber": reader.pk, "send_test": "1"})
-    assert response.status_code == 302
-
-    [test] = mail.outbox
-    preview = digest_preview(batch=day_batch.batch, subscriber=reader)
+    # Frozen: feedback links carry the second they were signed in.
+    with time_machine.travel(timezone.now(), tick=False):
+        response = editor_client.post(url, {"subscriber": reader.pk, "send_test": "1"})
+        assert response.status_code == 302
+        [test] = mail.outbox
+        preview = digest_preview(batch=day_batch.batch, subscriber=reader)
     assert test.to == [editor.email]
     assert test.subject == f"[Test] {preview.subject}"
     assert test.alternatives[0][0] == preview.html

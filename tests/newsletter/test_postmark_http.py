@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 from anymail.exceptions import AnymailSerializationError
 from anymail.message import AnymailMessage
 from django.core.mail import get_connection
@@ -50,29 +51,31 @@ def sending(day_batch, django_capture_on_commit_callbacks):
 
 def test_it_sends_one_message_per_recipient_with_their_own_links(postmark, day_batch, sending):
     readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(3)]
-    issue = sending()
+    # Frozen: feedback links carry the second they were signed in, preview and send alike.
+    with time_machine.travel(timezone.now(), tick=False):
+        issue = sending()
 
-    assert deliveries_send_chunk(issue_id=issue.pk) == 3
+        assert deliveries_send_chunk(issue_id=issue.pk) == 3
 
-    assert postmark.state.calls["/email/batch"] == 1
-    by_to = {m["To"]: m for m in postmark.state.messages}
-    assert set(by_to) == {r.email for r in readers}  # each message names one recipient
-    for reader in readers:
-        message = by_to[reader.email]
-        link = unsubscribe_url(reader)
-        assert link in message["HtmlBody"] and link in message["TextBody"]
-        assert "{{" not in message["HtmlBody"] + message["TextBody"]
-        headers = {h["Name"]: h["Value"] for h in message["Headers"]}
-        assert headers["List-Unsubscribe"] == f"<{link}>"
-        assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        delivery = Delivery.objects.get(subscriber=reader)
-        assert message["Metadata"]["delivery"] == str(delivery.pk)
-        assert delivery.status == Delivery.Status.SENT
-        assert delivery.provider_message_id == message["_MessageID"]
-        assert message["Tag"] == "daily-digest"
-        # What the editor previews is byte for byte what the provider was given.
-        preview = digest_preview(batch=day_batch.batch, subscriber=reader)
-        assert preview.html == message["HtmlBody"] and preview.text == message["TextBody"]
+        assert postmark.state.calls["/email/batch"] == 1
+        by_to = {m["To"]: m for m in postmark.state.messages}
+        assert set(by_to) == {r.email for r in readers}  # each message names one recipient
+        for reader in readers:
+            message = by_to[reader.email]
+            link = unsubscribe_url(reader)
+            assert link in message["HtmlBody"] and link in message["TextBody"]
+            assert "{{" not in message["HtmlBody"] + message["TextBody"]
+            headers = {h["Name"]: h["Value"] for h in message["Headers"]}
+            assert headers["List-Unsubscribe"] == f"<{link}>"
+            assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            delivery = Delivery.objects.get(subscriber=reader)
+            assert message["Metadata"]["delivery"] == str(delivery.pk)
+            assert delivery.status == Delivery.Status.SENT
+            assert delivery.provider_message_id == message["_MessageID"]
+            assert message["Tag"] == "daily-digest"
+            # What the editor previews is byte for byte what the provider was given.
+            preview = digest_preview(batch=day_batch.batch, subscriber=reader)
+            assert preview.html == message["HtmlBody"] and preview.text == message["TextBody"]
     issue.refresh_from_db()
     assert issue.status == Issue.Status.SENT
 
