@@ -121,3 +121,68 @@ def subscribers_seed(n: int, seed: int) -> None:
         cursor.execute(f"SELECT count(*), max(id) FROM {subscriber_table}")
         assert cursor.fetchone() == (n, n), "subscriber ids are not 1..N"
         cursor.execute(f"ANALYZE {subscriber_table}; ANALYZE {through_table}")
+
+
+# --distinct: what makes every subscriber's ranking their own. Each "what I work on" vector is
+# a random mix of a few of the day's papers plus noise, so it is close to some papers and far
+# from others (a purely random vector in 256 dimensions is about as far from every paper, and
+# the ranking would ignore it); with focus spread over 0-100, no two selections agree.
+INTEREST_PAPERS = 3
+INTEREST_NOISE = 0.5
+PROFILE_CHUNK = 10_000
+
+
+def profiles_seed(n: int, seed: int, *, distinct: bool) -> None:
+    """With `distinct`, a profile per subscriber (interest vector, focus 0-100) by COPY; without,
+    no profiles at all, as the shared-contents runs always had."""
+    import numpy as np
+    from django.db import connection
+
+    from digests import embedding
+    from digests.models import BatchEntry, DailyBatch
+    from subscriptions.models import Profile
+
+    table = Profile._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*), count(DISTINCT focus) FROM {table}")
+        count, focuses = cursor.fetchone()
+        if not distinct:
+            if count:
+                cursor.execute(f"TRUNCATE {table}")
+            return
+        if count == n and focuses > 1:
+            log(f"reusing {n:,} distinct profiles")
+            return
+    log(f"seeding {n:,} distinct profiles")
+    batch = DailyBatch.objects.get(date=dt.datetime.now(dt.UTC).date())
+    blobs = BatchEntry.objects.filter(batch=batch, hidden=False).values_list(
+        "paper__embedding", flat=True
+    )
+    papers = embedding.vectors_from_bytes([bytes(b) for b in blobs if b is not None])
+    rng = np.random.default_rng(seed)
+    now = dt.datetime.now(dt.UTC)
+    columns = (
+        "subscriber_id, interests, interest_vector, vector_model, follows, muted, focus,"
+        " liked_ids, disliked_ids, updated_at"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {table}")
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for start in range(1, n + 1, PROFILE_CHUNK):
+                size = min(PROFILE_CHUNK, n + 1 - start)
+                picks = rng.integers(0, len(papers), size=(size, INTEREST_PAPERS))
+                weights = rng.random((size, INTEREST_PAPERS, 1), dtype=np.float32)
+                vectors = (papers[picks] * weights).sum(axis=1)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                vectors += rng.normal(0, INTEREST_NOISE / embedding.DIMS**0.5, vectors.shape)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                blobs = [embedding.vector_to_bytes(v) for v in vectors]
+                focus = rng.integers(0, 101, size=size)
+                for offset in range(size):
+                    copy.write_row(
+                        (
+                            start + offset, "", blobs[offset], embedding.MODEL_NAME, "[]", "[]",
+                            int(focus[offset]), "[]", "[]", now,
+                        )
+                    )  # fmt: skip
+        cursor.execute(f"ANALYZE {table}")

@@ -10,6 +10,11 @@ through the real Anymail Postmark backend over HTTP to the fake Postmark (its ow
 and record each recipient's status in PostgreSQL. Wall time runs from enqueueing the task to
 the issue being marked sent.
 
+``--distinct`` is the worst case of personal ranking: every subscriber also gets a profile of
+their own (a "what I work on" vector near a random mix of the day's papers, focus anywhere in
+0-100), so nearly every selection is distinct and nothing is rendered for two readers alike;
+the report gives the number of distinct contents the issue had.
+
 django-newsletter (the baseline) sends the same top papers to the first
 ``--baseline-subscribers`` of the same subscribers through the same backend and fake, in the
 same invocation; with ``--repeats`` the two alternate (baseline, Paperboy, baseline, ...) and
@@ -54,7 +59,7 @@ from bench.environment import (  # noqa: E402
 )
 from bench.measuring import Run, baseline_run, paperboy_run  # noqa: E402
 from bench.reporting import RESULTS_DIR, log, report, summarize, table  # noqa: E402
-from bench.seeding import batch_ensure, subscribers_seed  # noqa: E402
+from bench.seeding import batch_ensure, profiles_seed, subscribers_seed  # noqa: E402
 from devtools.processes import ChildProcess  # noqa: E402
 
 
@@ -75,6 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeats", type=int, default=1, help="alternate baseline and Paperboy runs this often"
     )
     parser.add_argument("--batch-size", type=int, default=500, help="DIGEST_BATCH_SIZE")
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="every subscriber's selection distinct (a profile each: interest vector, focus)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--fresh", action="store_true", help="recreate the bench databases")
@@ -118,6 +128,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         started = time.perf_counter()
         subscribers_seed(args.subscribers, args.seed)
         batch_ensure(dt.datetime.now(dt.UTC).date(), workdir)
+        profiles_seed(args.subscribers, args.seed, distinct=args.distinct)  # reads the papers
         log(f"seeded in {time.perf_counter() - started:.1f}s")
         for repeat in range(1, args.repeats + 1):
             if not args.no_baseline:
