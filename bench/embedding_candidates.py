@@ -240,6 +240,17 @@ def _prf(chosen, gold) -> dict:
     }
 
 
+def _best_on_tune(np, sims, gold: list[set], thresholds) -> tuple[dict, float, int]:
+    """The threshold and tag count with the best F1 on the tuning papers."""
+    best = None
+    for threshold in thresholds:
+        for k in (1, 2, 3):
+            score = _prf(_tag_scores(np, sims, float(threshold), k), gold)
+            if best is None or score["f1"] > best[0]["f1"]:
+                best = (score, float(threshold), k)
+    return best
+
+
 def evaluate_tagging(np, paper_vecs, topic_vecs, papers, slugs, centered: bool) -> dict:
     sims = paper_vecs @ topic_vecs.T
     if centered:
@@ -252,15 +263,8 @@ def evaluate_tagging(np, paper_vecs, topic_vecs, papers, slugs, centered: bool) 
     tune = [i for i in labelled if papers[i]["set"] == "tune"]
     if not tune:
         return {}
-    candidates = np.quantile(sims, np.linspace(0.5, 0.999, 120))
-    best = None
-    for threshold in candidates:
-        for k in (1, 2, 3):
-            chosen = _tag_scores(np, sims[tune], float(threshold), k)
-            score = _prf(chosen, [gold[i] for i in tune])
-            if best is None or score["f1"] > best[0]["f1"]:
-                best = (score, float(threshold), k)
-    score, threshold, k = best
+    thresholds = np.quantile(sims, np.linspace(0.5, 0.999, 120))  # over all papers, as before
+    score, threshold, k = _best_on_tune(np, sims[tune], [gold[i] for i in tune], thresholds)
     result = {"threshold": round(threshold, 3), "k": k, "tune": score}
     for name in sorted({papers[i]["set"] for i in labelled} - {"tune"}):
         rows = [i for i in labelled if papers[i]["set"] == name]

@@ -60,13 +60,9 @@ def consecutive_days(count: int) -> list[list[int]]:
     return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
 
-def main() -> int:
-    labels = load("editor_labels.json")
-    vocabulary = load("subtopics.json")
-    readers = load("readers.json")
-    slugs = [entry["slug"] for entry in vocabulary]
+def check_files(labels: list[dict], slugs: list[str]) -> list[str]:
+    """Format errors of the vocabulary and of each labelled paper."""
     errors: list[str] = []
-
     if len(set(slugs)) != len(slugs):
         errors.append("subtopics.json: duplicate slugs")
     if not 40 <= len(slugs) <= 70:
@@ -75,17 +71,27 @@ def main() -> int:
     if dict(sizes) != SETS:
         errors.append(f"editor_labels.json: set sizes {dict(sizes)}, expected {SETS}")
     for number, paper in enumerate(labels):
-        topics, subtopics = paper["topics"], paper["subtopics"]
-        where = f"paper {number} ({paper['title'][:50]})"
-        if not 1 <= len(topics) <= 3 or len(set(topics)) != len(topics):
-            errors.append(f"{where}: {len(topics)} topics")
-        if not set(topics) <= TOPICS:
-            errors.append(f"{where}: unknown topics {set(topics) - TOPICS}")
-        if not 1 <= len(subtopics) <= 3 or not set(subtopics) <= set(slugs):
-            errors.append(f"{where}: bad subtopics {subtopics}")
-        if paper["set"] != "tune" and not paper["arxiv_id"]:
-            errors.append(f"{where}: held-out paper without arxiv_id")
+        errors += check_paper(f"paper {number} ({paper['title'][:50]})", paper, set(slugs))
+    return errors
 
+
+def check_paper(where: str, paper: dict, slugs: set[str]) -> list[str]:
+    topics, subtopics = paper["topics"], paper["subtopics"]
+    errors = []
+    if not 1 <= len(topics) <= 3 or len(set(topics)) != len(topics):
+        errors.append(f"{where}: {len(topics)} topics")
+    if not set(topics) <= TOPICS:
+        errors.append(f"{where}: unknown topics {set(topics) - TOPICS}")
+    if not 1 <= len(subtopics) <= 3 or not set(subtopics) <= slugs:
+        errors.append(f"{where}: bad subtopics {subtopics}")
+    if paper["set"] != "tune" and not paper["arxiv_id"]:
+        errors.append(f"{where}: held-out paper without arxiv_id")
+    return errors
+
+
+def print_usage(labels: list[dict], slugs: list[str]) -> list[str]:
+    """Print how the labels use topics and subtopics; a subtopic never used is an error."""
+    sizes = Counter(paper["set"] for paper in labels)
     print(f"{len(labels)} papers: " + ", ".join(f"{name} {n}" for name, n in sizes.items()))
     for name in [*SETS, "all"]:
         chosen = [p for p in labels if name in ("all", p["set"])]
@@ -105,9 +111,12 @@ def main() -> int:
     for slug in sorted(slugs, key=lambda s: (-usage[s], s)):
         print(f"  {slug:<38} {usage[slug]:>3}")
     unused = [s for s in slugs if not usage[s]]
-    if unused:
-        errors.append(f"subtopics never used: {unused}")
+    return [f"subtopics never used: {unused}"] if unused else []
 
+
+def check_readers(readers: list[dict], labels: list[dict], slugs: list[str]) -> list[str]:
+    """Print each reader's relevant papers per day; too few of them is an error."""
+    errors: list[str] = []
     robin, consecutive = round_robin_days(len(labels)), consecutive_days(len(labels))
     print("\nreaders: relevant papers overall, per round-robin day, per consecutive day")
     for reader in readers:
@@ -124,7 +133,15 @@ def main() -> int:
             errors.append(f"{reader['name']}: only {len(relevant)} relevant papers")
         if sum(1 for n in by_day if n) < MIN_DAYS_COVERED:
             errors.append(f"{reader['name']}: relevant papers on < {MIN_DAYS_COVERED} days")
+    return errors
 
+
+def main() -> int:
+    labels = load("editor_labels.json")
+    slugs = [entry["slug"] for entry in load("subtopics.json")]
+    errors = check_files(labels, slugs)
+    errors += print_usage(labels, slugs)
+    errors += check_readers(load("readers.json"), labels, slugs)
     for error in errors:
         print(f"ERROR {error}", file=sys.stderr)
     return 1 if errors else 0
