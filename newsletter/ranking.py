@@ -30,10 +30,12 @@ The reason recorded for each chosen paper is the signal that contributed most to
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 
@@ -288,22 +290,31 @@ def _nearest(
     paper_ids, rows = _flatten([getattr(r, attr) for r in readers])
     feedback_rows = _lookup(feedback.index, paper_ids)
     known = feedback_rows >= 0
-    rows, feedback_rows = rows[known], feedback_rows[known]
     paper_ids = np.asarray(paper_ids, dtype=np.int64)[known]
-    counts = np.bincount(rows, minlength=len(readers))
-    width = max(1, int(counts.max(initial=0)))
-    pad_row = len(feedback.sims) - 1  # similarity -inf: never the closest
-    feedback_rows = _padded(rows, feedback_rows, len(readers), pad_row, width)
-    ids = _padded(rows, paper_ids, len(readers), -1, width)
-    gathered = feedback.sims[feedback_rows]  # (S, width, P)
-    best = gathered.argmax(axis=1)  # (S, P): the first of equally close ones, in the reader's order
-    sims = np.take_along_axis(gathered, best[:, None, :], axis=1)[:, 0, :]
-    which = np.take_along_axis(ids, best, axis=1)
-    # Smoothed share (+1 in the denominator): one feedback moves a topic half as far as many.
-    topic_share = feedback.tags[feedback_rows].sum(axis=1) / (
-        counts.astype(np.float32)[:, None] + 1.0
-    )
-    found = np.isfinite(sims)
+    counts = np.bincount(rows[known], minlength=len(readers))
+    sims = np.zeros((len(readers), len(feedback.sims[0])), dtype=np.float32)
+    which = np.full(sims.shape, -1, dtype=np.int64)
+    topic_share = np.zeros((len(readers), feedback.tags.shape[1]), dtype=np.float32)
+    # Only readers with feedback the day knows are gathered: usually most readers have none.
+    some = np.nonzero(counts)[0]
+    if len(some):
+        position = np.full(len(readers), -1, dtype=np.int64)
+        position[some] = np.arange(len(some))
+        kept = position[rows[known]]
+        pad_row = len(feedback.sims) - 1  # similarity -inf: never the closest
+        width = int(counts.max())
+        padded_rows = _padded(kept, feedback_rows[known], len(some), pad_row, width)
+        ids = _padded(kept, paper_ids, len(some), -1, width)
+        gathered = feedback.sims[padded_rows]  # (readers with feedback, width, P)
+        best = gathered.argmax(axis=1)  # the first of equally close ones, in the reader's order
+        sims[some] = np.take_along_axis(gathered, best[:, None, :], axis=1)[:, 0, :]
+        which[some] = np.take_along_axis(ids, best, axis=1)
+        # Smoothed share (+1 in the denominator): one feedback moves a topic half as far as
+        # many.
+        topic_share[some] = feedback.tags[padded_rows].sum(axis=1) / (
+            counts[some].astype(np.float32)[:, None] + 1.0
+        )
+    found = np.isfinite(sims)  # a feedback paper without a usable vector matches nothing
     return np.where(found, sims, 0.0), np.where(found, which, -1), topic_share
 
 
@@ -403,7 +414,8 @@ class _Scores:
 def _scores(
     the_day: Day, readers: Sequence[Reader], feedback: FeedbackPapers, masks: _Masks
 ) -> _Scores:
-    focus = np.array([min(max(r.focus, 0.0), 1.0) for r in readers], dtype=np.float32)[:, None]
+    focus = np.clip(np.fromiter((r.focus for r in readers), dtype=np.float64), 0.0, 1.0)
+    focus = focus.astype(np.float32)[:, None]
     topic_term, best_topic = _topic_term(the_day, _topic_columns(readers, the_day))
     interests = _interests(readers, the_day.vectors.shape[1])
     text_term = _above_baseline(interests @ the_day.vectors.T, the_day.baseline)
@@ -535,9 +547,26 @@ def _selections(
         _reason(int(k % _CODES), int(k // _CODES), the_day, masks, feedback) for k in distinct
     ]
     paper_ids = the_day.paper_ids[columns].tolist()
-    entries = [[pid, list(spelled[k])] for pid, k in zip(paper_ids, which.tolist(), strict=True)]
     ends = np.cumsum(np.bincount(reader_rows, minlength=len(masks.muted))).tolist()
-    return [entries[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+    with _no_cycle_collection():
+        reasons = which.tolist()
+        entries = [[pid, list(spelled[k])] for pid, k in zip(paper_ids, reasons, strict=True)]
+        return [entries[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a chunk's selections are built. Each chunk makes
+    tens of thousands of small lists, which would run the collector many times over every
+    object of the process (it cost 20 times the building itself); these lists hold only
+    numbers and strings, so they make no cycles for it to find."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def rank_readers(
