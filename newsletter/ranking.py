@@ -30,11 +30,14 @@ The reason recorded for each chosen paper is the signal that contributed most to
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -207,28 +210,111 @@ def _above_baseline(sims: np.ndarray, baseline: float) -> np.ndarray:
     return np.clip((sims - baseline) / (1.0 - baseline), 0.0, 1.0)
 
 
+# A chunk of readers is read into arrays once; every later step is array maths over the whole
+# chunk. The per-reader fields are ragged (a few topics, a few liked papers, maybe a muted
+# keyword), so each is flattened into one list with the row it came from, and only distinct
+# values (a keyword, a name) ever touch Python code of their own.
+
+
+def _flatten(values: Sequence[Iterable]) -> tuple[list, np.ndarray]:
+    """Every reader's items in one list, and the row of the reader each came from."""
+    counts = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    return list(chain.from_iterable(values)), np.repeat(np.arange(len(values)), counts)
+
+
+def _lookup(mapping: dict[int, int], wanted: list) -> np.ndarray:
+    """mapping[w] for each wanted key, -1 where it has none."""
+    found = np.full(len(wanted), -1, dtype=np.int64)
+    if not mapping or not wanted:
+        return found
+    keys = np.fromiter(mapping.keys(), dtype=np.int64, count=len(mapping))
+    values = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
+    order = np.argsort(keys)
+    wanted_keys = np.asarray(wanted, dtype=np.int64)
+    at = order[np.minimum(np.searchsorted(keys, wanted_keys, sorter=order), len(keys) - 1)]
+    hit = keys[at] == wanted_keys
+    found[hit] = values[at[hit]]
+    return found
+
+
+def _padded(rows: np.ndarray, values: np.ndarray, count: int, fill: int, width: int) -> np.ndarray:
+    """(count, width): row r holds the values flattened from reader r, in their order, then
+    `fill`. `rows` is sorted (values were flattened reader by reader) and no reader has more
+    than `width` values."""
+    out = np.full((count, width), fill, dtype=np.int64)
+    per_row = np.bincount(rows, minlength=count)
+    starts = np.cumsum(per_row) - per_row
+    out[rows, np.arange(len(rows)) - starts[rows]] = values
+    return out
+
+
+def _topic_columns(readers: Sequence[Reader], the_day: Day) -> np.ndarray:
+    """(S, k) the day's columns of each reader's followed topics, ascending, padded with
+    column T (all zeros in `_topic_term`; affinity is never below 0, so a padding column
+    changes no maximum)."""
+    topics, rows = _flatten([r.topics for r in readers])
+    columns = _lookup({t: c for c, t in enumerate(the_day.topic_ids)}, topics)
+    known = columns >= 0
+    rows, columns = rows[known], columns[known]
+    order = np.lexsort((columns, rows))  # ascending columns: ties go to the first, as argmax
+    rows, columns = rows[order], columns[order]
+    width = max(1, int(np.bincount(rows, minlength=len(readers)).max(initial=0)))
+    return _padded(rows, columns, len(readers), len(the_day.topic_ids), width)
+
+
+def _topic_term(the_day: Day, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S, P) the best affinity among each reader's followed topics, and (S, P) the column of
+    that topic. A gather over the few followed columns rather than all T of them."""
+    padded = np.vstack([the_day.affinity.T, np.zeros((1, the_day.size), dtype=np.float32)])
+    gathered = padded[columns]  # (S, k, P)
+    best = gathered.argmax(axis=1)
+    term = np.take_along_axis(gathered, best[:, None, :], axis=1)[:, 0, :]
+    return term, np.take_along_axis(columns, best, axis=1)
+
+
+def _interests(readers: Sequence[Reader], dims: int) -> np.ndarray:
+    """(S, d) each reader's "What I work on" vector, zeros for readers who wrote none."""
+    interests = np.zeros((len(readers), dims), dtype=np.float32)
+    written = [r for r, reader in enumerate(readers) if reader.interest is not None]
+    if written:
+        interests[written] = np.stack([readers[r].interest for r in written])
+    return interests
+
+
 def _nearest(
-    readers: Sequence[Reader], attr: str, feedback: FeedbackPapers, width: int
+    readers: Sequence[Reader], attr: str, feedback: FeedbackPapers
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the reader's liked (or disliked) papers: (S, P) similarity of each paper of the
     day to the closest one and which one (an id, -1 for none), and (S, T) the share of them
-    that carry each topic."""
-    pad_row = len(feedback.sims) - 1
-    rows = np.full((len(readers), width), pad_row, dtype=np.int64)
-    ids = np.full((len(readers), width), -1, dtype=np.int64)
-    counts = np.zeros((len(readers), 1), dtype=np.float32)
-    for r, reader in enumerate(readers):
-        known = [p for p in getattr(reader, attr) if p in feedback.index][:width]
-        rows[r, : len(known)] = [feedback.index[p] for p in known]
-        ids[r, : len(known)] = known
-        counts[r] = len(known)
-    gathered = feedback.sims[rows]  # (S, width, P)
-    best = gathered.argmax(axis=1)  # (S, P)
-    sims = np.take_along_axis(gathered, best[:, None, :], axis=1)[:, 0, :]
-    which = np.take_along_axis(ids, best, axis=1)
-    # Smoothed share (+1 in the denominator): one feedback moves a topic half as far as many.
-    topic_share = feedback.tags[rows].sum(axis=1) / (counts + 1.0)
-    found = np.isfinite(sims)
+    that carry each topic. Feedback papers the day does not know are left out."""
+    paper_ids, rows = _flatten([getattr(r, attr) for r in readers])
+    feedback_rows = _lookup(feedback.index, paper_ids)
+    known = feedback_rows >= 0
+    paper_ids = np.asarray(paper_ids, dtype=np.int64)[known]
+    counts = np.bincount(rows[known], minlength=len(readers))
+    sims = np.zeros((len(readers), len(feedback.sims[0])), dtype=np.float32)
+    which = np.full(sims.shape, -1, dtype=np.int64)
+    topic_share = np.zeros((len(readers), feedback.tags.shape[1]), dtype=np.float32)
+    # Only readers with feedback the day knows are gathered: usually most readers have none.
+    some = np.nonzero(counts)[0]
+    if len(some):
+        position = np.full(len(readers), -1, dtype=np.int64)
+        position[some] = np.arange(len(some))
+        kept = position[rows[known]]
+        pad_row = len(feedback.sims) - 1  # similarity -inf: never the closest
+        width = int(counts.max())
+        padded_rows = _padded(kept, feedback_rows[known], len(some), pad_row, width)
+        ids = _padded(kept, paper_ids, len(some), -1, width)
+        gathered = feedback.sims[padded_rows]  # (readers with feedback, width, P)
+        best = gathered.argmax(axis=1)  # the first of equally close ones, in the reader's order
+        sims[some] = np.take_along_axis(gathered, best[:, None, :], axis=1)[:, 0, :]
+        which[some] = np.take_along_axis(ids, best, axis=1)
+        # Smoothed share (+1 in the denominator): one feedback moves a topic half as far as
+        # many.
+        topic_share[some] = feedback.tags[padded_rows].sum(axis=1) / (
+            counts[some].astype(np.float32)[:, None] + 1.0
+        )
+    found = np.isfinite(sims)  # a feedback paper without a usable vector matches nothing
     return np.where(found, sims, 0.0), np.where(found, which, -1), topic_share
 
 
@@ -256,78 +342,86 @@ class _Matcher:
             self._names[who] = hits
         return hits
 
+    def hits(self, values: list[str], one) -> tuple[np.ndarray, list[str]]:
+        """(len(values), P) the papers each value hits, and the distinct values in order of
+        first appearance."""
+        distinct = list(dict.fromkeys(values))
+        masks = np.stack([one(v) for v in distinct]).reshape(len(distinct), self.day.size)
+        index = {v: i for i, v in enumerate(distinct)}
+        return masks[[index[v] for v in values]], distinct
+
 
 @dataclass
-class _Chunk:
+class _Masks:
     """The per-reader masks of one chunk, (S, P) each."""
 
     muted: np.ndarray
     follows: np.ndarray
     excluded: np.ndarray
-    followed_name: list[dict[int, str]]  # per reader: paper column -> the name that matched
+    followed_name: np.ndarray  # (S, P) index in `names` of the first followed name that matched
+    names: list[str]
 
 
-def _masks(readers: Sequence[Reader], the_day: Day, matcher: _Matcher) -> _Chunk:
+def _masks(readers: Sequence[Reader], the_day: Day, matcher: _Matcher) -> _Masks:
     shape = (len(readers), the_day.size)
-    chunk = _Chunk(
+    masks = _Masks(
         muted=np.zeros(shape, dtype=bool),
         follows=np.zeros(shape, dtype=bool),
         excluded=np.zeros(shape, dtype=bool),
-        followed_name=[{} for _ in readers],
+        followed_name=np.full(shape, -1, dtype=np.int64),
+        names=[],
     )
-    column = {int(pid): i for i, pid in enumerate(the_day.paper_ids)}
-    for r, reader in enumerate(readers):
-        for word in reader.muted:
-            chunk.muted[r] |= matcher.keyword(word)
-        for who in reader.follows:
-            hits = matcher.name(who)
-            if hits.any():
-                chunk.follows[r] |= hits
-                for col in np.nonzero(hits)[0]:
-                    chunk.followed_name[r].setdefault(int(col), who)
-        for pid in reader.exclude:
-            col = column.get(pid)
-            if col is not None:
-                chunk.excluded[r, col] = True
-    return chunk
+    words, rows = _flatten([r.muted for r in readers])
+    if words:
+        hit, col = np.nonzero(matcher.hits(words, matcher.keyword)[0])
+        masks.muted[rows[hit], col] = True
+    _mark_follows(masks, readers, matcher)
+    excluded, rows = _flatten([r.exclude for r in readers])
+    columns = _lookup({int(pid): c for c, pid in enumerate(the_day.paper_ids)}, excluded)
+    known = columns >= 0
+    masks.excluded[rows[known], columns[known]] = True
+    return masks
 
 
-def rank_readers(
-    the_day: Day,
-    readers: Sequence[Reader],
-    feedback: FeedbackPapers,
-    *,
-    fallback_to_top: bool = False,
-) -> list[Selection]:
-    """The selection for each reader of a chunk, in the readers' order. Keep chunks to a few
-    thousand readers: the work arrays are (readers x papers x topics) and (readers x feedback
-    papers kept x papers)."""
-    if not readers:
-        return []
-    if the_day.size == 0:
-        return [[] for _ in readers]
-    matcher = _Matcher(the_day)
-    chunk = _masks(readers, the_day, matcher)
-    topic_column = {t: c for c, t in enumerate(the_day.topic_ids)}
-    followed = np.zeros((len(readers), len(the_day.topic_ids)), dtype=bool)
-    interests = np.zeros((len(readers), the_day.vectors.shape[1]), dtype=np.float32)
-    for r, reader in enumerate(readers):
-        for t in reader.topics:
-            if t in topic_column:
-                followed[r, topic_column[t]] = True
-        if reader.interest is not None:
-            interests[r] = reader.interest
-    focus = np.array([min(max(r.focus, 0.0), 1.0) for r in readers], dtype=np.float32)[:, None]
+def _mark_follows(masks: _Masks, readers: Sequence[Reader], matcher: _Matcher) -> None:
+    """Papers by a followed name, and for each the reader's first name (in their order) that
+    matched it, the one the reason shows."""
+    names, rows = _flatten([r.follows for r in readers])
+    if not names:
+        return
+    hits, masks.names = matcher.hits(names, matcher.name)
+    index = {v: i for i, v in enumerate(masks.names)}
+    hit, col = np.nonzero(hits)  # by reader, then by the reader's order of names
+    cell = rows[hit] * masks.follows.shape[1] + col
+    first = np.unique(cell, return_index=True)[1]  # the first name that hit each (reader, paper)
+    reader, col = rows[hit[first]], col[first]
+    masks.follows[reader, col] = True
+    masks.followed_name[reader, col] = [index[names[h]] for h in hit[first]]
 
-    # Topic term: the best affinity among followed topics, and which topic that is.
-    per_topic = np.where(followed[:, None, :], the_day.affinity[None, :, :], 0.0)  # (S, P, T)
-    best_topic = per_topic.argmax(axis=2)
-    topic_term = np.take_along_axis(per_topic, best_topic[:, :, None], axis=2)[:, :, 0]
+
+@dataclass
+class _Scores:
+    """A chunk's scores and what they are made of, (S, P) unless noted."""
+
+    score: np.ndarray
+    eligible: np.ndarray
+    relevance_parts: np.ndarray  # (3, S, P): topic, text, liked, each weighted by 1 - focus
+    trending_part: np.ndarray  # popularity weighted by focus
+    best_topic: np.ndarray  # column of the followed topic that scored
+    liked_which: np.ndarray  # the closest liked paper's id, -1 for none
+
+
+def _scores(
+    the_day: Day, readers: Sequence[Reader], feedback: FeedbackPapers, masks: _Masks
+) -> _Scores:
+    focus = np.clip(np.fromiter((r.focus for r in readers), dtype=np.float64), 0.0, 1.0)
+    focus = focus.astype(np.float32)[:, None]
+    topic_term, best_topic = _topic_term(the_day, _topic_columns(readers, the_day))
+    interests = _interests(readers, the_day.vectors.shape[1])
     text_term = _above_baseline(interests @ the_day.vectors.T, the_day.baseline)
     text_term[~interests.any(axis=1)] = 0.0
-    width = max(1, max(len(r.liked) for r in readers), max(len(r.disliked) for r in readers))
-    liked_sim, liked_which, liked_topics = _nearest(readers, "liked", feedback, width)
-    disliked_sim, _, disliked_topics = _nearest(readers, "disliked", feedback, width)
+    liked_sim, liked_which, liked_topics = _nearest(readers, "liked", feedback)
+    disliked_sim, _, disliked_topics = _nearest(readers, "disliked", feedback)
     liked_term = _above_baseline(liked_sim, the_day.baseline)
     # "Less like this" teaches topics too: the topics of disliked papers push the day's papers
     # of those topics down, more the more of the dislikes carry them. (The same pull for likes
@@ -339,89 +433,184 @@ def rank_readers(
 
     parts = np.stack([TOPIC * topic_term, TEXT * text_term, LIKED * liked_term])  # (3, S, P)
     relevance = parts.sum(axis=0) - DISLIKED * disliked_term
-    score = (1.0 - focus) * relevance + focus * the_day.popularity[None, :]
     eligible = relevance >= THRESHOLD * (1.0 - focus)
-    eligible |= chunk.follows | the_day.pinned[None, :]
-    eligible &= ~chunk.muted & ~chunk.excluded
+    eligible |= masks.follows | the_day.pinned[None, :]
+    eligible &= ~masks.muted & ~masks.excluded
+    return _Scores(
+        score=(1.0 - focus) * relevance + focus * the_day.popularity[None, :],
+        eligible=eligible,
+        # Popularity's share of the score, to compare with each relevance part's share.
+        relevance_parts=(1.0 - focus)[None, :, :] * parts,
+        trending_part=focus * the_day.popularity[None, :],
+        best_topic=best_topic,
+        liked_which=liked_which,
+    )
 
-    # Order: pinned (in the editor's order), then followed authors, then score.
-    key = score + 10.0 * chunk.follows
+
+def _ordering(the_day: Day, scores: _Scores, masks: _Masks) -> np.ndarray:
+    """(S, P) each reader's columns best first: pinned (in the editor's order), then followed
+    authors, then score; papers that are not eligible last."""
+    key = scores.score + 10.0 * masks.follows
     key = np.where(the_day.pinned[None, :], 100.0 - the_day.order[None, :] * 1e-3, key)
-    key = np.where(eligible, key, -np.inf)
-    ordering = np.argsort(-key, axis=1, kind="stable")
-
-    # Popularity's share of the score, to compare with each relevance part's share.
-    trending_part = focus * the_day.popularity[None, :]
-    relevance_parts = (1.0 - focus)[None, :, :] * parts
-
-    why = _Why(the_day, chunk, relevance_parts, trending_part, best_topic, liked_which, feedback)
-    selections: list[Selection] = []
-    for r, reader in enumerate(readers):
-        picked = _pick(ordering[r], eligible[r], the_day.groups, reader.limit)
-        if not picked and fallback_to_top:
-            allowed = ~chunk.muted[r] & ~chunk.excluded[r]
-            by_votes = np.argsort(-the_day.popularity, kind="stable")
-            picked = [int(c) for c in by_votes if allowed[c]][: reader.limit]
-            selections.append([[int(the_day.paper_ids[c]), [TRENDING]] for c in picked])
-            continue
-        selections.append([[int(the_day.paper_ids[c]), why.reason(r, c)] for c in picked])
-    return selections
+    key = np.where(scores.eligible, key, -np.inf)
+    return np.argsort(-key, axis=1, kind="stable")
 
 
-@dataclass(frozen=True)
-class _Why:
-    """What a chunk's scores say about why each picked paper is there."""
-
-    the_day: Day
-    chunk: _Chunk
-    relevance_parts: np.ndarray  # (3, S, P): topic, text, liked, each weighted by 1 - focus
-    trending_part: np.ndarray  # (S, P): popularity weighted by focus
-    best_topic: np.ndarray  # (S, P): column of the followed topic that scored
-    liked_which: np.ndarray  # (S, P): the closest liked paper's id, -1 for none
-    feedback: FeedbackPapers
-
-    def reason(self, r: int, c: int) -> list:
-        if self.the_day.pinned[c]:
-            return [PINNED]
-        if self.chunk.follows[r, c]:
-            who = self.chunk.followed_name[r][c]
-            return [AUTHOR, self.the_day.display.get(who, who)]
-        return _reason(
-            self.relevance_parts[:, r, c],
-            float(self.trending_part[r, c]),
-            self.the_day.topic_ids[self.best_topic[r, c]],
-            int(self.liked_which[r, c]),
-            self.feedback.titles,
-        )
+def _picked(
+    ordering: np.ndarray, eligible: np.ndarray, groups: np.ndarray, limit: np.ndarray
+) -> np.ndarray:
+    """(S, P) over each reader's ordering: which places make the email. Going down the order,
+    a paper is taken while eligible, unless its near-duplicate group already has PER_GROUP
+    places, until `limit` papers are taken."""
+    # Everything from the first paper that is not eligible on is out (ineligible papers sort
+    # last; a paper whose score is not a number sorts after them and stays out too).
+    taken = np.logical_and.accumulate(np.take_along_axis(eligible, ordering, axis=1), axis=1)
+    group_of = groups[ordering]
+    ids, sizes = np.unique(groups, return_counts=True)
+    for group in ids[sizes > PER_GROUP]:  # only groups that can overflow: usually none
+        members = taken & (group_of == group)
+        taken &= ~(members & (np.cumsum(members, axis=1) > PER_GROUP))
+    return taken & (np.cumsum(taken, axis=1) <= limit[:, None])
 
 
-def _pick(ordering: np.ndarray, eligible: np.ndarray, groups: np.ndarray, limit: int) -> list:
-    picked: list[int] = []
-    per_group: dict[int, int] = {}
-    for c in ordering:
-        if not eligible[c] or len(picked) >= limit:
-            break
-        group = int(groups[c])
-        if per_group.get(group, 0) >= PER_GROUP:
-            continue
-        per_group[group] = per_group.get(group, 0) + 1
-        picked.append(int(c))
-    return picked
+def _top_by_votes(the_day: Day, masks: _Masks, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fallback for a reader nothing matches: (P,) the day's columns most upvoted first,
+    and (S, P) over that order which places each reader gets (never muted or already sent)."""
+    by_votes = np.argsort(-the_day.popularity, kind="stable")
+    allowed = (~masks.muted & ~masks.excluded)[:, by_votes]
+    return by_votes, allowed & (np.cumsum(allowed, axis=1) <= limit[:, None])
+
+
+# Reason codes as numbers while they are arrays; a reason's argument is a second number (the
+# index of the followed name, the topic's column, the liked paper's id), 0 when it has none.
+_PINNED, _AUTHOR, _TOPIC, _TEXT, _LIKED, _TRENDING = range(6)
+_CODES = 6
+
+
+def _reason_codes(the_day: Day, scores: _Scores, masks: _Masks, r: np.ndarray, c: np.ndarray):
+    """(code, argument) for each chosen (reader, column): pinned, then followed author, then
+    the signal that contributed most to the paper's score."""
+    topic, text, liked = scores.relevance_parts[:, r, c]
+    trending = scores.trending_part[r, c]
+    liked_id = scores.liked_which[r, c]
+    best = np.maximum(np.maximum(topic, text), np.maximum(liked, trending))
+    by_liked = (best == liked) & (liked_id >= 0)
+    code = np.select(
+        [
+            the_day.pinned[c],
+            masks.follows[r, c],
+            (best <= 0.0) | (best == trending),
+            by_liked,
+            best == text,
+        ],
+        [_PINNED, _AUTHOR, _TRENDING, _LIKED, _TEXT],
+        _TOPIC,
+    )
+    argument = np.select(
+        [code == _AUTHOR, code == _TOPIC, code == _LIKED],
+        [masks.followed_name[r, c], scores.best_topic[r, c], liked_id],
+        0,
+    )
+    return code, argument
 
 
 def _reason(
-    parts: np.ndarray, trending: float, topic_id: int, liked_id: int, titles: dict[int, str]
-) -> list:
-    """The signal that contributed most to a paper's score."""
-    topic, text, liked = (float(p) for p in parts)
-    best = max(topic, text, liked, trending)
-    if best <= 0.0 or best == trending:
-        return [TRENDING]
-    if best == liked and liked_id >= 0:
-        return [LIKED_REASON, liked_id, titles.get(liked_id, "")]
-    if best == text:
-        return [TEXT_REASON]
-    return [TOPIC_REASON, topic_id]
+    code: int, argument: int, the_day: Day, masks: _Masks, feedback: FeedbackPapers
+) -> tuple:
+    if code == _PINNED:
+        return (PINNED,)
+    if code == _AUTHOR:
+        who = masks.names[argument]
+        return (AUTHOR, the_day.display.get(who, who))
+    if code == _TOPIC:
+        return (TOPIC_REASON, the_day.topic_ids[argument])
+    if code == _TEXT:
+        return (TEXT_REASON,)
+    if code == _LIKED:
+        return (LIKED_REASON, argument, feedback.titles.get(argument, ""))
+    return (TRENDING,)
+
+
+def _selections(
+    columns: np.ndarray,
+    reader_rows: np.ndarray,
+    code: np.ndarray,
+    argument: np.ndarray,
+    context: tuple[Day, _Masks, FeedbackPapers],
+) -> list[Selection]:
+    """The chosen (reader, column) pairs, reader by reader and best first, as selections. A
+    chunk has few distinct reasons: each is spelled once and copied into every entry that has
+    it (copied, so that no two entries share a list)."""
+    the_day, masks, feedback = context
+    distinct, which = np.unique(argument * _CODES + code, return_inverse=True)
+    spelled = [
+        _reason(int(k % _CODES), int(k // _CODES), the_day, masks, feedback) for k in distinct
+    ]
+    paper_ids = the_day.paper_ids[columns].tolist()
+    ends = np.cumsum(np.bincount(reader_rows, minlength=len(masks.muted))).tolist()
+    with _no_cycle_collection():
+        reasons = which.tolist()
+        entries = [[pid, list(spelled[k])] for pid, k in zip(paper_ids, reasons, strict=True)]
+        return [entries[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a chunk's selections are built. Each chunk makes
+    tens of thousands of small lists, which would run the collector many times over every
+    object of the process (it cost 20 times the building itself); these lists hold only
+    numbers and strings, so they make no cycles for it to find."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def rank_readers(
+    the_day: Day,
+    readers: Sequence[Reader],
+    feedback: FeedbackPapers,
+    *,
+    fallback_to_top: bool = False,
+) -> list[Selection]:
+    """The selection for each reader of a chunk, in the readers' order. Keep chunks to a few
+    thousand readers: the work arrays are (readers x papers x followed topics) and (readers x
+    feedback papers kept x papers)."""
+    return _rank_chunk(the_day, readers, feedback, fallback_to_top, _Matcher(the_day))
+
+
+def _rank_chunk(
+    the_day: Day,
+    readers: Sequence[Reader],
+    feedback: FeedbackPapers,
+    fallback_to_top: bool,
+    matcher: _Matcher,
+) -> list[Selection]:
+    if not readers:
+        return []
+    if the_day.size == 0:
+        return [[] for _ in readers]
+    masks = _masks(readers, the_day, matcher)
+    scores = _scores(the_day, readers, feedback, masks)
+    ordering = _ordering(the_day, scores, masks)
+    # A negative limit takes nothing, like 0.
+    limit = np.array([max(r.limit, 0) for r in readers], dtype=np.int64)
+    taken = _picked(ordering, scores.eligible, the_day.groups, limit)
+    fallback = np.zeros(len(readers), dtype=bool)
+    if fallback_to_top:
+        fallback = ~taken.any(axis=1)
+        by_votes, top = _top_by_votes(the_day, masks, limit)
+        ordering = np.where(fallback[:, None], by_votes[None, :], ordering)
+        taken = np.where(fallback[:, None], top, taken)
+    r, place = np.nonzero(taken)
+    c = ordering[r, place]
+    code, argument = _reason_codes(the_day, scores, masks, r, c)
+    code[fallback[r]] = _TRENDING  # the fallback says only that these are the day's top
+    argument[fallback[r]] = 0
+    return _selections(c, r, code, argument, (the_day, masks, feedback))
 
 
 def rank_all(
@@ -434,19 +623,24 @@ def rank_all(
 ) -> Iterator[tuple[int, Selection]]:
     """(subscriber id, selection) for every reader, scored a chunk at a time so memory stays
     flat however many readers there are."""
+    matcher = _Matcher(the_day)  # a keyword or name is matched once for the whole run
     batch: list[Reader] = []
     for reader in readers:
         batch.append(reader)
         if len(batch) >= chunk_size:
-            yield from _rank_batch(the_day, batch, feedback, fallback_to_top)
+            yield from _rank_batch(the_day, batch, feedback, fallback_to_top, matcher)
             batch = []
     if batch:
-        yield from _rank_batch(the_day, batch, feedback, fallback_to_top)
+        yield from _rank_batch(the_day, batch, feedback, fallback_to_top, matcher)
 
 
 def _rank_batch(
-    the_day: Day, batch: list[Reader], feedback: FeedbackPapers, fallback_to_top: bool
+    the_day: Day,
+    batch: list[Reader],
+    feedback: FeedbackPapers,
+    fallback_to_top: bool,
+    matcher: _Matcher,
 ) -> Iterator[tuple[int, Selection]]:
-    selections = rank_readers(the_day, batch, feedback, fallback_to_top=fallback_to_top)
+    selections = _rank_chunk(the_day, batch, feedback, fallback_to_top, matcher)
     for reader, selection in zip(batch, selections, strict=True):
         yield reader.subscriber_id, selection
