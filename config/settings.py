@@ -228,7 +228,6 @@ if ANYMAIL_ESP:
         EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = smtp_settings()
         EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=EMAIL_PORT == 587)
         EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=EMAIL_PORT == 465)
-        EMAIL_TIMEOUT = 30
     # Mailgun signs its webhooks with a key of its own (its "HTTP webhook signing key");
     # without one Anymail checks signatures against the API key.
     ANYMAIL_WEBHOOK_SIGNING_KEY = env_str("ANYMAIL_WEBHOOK_SIGNING_KEY", default="")
@@ -281,6 +280,7 @@ DIGEST_RETRY_BACKOFF_SECONDS = env_int("DIGEST_RETRY_BACKOFF_SECONDS", default=5
 DIGEST_CLAIM_LEASE_SECONDS = env_int("DIGEST_CLAIM_LEASE_SECONDS", default=600, minimum=1)
 ANYMAIL_TIMEOUT_SECONDS = env_int("ANYMAIL_TIMEOUT_SECONDS", default=30, minimum=1)
 ANYMAIL["REQUESTS_TIMEOUT"] = ANYMAIL_TIMEOUT_SECONDS
+EMAIL_TIMEOUT = ANYMAIL_TIMEOUT_SECONDS  # SMTP: the same bound the claim lease relies on
 # How long after our client gave up the provider may still accept a call (its own processing
 # time). Only once a call is older than the timeout plus this margin does "the provider's
 # search does not have it" mean it was not taken, so the lease must be longer than both.
