@@ -99,3 +99,20 @@ def accepted_messages(claim: str) -> dict[str, str] | None:
     except (httpx.HTTPError, ValueError, KeyError):
         logger.exception("could not ask Postmark which messages of claim %s it accepted", claim)
         return None
+
+
+def crash_recovery_note() -> str:
+    """What happens to a send a worker died in the middle of, with the configured provider
+    (shown to editors beside an issue's statistics)."""
+    name = provider_name()
+    if name == "outbox":
+        return "outbox (development): every message is written to var/outbox/"
+    if provider().message_search_page:
+        return (
+            f"{name}: after a worker dies mid-send, {name} is asked which messages it accepted; "
+            "the rest are sent again"
+        )
+    return (
+        f"{name} cannot say which messages it accepted when a worker dies mid-send: those "
+        "deliveries are marked unknown, never re-sent; check them in the provider's own log"
+    )
