@@ -25,6 +25,7 @@ from config.env import (
     env_time_zone,
     env_url,
 )
+from config.mail_providers import provider_settings, smtp_settings
 from config.schedules import schedules_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -199,13 +200,21 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", default="Paperboy <digest@pap
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_OUTBOX_DIR = PAPERBOY_VAR_DIR / "outbox"
 
-# Providers the digest can go through, and the setting that carries each one's key. The
-# digest fills per-recipient links into the body, which these do without provider-side
-# templates (Postmark through newsletter/backends.py).
+# Providers the digest can go through, and the setting that carries each one's key (None:
+# no key; Amazon SES takes AWS credentials the AWS way, SMTP its EMAIL_HOST_* settings). The
+# digest fills per-recipient links into the body, which Postmark (newsletter/backends.py),
+# Mailgun and SendGrid do on their side and the others get one filled copy per recipient
+# (newsletter/providers.py says which).
 ANYMAIL_ESP_KEYS = {
     "postmark": "POSTMARK_SERVER_TOKEN",
     "mailgun": "MAILGUN_API_KEY",
     "sendgrid": "SENDGRID_API_KEY",
+    "resend": "RESEND_API_KEY",
+    "brevo": "BREVO_API_KEY",
+    "mailjet": "MAILJET_API_KEY",
+    "sparkpost": "SPARKPOST_API_KEY",
+    "amazon_ses": None,
+    "smtp": None,
 }
 ANYMAIL_ESP = env_choice("ANYMAIL_ESP", default="", choices=ANYMAIL_ESP_KEYS, fold=str.lower)
 ANYMAIL: dict[str, object] = {
@@ -214,20 +223,11 @@ ANYMAIL: dict[str, object] = {
     "SENDGRID_MERGE_FIELD_FORMAT": "{{{{{}}}}}",
 }
 if ANYMAIL_ESP:
-    EMAIL_BACKEND = (
-        # Postmark's batch API with merge fields filled in the bodies (see newsletter/backends.py)
-        "newsletter.backends.PostmarkBatchEmailBackend"
-        if ANYMAIL_ESP == "postmark"
-        else f"anymail.backends.{ANYMAIL_ESP}.EmailBackend"
-    )
-    key_setting = ANYMAIL_ESP_KEYS[ANYMAIL_ESP]
-    ANYMAIL[key_setting] = env_str("ANYMAIL_API_KEY", default="")
-    if not ANYMAIL[key_setting]:
-        raise ImproperlyConfigured(f"ANYMAIL_API_KEY is required for {ANYMAIL_ESP}")
-    # Points the backend at another endpoint (a regional one, or the local fake provider).
-    ANYMAIL_API_URL = env_url("ANYMAIL_API_URL", default="", schemes={"http", "https"})
-    if ANYMAIL_API_URL:
-        ANYMAIL[f"{ANYMAIL_ESP.upper()}_API_URL"] = ANYMAIL_API_URL
+    EMAIL_BACKEND, ANYMAIL_API_URL = provider_settings(ANYMAIL_ESP, ANYMAIL_ESP_KEYS, ANYMAIL)
+    if ANYMAIL_ESP == "smtp":
+        EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = smtp_settings()
+        EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=EMAIL_PORT == 587)
+        EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=EMAIL_PORT == 465)
     # Mailgun signs its webhooks with a key of its own (its "HTTP webhook signing key");
     # without one Anymail checks signatures against the API key.
     ANYMAIL_WEBHOOK_SIGNING_KEY = env_str("ANYMAIL_WEBHOOK_SIGNING_KEY", default="")
@@ -280,6 +280,7 @@ DIGEST_RETRY_BACKOFF_SECONDS = env_int("DIGEST_RETRY_BACKOFF_SECONDS", default=5
 DIGEST_CLAIM_LEASE_SECONDS = env_int("DIGEST_CLAIM_LEASE_SECONDS", default=600, minimum=1)
 ANYMAIL_TIMEOUT_SECONDS = env_int("ANYMAIL_TIMEOUT_SECONDS", default=30, minimum=1)
 ANYMAIL["REQUESTS_TIMEOUT"] = ANYMAIL_TIMEOUT_SECONDS
+EMAIL_TIMEOUT = ANYMAIL_TIMEOUT_SECONDS  # SMTP: the same bound the claim lease relies on
 # How long after our client gave up the provider may still accept a call (its own processing
 # time). Only once a call is older than the timeout plus this margin does "the provider's
 # search does not have it" mean it was not taken, so the lease must be longer than both.

@@ -20,7 +20,7 @@ from digests.admin import BatchEntryInline, IngestRunInline
 from digests.admin import DailyBatchAdmin as CurationBatchAdmin
 from digests.models import DailyBatch
 from digests.services import batch_unapprove
-from newsletter import charts
+from newsletter import charts, providers
 from newsletter.models import Delivery, Issue, TrackingEvent
 from newsletter.selectors import (
     STAT_COUNTS,
@@ -298,6 +298,7 @@ class IssueAdmin(admin.ModelAdmin):
         "skipped_count",
         "content_count",
         "stats",
+        "provider",
     ]
     actions = ["cancel"]
     change_list_template = "admin/newsletter/issue/change_list.html"
@@ -314,6 +315,10 @@ class IssueAdmin(admin.ModelAdmin):
     @admin.display(description="date", ordering="batch__date")
     def batch_date(self, issue: Issue):
         return issue.batch.date
+
+    @admin.display(description="provider")
+    def provider(self, issue: Issue) -> str:
+        return providers.crash_recovery_note()
 
     @admin.display(description="deliveries")
     def stats(self, issue: Issue) -> str:

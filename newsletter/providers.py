@@ -24,6 +24,10 @@ class Provider:
     batch_limit: int  # recipients per API call, as the provider documents it
     merge_field_format: str = "{{{{{}}}}}"  # str.format pattern of a body merge field: {{name}}
     message_search_page: int = 0  # messages per page of its outbound search; 0: cannot search
+    # Whether one call carries per-recipient merge fields for bodies rendered here. Where it
+    # cannot, each recipient gets a copy with the fields filled in, one call per copy
+    # (newsletter/services/single_sends.py), over one reused connection.
+    merges: bool = True
 
 
 PROVIDERS = {
@@ -31,6 +35,17 @@ PROVIDERS = {
     "postmark": Provider(batch_limit=500, message_search_page=500),
     "mailgun": Provider(batch_limit=1000, merge_field_format="%recipient.{}%"),
     "sendgrid": Provider(batch_limit=1000),
+    # One copy per recipient (merge fields filled here): Resend and Amazon SES only merge into
+    # their own stored templates, and Anymail's Brevo, Mailjet and SparkPost merge data needs
+    # the provider's template language in the body. The batch limit is then only how many rows
+    # one claim holds. None of them can search sent mail by our metadata, so a claim whose
+    # worker died mid-call is marked "unknown" for an operator, never re-sent blindly.
+    "amazon_ses": Provider(batch_limit=50, merges=False),
+    "resend": Provider(batch_limit=100, merges=False),
+    "brevo": Provider(batch_limit=100, merges=False),
+    "mailjet": Provider(batch_limit=100, merges=False),
+    "sparkpost": Provider(batch_limit=100, merges=False),
+    "smtp": Provider(batch_limit=100, merges=False),
 }
 # The local outbox has no limit, but takes Postmark's so development sends in the same shape as
 # production.
@@ -84,3 +99,20 @@ def accepted_messages(claim: str) -> dict[str, str] | None:
     except (httpx.HTTPError, ValueError, KeyError):
         logger.exception("could not ask Postmark which messages of claim %s it accepted", claim)
         return None
+
+
+def crash_recovery_note() -> str:
+    """What happens to a send a worker died in the middle of, with the configured provider
+    (shown to editors beside an issue's statistics)."""
+    name = provider_name()
+    if name == "outbox":
+        return "outbox (development): every message is written to var/outbox/"
+    if provider().message_search_page:
+        return (
+            f"{name}: after a worker dies mid-send, {name} is asked which messages it accepted; "
+            "the rest are sent again"
+        )
+    return (
+        f"{name} cannot say which messages it accepted when a worker dies mid-send: those "
+        "deliveries are marked unknown, never re-sent; check them in the provider's own log"
+    )

@@ -26,9 +26,14 @@ from anymail.exceptions import (
     AnymailError,
     AnymailWebhookValidationFailure,
 )
+from anymail.webhooks.amazon_ses import AmazonSESTrackingWebhookView
+from anymail.webhooks.brevo import BrevoTrackingWebhookView
 from anymail.webhooks.mailgun import MailgunTrackingWebhookView
+from anymail.webhooks.mailjet import MailjetTrackingWebhookView
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
+from anymail.webhooks.resend import ResendTrackingWebhookView
 from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
+from anymail.webhooks.sparkpost import SparkPostTrackingWebhookView
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
@@ -129,6 +134,13 @@ TRACKING_VIEWS = {
     "postmark": _guarded(PostmarkTrackingWebhookView),
     "mailgun": _guarded(MailgunTrackingWebhookView),
     "sendgrid": _guarded(SendGridTrackingWebhookView, batched=True),
+    # Anymail parses these providers' payloads whole (SparkPost's and Mailjet's batches too), so
+    # one malformed event there refuses the payload (400) rather than only itself.
+    "resend": _guarded(ResendTrackingWebhookView),
+    "brevo": _guarded(BrevoTrackingWebhookView),
+    "mailjet": _guarded(MailjetTrackingWebhookView),
+    "sparkpost": _guarded(SparkPostTrackingWebhookView),
+    "amazon_ses": _guarded(AmazonSESTrackingWebhookView),
 }
 
 
@@ -136,6 +148,6 @@ TRACKING_VIEWS = {
 @login_not_required
 def tracking_webhook(request: HttpRequest, esp: str) -> HttpResponse:
     """The configured provider's tracking webhook; 404 for any other provider."""
-    if not settings.ANYMAIL_ESP or esp != settings.ANYMAIL_ESP:
+    if not settings.ANYMAIL_ESP or esp != settings.ANYMAIL_ESP or esp not in TRACKING_VIEWS:
         raise Http404("no tracking webhook for this provider")
     return TRACKING_VIEWS[esp](request)

@@ -42,6 +42,7 @@ from newsletter.composition import (
 from newsletter.models import Delivery, Issue, IssueContent
 from newsletter.rendering import IssueRenderer
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
+from newsletter.services.single_sends import chunk_single
 from subscriptions.addresses import email_problem
 from subscriptions.links import preferences_url, unsubscribe_url
 from subscriptions.selectors import subscribers_sendable
@@ -537,6 +538,8 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
         digest_message(renderer, group, selection=selections[group[0].content_key], claim=claim)
         for group in groups
     ]
+    if not providers.provider().merges:
+        groups, messages = chunk_single(groups, messages)
     handed, settled = _chunk_send(
         _Chunk(claim=claim, groups=groups, messages=messages, attempts=rows[0].attempts)
     )

@@ -123,6 +123,17 @@ def _mailgun(event) -> str | None:
     return None
 
 
+def _resend(event) -> str | None:
+    # Resend's bounce carries Amazon SES's classification: "Transient" (a full mailbox, a
+    # deferral) says nothing lasting; "Permanent" and "Undetermined" do, as does a send it
+    # suppressed itself (no bounce object: it has one from an earlier bounce or complaint).
+    data = _raw(event).get("data")
+    bounce = data.get("bounce") if isinstance(data, dict) else None
+    if isinstance(bounce, dict) and bounce.get("type") == "Transient":
+        return None
+    return Reason.BOUNCED
+
+
 def _normalized_only(event) -> str | None:
     # A provider without a rule of its own: Anymail's "bounced" and "rejected" as permanent.
     return Reason.BOUNCED
@@ -132,6 +143,7 @@ PERMANENCE: dict[str, Callable[[object], str | None]] = {
     "postmark": _postmark,
     "sendgrid": _sendgrid,
     "mailgun": _mailgun,
+    "resend": _resend,
 }
 
 

@@ -118,3 +118,20 @@ def test_the_chart_scales_to_round_numbers_and_escapes_labels():
     assert ">10</text>" in svg  # 7 rounds the axis up to 10
     points = re.search(r'points="([^"]+)"', svg).group(1).split()
     assert len(points) == 3
+
+
+@pytest.mark.parametrize(
+    ("esp", "says"),
+    [
+        ("postmark", b"postmark is asked which messages it accepted"),
+        ("resend", b"resend cannot say which messages it accepted"),
+        ("smtp", b"marked unknown, never re-sent"),
+    ],
+)
+def test_the_issue_page_says_what_a_crash_mid_send_leaves(
+    editor_client, sent_issue, settings, esp, says
+):
+    issue, _ = sent_issue
+    settings.ANYMAIL_ESP = esp
+    detail = editor_client.get(f"/admin/newsletter/issue/{issue.pk}/change/")
+    assert says in detail.content

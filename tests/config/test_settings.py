@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import runpy
 from pathlib import Path
 
@@ -24,6 +25,16 @@ VARIABLES = [
     "ANYMAIL_API_URL",
     "ANYMAIL_WEBHOOK_SECRET",
     "ANYMAIL_WEBHOOK_SIGNING_KEY",
+    "ANYMAIL_API_SECRET",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AMAZON_SES_CONFIGURATION_SET",
+    "EMAIL_HOST",
+    "EMAIL_PORT",
+    "EMAIL_HOST_USER",
+    "EMAIL_HOST_PASSWORD",
+    "EMAIL_USE_TLS",
+    "EMAIL_USE_SSL",
     "DEFAULT_FROM_EMAIL",
     "TIME_ZONE",
     "LOG_LEVEL",
@@ -147,8 +158,11 @@ def test_it_folds_the_case_of_names_it_knows(load):
         ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"ANYMAIL_ESP": "pigeon"}, "ANYMAIL_ESP"),
-        ({"ANYMAIL_ESP": "amazon_ses", "ANYMAIL_API_KEY": "k"}, "ANYMAIL_ESP"),
         ({"ANYMAIL_ESP": "postmark"}, "ANYMAIL_API_KEY"),
+        ({"ANYMAIL_ESP": "resend"}, "ANYMAIL_API_KEY is required for resend"),
+        ({"ANYMAIL_ESP": "mailjet", "ANYMAIL_API_KEY": "k"}, "ANYMAIL_API_SECRET"),
+        ({"ANYMAIL_ESP": "smtp"}, "EMAIL_HOST is required for smtp"),
+        ({"ANYMAIL_ESP": "smtp", "EMAIL_HOST": "mx", "EMAIL_PORT": "x"}, "EMAIL_PORT"),
         ({"CLEAR_SESSIONS_CRON": "every day"}, "CLEAR_SESSIONS_CRON"),
         ({"CLEAR_SESSIONS_CRON": "99 3 * * *"}, "CLEAR_SESSIONS_CRON"),
         ({"CELERY_TASK_TIME_LIMIT": "soon"}, "CELERY_TASK_TIME_LIMIT"),
@@ -187,3 +201,42 @@ def test_it_passes_mailguns_webhook_signing_key_to_anymail(load):
         "MAILGUN_WEBHOOK_SIGNING_KEY"
         not in load(ANYMAIL_ESP="mailgun", ANYMAIL_API_KEY="k")["ANYMAIL"]
     )
+
+
+def test_amazon_ses_needs_boto3_and_a_region(load):
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        load(ANYMAIL_ESP="amazon_ses")
+    if importlib.util.find_spec("boto3") is None:
+        assert str(excinfo.value).startswith("ANYMAIL_ESP=amazon_ses needs boto3")
+    else:
+        assert str(excinfo.value).startswith("AWS_REGION is required for amazon_ses")
+        s = load(ANYMAIL_ESP="amazon_ses", AWS_REGION="eu-west-1", ANYMAIL_API_URL="http://f/")
+        assert s["ANYMAIL"]["AMAZON_SES_CLIENT_PARAMS"] == {
+            "region_name": "eu-west-1",
+            "endpoint_url": "http://f/",
+        }
+
+
+@pytest.mark.parametrize(
+    ("esp", "key_setting"),
+    [("resend", "RESEND_API_KEY"), ("brevo", "BREVO_API_KEY"), ("sparkpost", "SPARKPOST_API_KEY")],
+)
+def test_each_api_provider_gets_its_key_and_endpoint(load, esp, key_setting):
+    s = load(ANYMAIL_ESP=esp, ANYMAIL_API_KEY="k", ANYMAIL_API_URL="http://127.0.0.1:9/")
+    assert s["EMAIL_BACKEND"] == f"anymail.backends.{esp}.EmailBackend"
+    assert s["ANYMAIL"][key_setting] == "k"
+    assert s["ANYMAIL"][f"{esp.upper()}_API_URL"] == "http://127.0.0.1:9/"
+
+
+def test_mailjet_gets_its_secret(load):
+    s = load(ANYMAIL_ESP="mailjet", ANYMAIL_API_KEY="k", ANYMAIL_API_SECRET="s")
+    assert (s["ANYMAIL"]["MAILJET_API_KEY"], s["ANYMAIL"]["MAILJET_SECRET_KEY"]) == ("k", "s")
+
+
+def test_smtp_reads_the_mail_server(load):
+    s = load(ANYMAIL_ESP="smtp", EMAIL_HOST="mail.example.org", EMAIL_HOST_USER="u")
+    assert s["EMAIL_BACKEND"] == "newsletter.smtp.SmtpEmailBackend"
+    server = (s["EMAIL_HOST"], s["EMAIL_PORT"], s["EMAIL_HOST_USER"])
+    assert server == ("mail.example.org", 587, "u")
+    assert (s["EMAIL_USE_TLS"], s["EMAIL_USE_SSL"]) == (True, False)
+    assert load(ANYMAIL_ESP="smtp", EMAIL_HOST="mx", EMAIL_PORT="465")["EMAIL_USE_SSL"] is True

@@ -235,4 +235,13 @@ def test_it_serves_only_the_configured_providers_tracking_url(client, settings, 
 
 
 def test_every_provider_the_settings_accept_has_a_tracking_view(settings):
-    assert set(TRACKING_VIEWS) == set(settings.ANYMAIL_ESP_KEYS)
+    # SMTP has no events to post: a mail server answers at send time, bounces come by mail.
+    assert set(TRACKING_VIEWS) == set(settings.ANYMAIL_ESP_KEYS) - {"smtp"}
+
+
+def test_smtp_has_no_tracking_webhook(client, settings):
+    settings.ANYMAIL_ESP = "smtp"
+    assert (
+        client.post("/anymail/smtp/tracking/", "{}", content_type="application/json").status_code
+        == 404
+    )

@@ -1,0 +1,126 @@
+"""A local stand-in for Brevo's transactional send API (v3), written from its documented shapes.
+
+``POST /v3/smtp/email`` with an ``api-key`` header and a JSON body of sender/to/subject/
+htmlContent/textContent/headers answers 201 ``{"messageId": "<...@smtp-relay.mailin.fr>"}``.
+Errors are ``{"code": ..., "message": ...}``: 401 ``unauthorized`` (key not found), 400
+``invalid_parameter`` (a bad address; Brevo also answers 400 for a blocked contact), 429 with
+the ``x-sib-ratelimit-limit/-remaining/-reset`` headers, 500. Brevo's event log cannot be
+searched by our metadata, so the fake has no search either.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+API_KEY = "xkeysib-test"
+
+
+@dataclass
+class FakeBrevoState:
+    api_key: str = API_KEY
+    messages: list[dict] = field(default_factory=list)  # accepted bodies, with "_id"
+    blocked: set[str] = field(default_factory=set)  # addresses answered 400
+    failures: list[int] = field(default_factory=list)  # statuses for the next calls
+    calls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, *statuses: int) -> None:
+        with self.lock:
+            self.failures.extend(statuses)
+
+    def recipients(self) -> list[str]:
+        with self.lock:
+            return [to["email"] for m in self.messages for to in m["to"]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        state: FakeBrevoState = self.server.state
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with state.lock:
+            state.calls += 1
+            failure = state.failures.pop(0) if state.failures else None
+        if self.path.rstrip("/") != "/v3/smtp/email":
+            return self._reply(404, {"code": "not_found", "message": "Invalid route"})
+        if self.headers.get("api-key") != state.api_key:
+            return self._reply(401, {"code": "unauthorized", "message": "Key not found"})
+        if failure == 429:
+            limits = {
+                "x-sib-ratelimit-limit": "10",
+                "x-sib-ratelimit-remaining": "0",
+                "x-sib-ratelimit-reset": "1",
+            }
+            return self._reply(429, {"code": "too_many_requests", "message": "slow down"}, limits)
+        if failure:
+            return self._reply(failure, {"code": "internal_error", "message": "error"})
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return self._reply(400, {"code": "bad_request", "message": "Invalid JSON"})
+        problem = self._check(message, state)
+        if problem:
+            return self._reply(400, {"code": "invalid_parameter", "message": problem})
+        message_id = f"<{uuid.uuid4().hex}@smtp-relay.mailin.fr>"
+        with state.lock:
+            state.messages.append({**message, "_id": message_id})
+        self._reply(201, {"messageId": message_id})
+
+    @staticmethod
+    def _check(message: object, state: FakeBrevoState) -> str | None:
+        if not isinstance(message, dict):
+            return "body must be an object"
+        if not (isinstance(message.get("sender"), dict) and message["sender"].get("email")):
+            return "sender is missing"
+        if not message.get("subject"):
+            return "subject is missing"
+        if not (message.get("htmlContent") or message.get("textContent")):
+            return "htmlContent or textContent is missing"
+        for to in message.get("to") or [{}]:
+            address = to.get("email", "")
+            if "@" not in address:
+                return "email is not valid in to"
+            if address.lower() in state.blocked:
+                return f"{address} is blocked"
+        return None
+
+
+class FakeBrevo:
+    """``with FakeBrevo() as fake:`` serves on ``fake.url`` (the v3 base) until the block ends."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.state = FakeBrevoState()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server.daemon_threads = True
+        self._server.state = self.state
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v3/"
+
+    def __enter__(self) -> FakeBrevo:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,136 @@
+"""A local stand-in for Mailjet's Send API v3.1, written from its documented shapes.
+
+``POST /v3.1/send`` (basic auth, API key and secret) with ``{"Globals": {...}, "Messages":
+[{From, To, Subject, TextPart, HTMLPart, Headers, EventPayload}]}`` (each message inherits
+Globals) answers 200 with ``{"Messages": [{"Status": "success", "To": [{"Email",
+"MessageUUID", "MessageID", "MessageHref"}]}]}``. A message Mailjet will not send makes the
+answer 400 with that message's ``{"Status": "error", "Errors": [{"ErrorCode": "mj-00xx",
+"StatusCode": 400, "ErrorMessage", "ErrorRelatedTo"}]}``; a bad key is 401 with
+``{"ErrorMessage", "StatusCode": 401}``; too many calls 429 with Retry-After; 500. Mailjet's
+message API cannot be searched by our metadata, so the fake has no search.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+API_KEY, SECRET_KEY = "mj-key", "mj-secret"
+
+
+@dataclass
+class FakeMailjetState:
+    credentials: tuple[str, str] = (API_KEY, SECRET_KEY)
+    messages: list[dict] = field(default_factory=list)  # accepted, Globals merged in, "_id"
+    blocked: set[str] = field(default_factory=set)  # recipients whose message is refused
+    failures: list[int] = field(default_factory=list)
+    next_id: int = 288230376151711744
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, *statuses: int) -> None:
+        with self.lock:
+            self.failures.extend(statuses)
+
+    def recipients(self) -> list[str]:
+        with self.lock:
+            return [to["Email"] for m in self.messages for to in m["To"]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorized(self, state: FakeMailjetState) -> bool:
+        expected = base64.b64encode(":".join(state.credentials).encode()).decode()
+        return self.headers.get("Authorization") == f"Basic {expected}"
+
+    def do_POST(self) -> None:
+        state: FakeMailjetState = self.server.state
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with state.lock:
+            failure = state.failures.pop(0) if state.failures else None
+        if self.path.rstrip("/") != "/v3.1/send":
+            return self._reply(404, {"ErrorMessage": "Object not found", "StatusCode": 404})
+        if not self._authorized(state):
+            message = "API key authentication/authorization failure. You may be unauthorized"
+            return self._reply(401, {"ErrorInfo": "", "ErrorMessage": message, "StatusCode": 401})
+        if failure == 429:
+            body = {"ErrorInfo": "", "ErrorMessage": "Too many requests", "StatusCode": 429}
+            return self._reply(429, body, {"Retry-After": "1"})
+        if failure:
+            return self._reply(failure, {"ErrorMessage": "Internal error", "StatusCode": failure})
+        try:
+            body = json.loads(raw)
+            messages = [{**body.get("Globals", {}), **m} for m in body["Messages"]]
+        except (ValueError, KeyError, TypeError):
+            return self._reply(400, {"ErrorMessage": "Invalid JSON", "StatusCode": 400})
+        results = [self._one(state, message) for message in messages]
+        ok = all(r["Status"] == "success" for r in results)
+        self._reply(200 if ok else 400, {"Messages": results})
+
+    @staticmethod
+    def _one(state: FakeMailjetState, message: dict) -> dict:
+        to = message.get("To") or []
+        refused = [t["Email"] for t in to if t.get("Email", "").lower() in state.blocked]
+        if refused or not to or not message.get("From"):
+            error = {
+                "ErrorIdentifier": str(uuid.uuid4()),
+                "ErrorCode": "mj-0013",
+                "StatusCode": 400,
+                "ErrorMessage": f'"{refused[0] if refused else ""}" is an invalid email address.',
+                "ErrorRelatedTo": ["To[0].Email"],
+            }
+            return {"Status": "error", "Errors": [error]}
+        answered = []
+        with state.lock:
+            for recipient in to:
+                state.next_id += 1
+                answered.append(
+                    {
+                        "Email": recipient["Email"],
+                        "MessageUUID": str(uuid.uuid4()),
+                        "MessageID": state.next_id,
+                        "MessageHref": f"https://api.mailjet.com/v3/REST/message/{state.next_id}",
+                    }
+                )
+            state.messages.append({**message, "_id": str(answered[0]["MessageID"])})
+        return {"Status": "success", "CustomID": "", "To": answered, "Cc": [], "Bcc": []}
+
+
+class FakeMailjet:
+    """``with FakeMailjet() as fake:`` serves on ``fake.url`` (the v3.1 base)."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.state = FakeMailjetState()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server.daemon_threads = True
+        self._server.state = self.state
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v3.1/"
+
+    def __enter__(self) -> FakeMailjet:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,114 @@
+"""A tiny SMTP server that keeps what it is sent, for tests and local runs of ANYMAIL_ESP=smtp.
+
+Python 3.12 dropped ``smtpd`` and aiosmtpd is not a dependency, so this speaks the few
+commands Django's SMTP backend uses (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) over a
+threaded socket server. It can refuse chosen recipients at RCPT (550), answer the next
+messages with a temporary or permanent failure, and drop the connection after taking a
+message without answering (the "did it take it?" case).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socketserver
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FakeSmtpState:
+    messages: list[dict] = field(default_factory=list)  # {"from", "to", "message"}
+    refused: set[str] = field(default_factory=set)  # recipients answered 550 at RCPT
+    failures: list[str] = field(default_factory=list)  # replies to the next MAIL commands
+    drop_after_data: int = 0  # messages to keep and then hang up on instead of answering
+    connections: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def recipients(self) -> list[str]:
+        with self.lock:
+            return [to for m in self.messages for to in m["to"]]
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def _say(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self) -> None:
+        state: FakeSmtpState = self.server.state
+        with state.lock:
+            state.connections += 1
+        self._say("220 fake-smtp ready")
+        sender, recipients = None, []
+        while line := self.rfile.readline():
+            command = line.decode("utf-8", "replace").strip()
+            verb = command[:4].upper()
+            if verb in {"EHLO", "HELO"}:
+                self._say("250 fake-smtp")
+            elif verb == "MAIL":
+                with state.lock:
+                    failure = state.failures.pop(0) if state.failures else None
+                if failure:
+                    self._say(failure)
+                    continue
+                sender, recipients = command.split(":", 1)[1].strip(" <>"), []
+                self._say("250 OK")
+            elif verb == "RCPT":
+                address = command.split(":", 1)[1].strip(" <>")
+                if address.lower() in state.refused:
+                    self._say("550 5.1.1 mailbox unavailable")
+                else:
+                    recipients.append(address)
+                    self._say("250 OK")
+            elif verb == "DATA":
+                if not (sender and recipients):
+                    self._say("503 5.5.1 need MAIL and RCPT first")
+                    continue
+                self._say("354 end with <CRLF>.<CRLF>")
+                if not self._take(state, sender, recipients):
+                    return  # hung up without an answer
+                sender, recipients = None, []
+            elif verb == "RSET":
+                sender, recipients = None, []
+                self._say("250 OK")
+            elif verb == "NOOP":
+                self._say("250 OK")
+            elif verb == "QUIT":
+                self._say("221 bye")
+                return
+            else:
+                self._say("502 5.5.2 command not implemented")
+
+    def _take(self, state: FakeSmtpState, sender: str, recipients: list[str]) -> bool:
+        lines = []
+        while (line := self.rfile.readline()) not in (b".\r\n", b".\n", b""):
+            lines.append(line[1:] if line.startswith(b"..") else line)
+        message = email.message_from_bytes(b"".join(lines), policy=email.policy.default)
+        with state.lock:
+            state.messages.append({"from": sender, "to": recipients, "message": message})
+            drop = state.drop_after_data > 0
+            state.drop_after_data -= drop
+        if drop:
+            return False
+        self._say("250 OK queued")
+        return True
+
+
+class FakeSmtp:
+    """``with FakeSmtp() as smtp:`` listens on 127.0.0.1:<smtp.port> until the block ends."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.state = FakeSmtpState()
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", port), _Handler)
+        self._server.daemon_threads = True
+        self._server.state = self.state
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeSmtp:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

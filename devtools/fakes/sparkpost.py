@@ -1,0 +1,122 @@
+"""A local stand-in for SparkPost's Transmissions API, written from its documented shapes.
+
+``POST /api/v1/transmissions`` (``Authorization: <key>``) with recipients, content (from,
+subject, html, text, headers) and metadata answers 200 ``{"results": {"id": ...,
+"total_accepted_recipients": n, "total_rejected_recipients": 0}}``. Errors are
+``{"errors": [{"message": ..., "code": ..., "description": ...}]}``: 401 (key), 420 when a
+recipient is on the account's suppression list (code 1902, "Message generation rejected"),
+429 "Too many requests" with Retry-After, 500. SparkPost's message events can be searched,
+but only for hours later and not by our metadata at send time, so Paperboy does not ask it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+API_KEY = "sparkpost-test-key"
+
+
+@dataclass
+class FakeSparkPostState:
+    api_key: str = API_KEY
+    transmissions: list[dict] = field(default_factory=list)  # accepted bodies, with "_id"
+    suppressed: set[str] = field(default_factory=set)  # recipients answered 420
+    failures: list[int] = field(default_factory=list)  # statuses for the next calls
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, *statuses: int) -> None:
+        with self.lock:
+            self.failures.extend(statuses)
+
+    def recipients(self) -> list[str]:
+        with self.lock:
+            return [r["address"]["email"] for t in self.transmissions for r in t["recipients"]]
+
+
+def _errors(message: str, code: str, description: str = "") -> dict:
+    return {"errors": [{"message": message, "code": code, "description": description}]}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        state: FakeSparkPostState = self.server.state
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with state.lock:
+            failure = state.failures.pop(0) if state.failures else None
+        if self.path.rstrip("/") != "/api/v1/transmissions":
+            return self._reply(404, _errors("resource not found", "1600"))
+        if self.headers.get("Authorization") != state.api_key:
+            return self._reply(401, _errors("Unauthorized.", "1000"))
+        if failure == 429:
+            return self._reply(429, _errors("Too many requests", "1300"), {"Retry-After": "1"})
+        if failure:
+            return self._reply(failure, _errors("Internal error", "1500"))
+        try:
+            body = json.loads(raw)
+            recipients = [r["address"]["email"] for r in body["recipients"]]
+            content = body["content"]
+        except (ValueError, KeyError, TypeError):
+            return self._reply(422, _errors("invalid data format/type", "1300"))
+        if not (content.get("from") and content.get("subject")):
+            return self._reply(422, _errors("required field is missing", "1400"))
+        blocked = [r for r in recipients if r.lower() in state.suppressed]
+        if blocked and len(blocked) == len(recipients):
+            return self._reply(
+                420,
+                _errors(
+                    "Message generation rejected",
+                    "1902",
+                    f"recipient address was suppressed due to customer policy: {blocked[0]}",
+                ),
+            )
+        transmission_id = str(uuid.uuid4().int)[:18]
+        with state.lock:
+            state.transmissions.append({**body, "_id": transmission_id})
+        results = {
+            "id": transmission_id,
+            "total_accepted_recipients": len(recipients),
+            "total_rejected_recipients": 0,
+        }
+        self._reply(200, {"results": results})
+
+
+class FakeSparkPost:
+    """``with FakeSparkPost() as fake:`` serves on ``fake.url`` (the v1 base)."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.state = FakeSparkPostState()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server.daemon_threads = True
+        self._server.state = self.state
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/v1/"
+
+    def __enter__(self) -> FakeSparkPost:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

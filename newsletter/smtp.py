@@ -1,0 +1,99 @@
+"""Sending through the operator's own mail server, answered the way the Anymail backends answer.
+
+Django's SMTP backend sends a list of messages over one connection (kept open for the whole
+chunk), but raises smtplib's errors and records nothing per recipient. The send code decides
+what an answer means from Anymail's vocabulary (newsletter/services/sending.py,
+``send_outcome``), so this backend translates:
+
+- accepted: each recipient the server took is "sent", with the Message-ID we generated (SMTP
+  gives no id of its own); recipients refused at RCPT are "rejected", the others still go.
+- a 4xx reply or a server that cannot be reached before the message is handed over: certainly
+  not taken, retried later (reported as the HTTP 503 of the API providers).
+- a connection lost while the message was being handed over: the server may have taken it, so
+  the outcome is unknown and it is never re-sent blindly.
+- any other 5xx reply: refused for good.
+
+An SMTP server cannot be asked afterwards what it took, so a crashed claim's rows are marked
+"unknown" for an operator to settle (README, "Providers").
+"""
+
+from __future__ import annotations
+
+import smtplib
+
+from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
+from anymail.message import AnymailRecipientStatus
+from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
+from django.core.mail.message import make_msgid, sanitize_address
+
+from newsletter.composition import addr_spec
+
+TEMPORARY = 503  # what a temporary SMTP failure is reported as
+
+
+class SmtpOutcomeUnknown(AnymailRequestsAPIError):
+    """The connection broke while the server had the message: it may have been taken.
+    (A status-less requests error is what the send code reads as "unknown".)"""
+
+
+class SmtpEmailBackend(DjangoSmtpBackend):
+    esp_name = "SMTP"  # named in the errors raised, as Anymail's backends are
+
+    def open(self):
+        try:
+            return super().open()
+        except (OSError, smtplib.SMTPException) as error:
+            raise AnymailAPIError(
+                f"SMTP server unreachable: {error}", status_code=TEMPORARY, backend=self
+            ) from error
+
+    def _send(self, email_message) -> bool:
+        if not email_message.recipients():
+            return False
+        metadata = getattr(email_message, "metadata", None) or {}
+        # What the provider APIs carry as metadata goes into headers, for the server's logs.
+        for name in ("issue", "claim", "delivery"):
+            if metadata.get(name):
+                email_message.extra_headers[f"X-Paperboy-{name.capitalize()}"] = metadata[name]
+        message_id = email_message.extra_headers.setdefault("Message-ID", make_msgid())
+        try:
+            refused = self._sendmail(email_message)
+        except smtplib.SMTPRecipientsRefused as error:
+            refused = error.recipients
+        except smtplib.SMTPResponseException as error:
+            raise AnymailAPIError(
+                f"SMTP server answered {error.smtp_code}: {error.smtp_error!r}",
+                status_code=TEMPORARY if 400 <= error.smtp_code < 500 else None,
+                email_message=email_message,
+                backend=self,
+            ) from error
+        except (smtplib.SMTPServerDisconnected, OSError) as error:  # timeouts included
+            self.connection = None  # reopened for the next message
+            raise SmtpOutcomeUnknown(
+                f"SMTP connection lost while sending: {error}",
+                email_message=email_message,
+                backend=self,
+            ) from error
+        refused = {addr_spec(str(a)).lower() for a in refused}
+        status = getattr(email_message, "anymail_status", None)
+        if status is not None:
+            status.set_recipient_status(
+                {
+                    addr_spec(r): AnymailRecipientStatus(
+                        message_id=None if addr_spec(r).lower() in refused else message_id,
+                        status="rejected" if addr_spec(r).lower() in refused else "sent",
+                    )
+                    for r in email_message.recipients()
+                }
+            )
+        return len(refused) < len(email_message.recipients())
+
+    def _sendmail(self, email_message) -> dict:
+        """Django's own _send, returning the recipients the server refused at RCPT."""
+        if self.connection is None:
+            self.open()
+        encoding = email_message.encoding or "utf-8"
+        from_email = sanitize_address(email_message.from_email, encoding)
+        recipients = [sanitize_address(a, encoding) for a in email_message.recipients()]
+        message = email_message.message()
+        return self.connection.sendmail(from_email, recipients, message.as_bytes(linesep="\r\n"))
