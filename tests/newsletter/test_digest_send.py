@@ -277,3 +277,13 @@ def test_it_previews_byte_for_byte_what_the_subscriber_receives(day_batch, setti
     assert received["Subject"] == preview.subject
     assert received["List-Unsubscribe"].strip() == preview.headers["List-Unsubscribe"]
     assert unsubscribe_url(reader) in preview.html
+
+
+def test_its_plan_keys_contents_as_the_ranking_does():
+    import json
+
+    from newsletter.ranking import content_key
+    from newsletter.services.planning import content_key_of_text
+
+    for selection in ([[1, []]], [[7, ["topic", 3]], [2, ["liked", 9, "Caf\u00e9 \u201cx\u201d"]]]):
+        assert content_key_of_text(json.dumps(selection)) == content_key(selection)
