@@ -12,10 +12,11 @@ What Anymail cannot do, and this backend adds:
   ``/email/batch`` calls of up to Postmark's batch limit and gives each message its own slice
   of the answer. At 10k subscribers that was 2,212 HTTP calls for 20 chunks; now 20.
 
-It overrides Anymail internals in three more places, each for a measured per-recipient cost
+It overrides Anymail internals in four more places, each for a measured per-recipient cost
 (the figures are the benchmark's, 100k subscribers against the fake Postmark): request bodies
-encoded by orjson, bare addresses split without the RFC 5322 parser, and plainly accepted
-batch answers read without parsing their addresses again (each method says what it saved).
+encoded by orjson, bare addresses split without the RFC 5322 parser, the sender parsed once,
+and plainly accepted batch answers read without parsing their addresses again (each function
+says what it saved).
 Tests compare the last two with Anymail's own parsing. The hooks used (``PostmarkPayload``'s
 ``base_message_attrs``, ``serialize_json``, ``data_for_recipient``; the backend's
 ``parse_recipient_status``, ``run_pre_send``/``run_post_send``, ``raise_for_status``,
@@ -68,9 +69,35 @@ def recipients_parse(addresses, field: str | None = None) -> list[EmailAddress]:
     return parse_address_list(addresses, field=field)
 
 
+def sender_parse(addresses, field: str | None = None) -> list[EmailAddress]:
+    """Anymail's ``parse_address_list`` for the From address, parsed once per sender string.
+
+    Every message of a send has the same From ("Paperboy <digest@...>"), and its display
+    name sends it through the RFC 5322 parser: with every selection distinct that is one
+    parse per email, 0.19 ms, a fifth of the time Anymail spends building a message's payload
+    (in-process profile of 4,000 distinct emails). EmailAddress is immutable, so the parsed
+    list is shared, copied for each message; errors are raised as Anymail raises them.
+    """
+    if isinstance(addresses, str):
+        return list(_sender_parsed(addresses, field))
+    return parse_address_list(addresses, field=field)
+
+
+@functools.lru_cache(maxsize=16)
+def _sender_parsed(address: str, field: str | None) -> tuple[EmailAddress, ...]:
+    return tuple(parse_address_list(address, field=field))
+
+
+_CONVERTERS = {"to": recipients_parse, "from_email": sender_parse}
+
+
 class PostmarkBatchPayload(PostmarkPayload):
     base_message_attrs = tuple(
-        (attr, combiner, functools.partial(recipients_parse, field=attr) if attr == "to" else conv)
+        (
+            attr,
+            combiner,
+            functools.partial(_CONVERTERS[attr], field=attr) if attr in _CONVERTERS else conv,
+        )
         for attr, combiner, conv in PostmarkPayload.base_message_attrs
     )
 
@@ -184,7 +211,7 @@ class PostmarkBatchEmailBackend(PostmarkBackend):
                 self.close()
 
     def _send_shared(self, email_messages) -> int:
-        sent = 0
+        sent = shared = 0  # shared: copies in `call`, counted as they come (not re-added)
         call: list[tuple[object, PostmarkBatchPayload, list[dict]]] = []
         for message in email_messages:
             message.anymail_status = AnymailStatus()
@@ -193,17 +220,17 @@ class PostmarkBatchEmailBackend(PostmarkBackend):
             payload = self.build_message_payload(message, self.send_defaults)
             if payload.get_api_endpoint() != BATCH_ENDPOINT:
                 sent += self._post_shared(call)
-                call = []
+                call, shared = [], 0
                 self._finish(message, payload, self.post_to_esp(payload, message))
                 sent += 1
                 continue
             copies = payload.batch_copies()
-            shared = sum(len(c) for _, _, c in call)
             other_token = call and payload.server_token != call[0][1].server_token
             if call and (shared + len(copies) > BATCH_LIMIT or other_token):
                 sent += self._post_shared(call)
-                call = []
+                call, shared = [], 0
             call.append((message, payload, copies))
+            shared += len(copies)
         return sent + self._post_shared(call)
 
     def _post_shared(self, call: list[tuple[object, PostmarkBatchPayload, list[dict]]]) -> int:

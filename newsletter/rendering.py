@@ -4,7 +4,12 @@ A subscriber's email is the issue's shell (header, footer) around the blocks of 
 papers. Blocks and the shell are rendered and CSS-inlined once per issue; assembling an email
 is string joining, cached by content: the templates leave placeholders that are filled here
 (their spellings, and why, are in ``newsletter.composition``). What differs per person
-(unsubscribe and preference links) is left as merge fields, filled in per recipient.
+(unsubscribe, preference and feedback links) is left as merge fields, filled in per recipient.
+
+With every selection distinct, an email is assembled for nearly every recipient, so the work
+per email is kept to joining cached pieces: each paper's block with its reason is rendered,
+turned to ASCII and split around its merge fields once per issue (per reason it is shown
+with), and so is the shell; an email only adds its subject, preheader and intro.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from django.utils.text import Truncator
 from digests.models import BatchEntry, DailyBatch, Topic
 from newsletter import ranking
 from newsletter.composition import (
+    FEEDBACK_URL,
     INTRO,
     LESS,
     MORE,
@@ -35,10 +41,12 @@ from newsletter.composition import (
     REASON_TEXT,
     TEMPLATE_PLACEHOLDERS,
     UNSUBSCRIBE_URL,
-    feedback_field,
+    MergeBody,
     merge_field,
+    merge_join,
+    merge_split,
 )
-from subscriptions.links import FeedbackLinks
+from subscriptions.links import FeedbackLinks, feedback_path
 
 CSS_TEMPLATE = "newsletter/email/digest.css"
 SUMMARY_CHARS = 480  # keeps ten papers well under Gmail's 102 KB clipping limit
@@ -46,13 +54,14 @@ SUBJECT_TITLE_CHARS = 90
 REASON_TOPICS = 2  # topics named in "Because you follow ..."; more become "and N more"
 LIKED_TITLE_CHARS = 70  # "Because you liked <title>": long titles cut
 CONTENTS_CACHED = 256  # rendered emails an IssueRenderer keeps (about 10 MB)
+BLOCKS_CACHED = 4096  # (paper, reason) blocks an IssueRenderer keeps (about 3 KB each)
 
 
 @dataclass(frozen=True)
 class RenderedDigest:
     subject: str
-    html: str
-    text: str
+    html: MergeBody
+    text: MergeBody
 
 
 def archive_url(day: date) -> str:
@@ -104,10 +113,14 @@ class IssueRenderer:
         # of thousands of distinct contents, and chunks come in content order, so a worker
         # needs only the few it is on.
         self._contents: OrderedDict[str, RenderedDigest] = OrderedDict()
+        # Each paper's block with a reason filled in, ready to join: (html, text) split around
+        # their merge fields, the HTML as ASCII. By (paper id, reason's words).
+        self._reasoned: dict[tuple[int, str], tuple[MergeBody, MergeBody]] = {}
+        self._subject_titles: dict[int, str] = {}
 
     @cached_property
     def feedback_links(self) -> FeedbackLinks:
-        """Signs the recipients' feedback links; one per renderer (it derives its key once)."""
+        """Signs the recipients' feedback tokens; one per renderer (it derives its key once)."""
         return FeedbackLinks()
 
     @cached_property
@@ -141,9 +154,9 @@ class IssueRenderer:
                 "summary": Truncator(paper.ai_summary or paper.abstract).chars(SUMMARY_CHARS),
                 "links": _links(paper),
                 "placeholder": TEMPLATE_PLACEHOLDERS,
-                # Merge fields, filled per recipient: their own signed feedback links.
-                "more_field": merge_field(feedback_field(paper_id, MORE)),
-                "less_field": merge_field(feedback_field(paper_id, LESS)),
+                # A merge field, filled per recipient with their signed feedback base URL.
+                "more_field": merge_field(FEEDBACK_URL) + feedback_path(paper_id, MORE),
+                "less_field": merge_field(FEEDBACK_URL) + feedback_path(paper_id, LESS),
             }
             # Each block is a whole <table>: parsed alone, bare <tr>/<td> tags would be dropped.
             block_html = css_inline.inline_fragment(
@@ -183,6 +196,34 @@ class IssueRenderer:
         more = f" and {len(names) - REASON_TOPICS} more" if len(names) > REASON_TOPICS else ""
         return f"Because you follow {shown}{more}"
 
+    @cached_property
+    def _shell_pieces(self) -> tuple[list[MergeBody], list[MergeBody]]:
+        """The shells cut at their placeholders, each cut piece ASCII (HTML) and split around
+        its merge fields; between the pieces go preheader, intro, papers (HTML) and intro,
+        papers (text)."""
+        shell_html, shell_text = self._shells
+        html_cuts = _cut(shell_html, (PREHEADER, INTRO, PAPERS_HTML))
+        text_cuts = _cut(shell_text, (INTRO, PAPERS_TEXT))
+        return (
+            [merge_split(_ascii_html(cut)) for cut in html_cuts],
+            [merge_split(cut) for cut in text_cuts],
+        )
+
+    def _reasoned_block(self, paper_id: int, reason: str):
+        """The paper's (html, text) block with this reason, ready to join."""
+        key = (paper_id, reason)
+        block = self._reasoned.get(key)
+        if block is None:
+            if len(self._reasoned) >= BLOCKS_CACHED:
+                self._reasoned.clear()  # many liked titles as reasons: start over, stay small
+            block_html, block_text = self._blocks[paper_id]
+            reason_html = self._reason_html.replace(REASON_TEXT, html.escape(reason), 1)
+            block = self._reasoned[key] = (
+                merge_split(_ascii_html(block_html.replace(REASON, reason_html, 1))),
+                merge_split(block_text.replace(REASON, f"[{reason}]\n").strip() + "\n"),
+            )
+        return block
+
     def render(self, selection: list[list], content_key: str = "") -> RenderedDigest:
         """The email for one selection ([[paper_id, reason], ...]); cached by content_key."""
         if content_key and content_key in self._contents:
@@ -191,28 +232,30 @@ class IssueRenderer:
         chosen = [(pid, reason) for pid, reason in selection if pid in self.papers]
         if not chosen:
             raise ValueError("a digest needs at least one visible paper")
-        html_parts, text_parts = [], []
+        html_blocks: list[MergeBody] = []
+        text_blocks: list[MergeBody] = []
         for paper_id, why in chosen:
-            block_html, block_text = self._blocks[paper_id]
-            reason = self._reason(why)
-            reason_html = self._reason_html.replace(REASON_TEXT, html.escape(reason), 1)
-            html_parts.append(block_html.replace(REASON, reason_html, 1))
-            text_parts.append(block_text.replace(REASON, f"[{reason}]\n"))
+            block_html, block_text = self._reasoned_block(paper_id, self._reason(why))
+            html_blocks += (block_html, _NEWLINE)
+            text_blocks += (block_text, _PARAGRAPH)
         titles = [self.papers[pid].title for pid, _ in chosen]
-        subject = self._subject(titles)
         preheader = " · ".join(titles[1:4]) or titles[0]
         intro = f"{len(chosen)} trending paper{'s' if len(chosen) != 1 else ''} picked for you."
-        shell_html, shell_text = self._shells
+        (h_start, h_preheader, h_intro, h_end), (t_start, t_intro, t_end) = self._shell_pieces
         rendered = RenderedDigest(
-            subject=subject,
-            html=_ascii_html(
-                shell_html.replace(PREHEADER, html.escape(preheader), 1)
-                .replace(INTRO, html.escape(intro), 1)
-                .replace(PAPERS_HTML, "\n".join(html_parts), 1)
+            subject=self._subject(chosen[0][0], len(chosen)),
+            html=merge_join(
+                [
+                    h_start,
+                    merge_split(_ascii_html(html.escape(preheader))),
+                    h_preheader,
+                    merge_split(_ascii_html(html.escape(intro))),
+                    h_intro,
+                    *html_blocks[:-1],
+                    h_end,
+                ]
             ),
-            text=shell_text.replace(INTRO, intro, 1).replace(
-                PAPERS_TEXT, "\n\n".join(part.strip() + "\n" for part in text_parts), 1
-            ),
+            text=merge_join([t_start, merge_split(intro), t_intro, *text_blocks[:-1], t_end]),
         )
         if content_key:
             self._contents[content_key] = rendered
@@ -220,9 +263,30 @@ class IssueRenderer:
                 self._contents.popitem(last=False)
         return rendered
 
-    def _subject(self, titles: list[str]) -> str:
+    def _subject(self, top_paper_id: int, papers: int) -> str:
         # "Tue 12 Mar: <top title> + 9 more". Titles are stored without CR/LF or control
-        # characters, so nothing from upstream can add a header line.
-        top = Truncator(" ".join(titles[0].split())).chars(SUBJECT_TITLE_CHARS)
-        more = f" + {len(titles) - 1} more" if len(titles) > 1 else ""
+        # characters, so nothing from upstream can add a header line. The cut title is kept
+        # per paper: Truncator took a third of the time of assembling an email.
+        top = self._subject_titles.get(top_paper_id)
+        if top is None:
+            title = self.papers[top_paper_id].title
+            top = Truncator(" ".join(title.split())).chars(SUBJECT_TITLE_CHARS)
+            self._subject_titles[top_paper_id] = top
+        more = f" + {papers - 1} more" if papers > 1 else ""
         return f"{self.batch.date:%a %-d %b}: {top}{more}"
+
+
+_NEWLINE = merge_split("\n")  # between two HTML blocks
+_PARAGRAPH = merge_split("\n\n")  # between two text blocks
+
+
+def _cut(shell: str, placeholders: tuple[str, ...]) -> list[str]:
+    """The shell's text before, between and after its placeholders, which must each appear
+    once and in this order (the templates are ours: a changed template fails loudly here)."""
+    cuts, rest = [], shell
+    for placeholder in placeholders:
+        if rest.count(placeholder) != 1 or shell.count(placeholder) != 1:
+            raise ValueError(f"the email shell must hold {placeholder} once, after the others")
+        before, rest = rest.split(placeholder)
+        cuts.append(before)
+    return [*cuts, rest]

@@ -30,7 +30,15 @@ urlpatterns = [
     path("p/<str:token>/reset", views.preferences_reset, name="preferences-reset"),
     path("p/<str:token>/export", views.preferences_export, name="preferences-export"),
     path("p/<str:token>/erase", views.preferences_erase, name="preferences-erase"),
-    # Short: a digest carries two of these for every paper.
+    # Short: a digest carries two of these for every paper. The reader's token, then the paper
+    # and the vote (subscriptions.links says why they need no signature of their own).
+    path("f/<str:token>/<int:paper_id>/<str:vote>", views.feedback, name="feedback-vote"),
+    path(
+        "f/<str:token>/<int:paper_id>/<str:vote>/undo",
+        views.feedback_undo,
+        name="feedback-vote-undo",
+    ),
+    # One signed token per link, as digests carried them before; read until they expire.
     path("f/<str:token>/", views.feedback, name="feedback"),
     path("f/<str:token>/undo", views.feedback_undo, name="feedback-undo"),
 ]

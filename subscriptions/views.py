@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -27,7 +28,9 @@ from subscriptions.links import (
     TokenExpired,
     TokenInvalid,
     confirm_token_read,
+    feedback_reader_token_read,
     feedback_token_read,
+    feedback_vote_read,
     key_token_read,
     preferences_url,
 )
@@ -354,13 +357,35 @@ def preferences_erase(request: HttpRequest, subscriber: Subscriber, token: str) 
 # --- 👍/👎 feedback links ----------------------------------------------------------------------
 
 
+def _feedback_read(token: str, paper_id: int | None, vote: str | None) -> tuple[str, int, int]:
+    """(subscriber key, paper id, value) of a feedback link: a reader token with the paper and
+    vote in the path, or (digests sent before reader tokens) one signed token per link."""
+    if paper_id is None:
+        return feedback_token_read(token)
+    value = feedback_vote_read(vote or "")
+    return feedback_reader_token_read(token), paper_id, value
+
+
+def _feedback_form_urls(token: str, paper_id: int | None, vote: str | None) -> dict[str, str]:
+    """Where the page's forms post: the link's own URL and its undo, in the link's form."""
+    if paper_id is None:
+        args: list = [token]
+        names = ("subscriptions:feedback", "subscriptions:feedback-undo")
+    else:
+        args = [token, paper_id, vote]
+        names = ("subscriptions:feedback-vote", "subscriptions:feedback-vote-undo")
+    return {"record_url": reverse(names[0], args=args), "undo_url": reverse(names[1], args=args)}
+
+
 def _with_feedback(view: Callable) -> Callable:
-    """Resolve a feedback token to (subscriber, paper, value), or answer 400/404/410."""
+    """Resolve a feedback link to (subscriber, paper, value), or answer 400/404/410."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, token: str) -> HttpResponse:
+    def wrapper(
+        request: HttpRequest, token: str, paper_id: int | None = None, vote: str | None = None
+    ) -> HttpResponse:
         try:
-            key, paper_id, value = feedback_token_read(token)
+            key, paper_id_read, value = _feedback_read(token, paper_id, vote)
         except TokenExpired:
             return _problem(
                 request,
@@ -374,7 +399,7 @@ def _with_feedback(view: Callable) -> Callable:
         subscriber = Subscriber.objects.filter(key=key).first()
         if subscriber is None:
             return _gone(request)
-        paper = Paper.objects.filter(pk=paper_id).only("title", "hf_url").first()
+        paper = Paper.objects.filter(pk=paper_id_read).only("title", "hf_url").first()
         if paper is None:
             return _problem(
                 request,
@@ -382,17 +407,20 @@ def _with_feedback(view: Callable) -> Callable:
                 "It was removed after the digest was sent, so there is nothing to rate.",
                 404,
             )
-        return view(request, subscriber, paper, Feedback.Value(value), token=token)
+        urls = _feedback_form_urls(token, paper_id, vote)
+        return view(request, subscriber, paper, Feedback.Value(value), urls=urls)
 
     return wrapper
 
 
-def _feedback_context(subscriber: Subscriber, paper: Paper, value: Feedback.Value, token: str):
+def _feedback_context(
+    subscriber: Subscriber, paper: Paper, value: Feedback.Value, urls: dict[str, str]
+):
     return {
         "paper": paper,
         "value": value,
         "more": value == Feedback.Value.MORE,
-        "token": token,
+        **urls,
         "preferences_url": preferences_url(subscriber),
     }
 
@@ -401,14 +429,18 @@ def _feedback_context(subscriber: Subscriber, paper: Paper, value: Feedback.Valu
 @require_http_methods(["GET", "HEAD", "POST"])
 @_with_feedback
 def feedback(
-    request: HttpRequest, subscriber: Subscriber, paper: Paper, value: Feedback.Value, token: str
+    request: HttpRequest,
+    subscriber: Subscriber,
+    paper: Paper,
+    value: Feedback.Value,
+    urls: dict[str, str],
 ) -> HttpResponse:
     """GET only shows the question (link scanners open every link); POST records.
 
     static/paperboy/feedback.js submits the form once a person is looking at the page, so
     with JavaScript the reader's click in the email is all it takes; without, one more tap.
     """
-    context = _feedback_context(subscriber, paper, value, token)
+    context = _feedback_context(subscriber, paper, value, urls)
     if request.method == "POST":
         profiles.feedback_record(subscriber=subscriber, paper=paper, value=value)
         return render(request, "subscriptions/feedback_saved.html", context)
@@ -421,11 +453,15 @@ def feedback(
 @require_POST
 @_with_feedback
 def feedback_undo(
-    request: HttpRequest, subscriber: Subscriber, paper: Paper, value: Feedback.Value, token: str
+    request: HttpRequest,
+    subscriber: Subscriber,
+    paper: Paper,
+    value: Feedback.Value,
+    urls: dict[str, str],
 ) -> HttpResponse:
     profiles.feedback_undo(subscriber=subscriber, paper=paper)
     return render(
         request,
         "subscriptions/feedback_undone.html",
-        _feedback_context(subscriber, paper, value, token),
+        _feedback_context(subscriber, paper, value, urls),
     )

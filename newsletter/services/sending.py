@@ -32,13 +32,7 @@ from django.db.models import Case, Exists, F, Min, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from newsletter import providers
-from newsletter.composition import (
-    LESS,
-    MORE,
-    PREFERENCES_URL,
-    UNSUBSCRIBE_URL,
-    feedback_field,
-)
+from newsletter.composition import FEEDBACK_URL, PREFERENCES_URL, UNSUBSCRIBE_URL
 from newsletter.models import Delivery, Issue, IssueContent
 from newsletter.rendering import IssueRenderer
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
@@ -275,20 +269,16 @@ def digest_message(
     message.tags = [DIGEST_TAG]
     message.metadata = {"issue": str(first.issue_id), "claim": claim}
     message.merge_data, message.merge_headers, message.merge_metadata = {}, {}, {}
-    papers = [paper_id for paper_id, _ in selection]
     links = renderer.feedback_links
     for delivery in deliveries:
         address = delivery.subscriber.email
         unsubscribe = unsubscribe_url(delivery.subscriber)
-        data = {
+        message.merge_data[address] = {
             UNSUBSCRIBE_URL: unsubscribe,
             PREFERENCES_URL: preferences_url(delivery.subscriber),
+            # One signed token for all of the recipient's 👍/👎 links (subscriptions.links).
+            FEEDBACK_URL: links.base(delivery.subscriber.key),
         }
-        key = delivery.subscriber.key
-        for paper_id in papers:
-            data[feedback_field(paper_id, MORE)] = links.url(key, paper_id, MORE)
-            data[feedback_field(paper_id, LESS)] = links.url(key, paper_id, LESS)
-        message.merge_data[address] = data
         message.merge_headers[address] = {"List-Unsubscribe": f"<{unsubscribe}>"}
         message.merge_metadata[address] = {"delivery": str(delivery.pk)}
     return message

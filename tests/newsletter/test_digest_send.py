@@ -15,7 +15,7 @@ from digests.models import DailyBatch
 from newsletter.models import Delivery, Issue
 from newsletter.services.issues import digest_send_for_day, issue_create, issue_start
 from newsletter.services.planning import papers_already_sent
-from subscriptions.links import feedback_token_read, preferences_url, unsubscribe_url
+from subscriptions.links import feedback_reader_token_read, preferences_url, unsubscribe_url
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_suppress, subscriber_unsubscribe
 from tests.external import require_postgres
@@ -102,12 +102,11 @@ def test_it_personalizes_through_merge_data_and_headers_so_nobody_sees_another(d
         data = dict(params["merge_data"][s.email])
         assert data.pop("unsubscribe_url") == unsubscribe_url(s)
         assert data.pop("preferences_url") == preferences_url(s)
-        # The rest: this reader's own signed More/Less like this link for each of their papers.
-        assert set(data) == {f"fb_{way}_{pid}" for pid in robotics for way in ("more", "less")}
-        for field, url in data.items():
-            _, way, pid = field.split("_")
-            token = url.removeprefix("https://paperboy.example.org/f/").rstrip("/")
-            assert feedback_token_read(token) == (str(s.key), int(pid), 1 if way == "more" else -1)
+        # The rest: the start of this reader's own signed More/Less like this links.
+        feedback = data.pop("feedback_url")
+        assert data == {}
+        token = feedback.removeprefix("https://paperboy.example.org/f/").removesuffix("/")
+        assert feedback_reader_token_read(token) == str(s.key)
         assert params["merge_headers"][s.email] == {"List-Unsubscribe": f"<{unsubscribe_url(s)}>"}
         assert unsubscribe_url(s).startswith("https://paperboy.example.org/")
         delivery = Delivery.objects.get(subscriber=s)
@@ -116,6 +115,10 @@ def test_it_personalizes_through_merge_data_and_headers_so_nobody_sees_another(d
     html = message.alternatives[0][0]
     assert "{{unsubscribe_url}}" in html and "{{preferences_url}}" in html
     assert "{{unsubscribe_url}}" in message.body
+    for pid in robotics:  # each paper's two links: the reader's start, the paper and the vote
+        for way in ("more", "less"):
+            assert html.count(f'href="{{{{feedback_url}}}}{pid}/{way}"') == 1
+            assert f"{{{{feedback_url}}}}{pid}/{way}\n" in message.body
     assert "https://paperboy.example.org/digests/2026-03-10/" in html  # view in browser
     assert message.subject == "Tue 10 Mar: Paper r1 + 3 more"
     because = f"You follow {t['robotics'].name}"
@@ -278,3 +281,13 @@ def test_it_previews_byte_for_byte_what_the_subscriber_receives(day_batch, setti
     assert received["Subject"] == preview.subject
     assert received["List-Unsubscribe"].strip() == preview.headers["List-Unsubscribe"]
     assert unsubscribe_url(reader) in preview.html
+
+
+def test_its_plan_keys_contents_as_the_ranking_does():
+    import json
+
+    from newsletter.ranking import content_key
+    from newsletter.services.planning import content_key_of_text
+
+    for selection in ([[1, []]], [[7, ["topic", 3]], [2, ["liked", 9, "Caf\u00e9 \u201cx\u201d"]]]):
+        assert content_key_of_text(json.dumps(selection)) == content_key(selection)

@@ -109,3 +109,17 @@ def test_it_renders_each_paper_block_once_per_issue(day_batch, django_assert_max
     with django_assert_max_num_queries(0):
         again = renderer.render([[papers["r1"].pk, []], [papers["r2"].pk, []]], "a")
     assert again is first
+
+
+def test_its_bodies_carry_their_merge_fields_split_as_a_scan_finds_them(day_batch):
+    from newsletter.composition import MERGE_FIELD, merge_fields_apply
+
+    papers = day_batch.papers
+    rendered = IssueRenderer(day_batch.batch).render([[papers["r1"].pk, []], [papers["r2"].pk, []]])
+    data = {"unsubscribe_url": "https://x/u/a&b", "feedback_url": "https://x/f/t/"}
+    for body, escape in ((rendered.html, True), (rendered.text, False)):
+        scanned = tuple(MERGE_FIELD.split(str(body)))
+        assert len(body.merge_parts) > 3 and "".join(body.merge_parts[2::3]) != ""
+        filled = merge_fields_apply(body, data, html_escape=escape)
+        assert filled == merge_fields_apply(str(body) + "", data, html_escape=escape)
+        assert len(scanned) > 3 and "{{feedback_url}}" not in filled

@@ -10,6 +10,7 @@ import pytest
 import time_machine
 from django.core import signing
 from django.test import Client
+from django.urls import reverse
 
 from subscriptions import links, profiles
 from subscriptions.links import (
@@ -17,6 +18,10 @@ from subscriptions.links import (
     FeedbackLinks,
     TokenExpired,
     TokenInvalid,
+    feedback_base_url,
+    feedback_path,
+    feedback_reader_token,
+    feedback_reader_token_read,
     feedback_token,
     feedback_token_read,
     feedback_url,
@@ -44,47 +49,70 @@ def paper():
 # --- tokens -----------------------------------------------------------------------------------
 
 
-def test_its_token_says_who_which_paper_and_which_way(subscriber, paper):
-    for value in (1, -1):
-        token = feedback_token(subscriber, paper.pk, value)
-        assert feedback_token_read(token) == (str(subscriber.key), paper.pk, value)
-    url = feedback_url(subscriber, paper.pk, -1)
-    assert re.fullmatch(r"https?://[^/]+/f/[\w.:-]+/", url), url
-    assert len(url) < 130  # two a paper in every digest: kept short
+def test_its_link_is_the_readers_token_then_the_paper_and_the_vote(subscriber, paper):
+    for value, word in ((1, "more"), (-1, "less")):
+        url = feedback_url(subscriber, paper.pk, value)
+        match = re.fullmatch(rf"https?://[^/]+/f/([\w:-]+)/{paper.pk}/{word}", url)
+        assert match, url
+        assert feedback_reader_token_read(match.group(1)) == str(subscriber.key)
+        assert url == feedback_base_url(subscriber) + feedback_path(paper.pk, value)
+        # The route the view answers on, built the same way.
+        assert path_of(url) == reverse(
+            "subscriptions:feedback-vote", args=[match.group(1), paper.pk, word]
+        )
+    assert len(feedback_url(subscriber, paper.pk, -1)) < 130  # two a paper: kept short
+    with pytest.raises(ValueError):
+        feedback_path(paper.pk, 0)
 
 
-def test_its_fast_links_are_the_same_tokens(subscriber, paper, settings):
+def test_its_fast_tokens_are_timestamp_signers(subscriber, paper, settings):
     settings.SITE_URL = "https://paperboy.example"
     with time_machine.travel("2026-06-01 08:00Z", tick=False):
         fast = FeedbackLinks()
-        for value in (1, -1):
-            assert fast.url(subscriber.key, paper.pk, value) == feedback_url(
-                subscriber, paper.pk, value
-            )
-        assert fast.url(str(subscriber.key), paper.pk, 1) == fast.url(subscriber.key, paper.pk, 1)
-        token = fast.token(subscriber.key, paper.pk, -1)
-        assert feedback_token_read(token) == (str(subscriber.key), paper.pk, -1)
-    with pytest.raises(ValueError):
-        fast.url(subscriber.key, paper.pk, 0)
+        assert fast.base(subscriber.key) == feedback_base_url(subscriber)
+        assert fast.base(str(subscriber.key)) == fast.base(subscriber.key)
+        token = fast.token(subscriber.key)
+        assert token == feedback_reader_token(subscriber)
+        assert feedback_reader_token_read(token) == str(subscriber.key)
 
 
 def test_it_refuses_tampered_foreign_and_old_tokens(subscriber, paper, settings):
-    token = feedback_token(subscriber, paper.pk, 1)
+    token = feedback_reader_token(subscriber)
     value, stamp, signature = token.split(":")
-    forged = f"{value[:-1]}-1:{stamp}:{signature}"  # 👍 turned into 👎
+    other = SubscriberFactory()
+    forged = f"{other.key.hex}:{stamp}:{signature}"  # someone else's key, our signature
     other_salt = signing.TimestampSigner(salt=SALT_PREFERENCES).sign(value)
-    unsigned_junk = signing.TimestampSigner(salt=links.SALT_FEEDBACK).sign("not.a.token")
-    for bad in (forged, token[:-3], other_salt, unsigned_junk, "", "x:y:z"):
+    per_link = feedback_token(subscriber, paper.pk, 1)  # a per-link token is not a reader's
+    unsigned_junk = signing.TimestampSigner(salt=links.SALT_FEEDBACK_READER).sign("not-a-key")
+    for bad in (forged, token[:-3], other_salt, per_link, unsigned_junk, "", "x:y:z"):
         with pytest.raises(TokenInvalid):
-            feedback_token_read(bad)
+            feedback_reader_token_read(bad)
     # A preference token is not a feedback token, nor the other way round.
     with pytest.raises(TokenInvalid):
         links.key_token_read(token, salt=SALT_PREFERENCES)
+    with pytest.raises(TokenInvalid):
+        feedback_reader_token_read(links._key_token(subscriber, SALT_PREFERENCES))
 
     with time_machine.travel("2026-01-01 00:00Z"):
-        old = feedback_token(subscriber, paper.pk, 1)
+        old = feedback_reader_token(subscriber)
     with time_machine.travel("2026-06-29 23:00Z"):  # 180 days later: still fine
-        assert feedback_token_read(old)[1] == paper.pk
+        assert feedback_reader_token_read(old) == str(subscriber.key)
+    with time_machine.travel("2026-07-02 00:00Z"), pytest.raises(TokenExpired):
+        feedback_reader_token_read(old)
+
+
+def test_its_per_link_tokens_of_earlier_digests_still_read(subscriber, paper):
+    for value in (1, -1):
+        token = feedback_token(subscriber, paper.pk, value)
+        assert feedback_token_read(token) == (str(subscriber.key), paper.pk, value)
+    token = feedback_token(subscriber, paper.pk, 1)
+    value, stamp, signature = token.split(":")
+    forged = f"{value[:-1]}-1:{stamp}:{signature}"  # 👍 turned into 👎
+    for bad in (forged, token[:-3], feedback_reader_token(subscriber)):
+        with pytest.raises(TokenInvalid):
+            feedback_token_read(bad)
+    with time_machine.travel("2026-01-01 00:00Z"):
+        old = feedback_token(subscriber, paper.pk, 1)
     with time_machine.travel("2026-07-02 00:00Z"), pytest.raises(TokenExpired):
         feedback_token_read(old)
 
@@ -173,6 +201,31 @@ def test_it_answers_bad_links_clearly(client, subscriber, paper):
     response = client.post(good)
     assert response.status_code == 404
     assert b"no longer exists" in response.content
+    assert not Feedback.objects.exists()
+
+
+def test_it_refuses_a_vote_that_is_neither_more_nor_less(client, subscriber, paper):
+    more = path_of(feedback_url(subscriber, paper.pk, 1))
+    for vote in ("up", "1", "More", ""):
+        path = more.removesuffix("more") + vote
+        assert client.post(path).status_code in (400, 404), path
+    assert client.post(more.removesuffix("more") + "up").status_code == 400
+    assert not Feedback.objects.exists()
+
+
+def test_its_per_link_urls_of_earlier_digests_still_work(client, subscriber, paper):
+    token = feedback_token(subscriber, paper.pk, -1)
+    path = reverse("subscriptions:feedback", args=[token])
+    page = client.get(path).content.decode()
+    assert "Less like this: Robots That Fold Laundry" in page
+    assert f'action="{path}"' in page
+    assert not Feedback.objects.exists()
+
+    saved = client.post(path).content.decode()
+    assert Feedback.objects.get().value == LESS
+    undo = re.search(r'action="([^"]+/undo)"', saved).group(1)
+    assert undo == reverse("subscriptions:feedback-undo", args=[token])
+    client.post(undo)
     assert not Feedback.objects.exists()
 
 

@@ -108,3 +108,17 @@ def test_it_signs_links_with_the_current_secret_key(settings):
         # Exactly what a Signer made now would give, so links read back after a key change.
         assert token == signing.Signer(salt=links.SALT_PREFERENCES).sign_object(str(subscriber.key))
         assert links.key_token_read(token, salt=links.SALT_PREFERENCES) == str(subscriber.key)
+
+
+def test_its_fast_key_tokens_are_djangos_signer(settings):
+    import uuid
+
+    from django.core import signing
+
+    from subscriptions import links
+
+    for salt in (links.SALT_UNSUBSCRIBE, links.SALT_PREFERENCES):
+        for key in (uuid.uuid4(), str(uuid.uuid4())):
+            expected = signing.Signer(key=settings.SECRET_KEY, salt=salt).sign_object(str(key))
+            assert links._key_signer(salt, settings.SECRET_KEY).sign(key) == expected
+            assert links.key_token_read(expected, salt=salt) == str(key)
