@@ -52,6 +52,7 @@ def docker_compose_config() -> str:
         "POSTGRES_PASSWORD": "pw",
         "ANYMAIL_API_KEY": "k",
         "ANYMAIL_WEBHOOK_SECRET": "a:b",
+        "SENDER_POSTAL_ADDRESS": "Paperboy; 1 Main Street",
     }
     result = subprocess.run(
         ["docker-compose", "-f", "docker-compose.yml", "config"],

@@ -7,6 +7,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from subscriptions.links import preferences_url
+from tests.external import ROOT
 from tests.factories import SubscriberFactory
 from tests.subscriptions.helpers import path_of
 
@@ -87,6 +88,9 @@ def test_it_moves_focus_to_the_summary_on_a_phone(live_server, browser_page):
     summary = page.get_by_role("heading", name="There are 2 problems")
     expect(summary).to_be_focused()
     expect(summary).to_be_in_viewport()
+    shots = ROOT / "test-artifacts" / "newcomer" / "errors"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=shots / "phone-signup-errors.png")
     page.get_by_role("link", name="Email address:").click()
     expect(page.get_by_label("Email address")).to_be_focused()
     expect(page.get_by_label("Email address")).to_be_in_viewport()
