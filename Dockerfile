@@ -13,6 +13,7 @@ COPY . .
 # collectstatic needs settings that pass production validation; these throwaway values are
 # only for this build step and never reach a running container.
 RUN DEBUG=false SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build SITE_URL=https://build \
+    SENDER_POSTAL_ADDRESS=build \
     ANYMAIL_ESP=postmark ANYMAIL_API_KEY=build ANYMAIL_WEBHOOK_SECRET=build:build \
     python manage.py collectstatic --no-input -v 0
 

@@ -44,9 +44,19 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS is required when DEBUG is off")
 
-SITE_URL = env_url("SITE_URL", default="http://127.0.0.1:8000", schemes={"http", "https"}).rstrip(
-    "/"
-)
+# The port `python3 dev.py up` serves on. In development the site URL follows it, so every
+# link in a confirmation email, a digest and List-Unsubscribe reaches the server that is running.
+PORT = env_int("PORT", default=8000, minimum=1)
+if PORT > 65535:
+    raise ImproperlyConfigured(f"PORT={PORT} is not valid: must be at most 65535")
+SITE_URL = env_url("SITE_URL", default="", schemes={"http", "https"}).rstrip("/")
+if not SITE_URL:
+    if not DEBUG:
+        # Links in mail must reach the public site; no guess is right in production.
+        raise ImproperlyConfigured(
+            "SITE_URL is required when DEBUG is off (e.g. https://paperboy.example.org)"
+        )
+    SITE_URL = f"http://127.0.0.1:{PORT}"
 if not DEBUG and urlsplit(SITE_URL).scheme != "https":
     raise ImproperlyConfigured(f"SITE_URL={SITE_URL!r} must use https when DEBUG is off")
 CSRF_TRUSTED_ORIGINS = [SITE_URL]
@@ -85,6 +95,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+CSRF_FAILURE_VIEW = "config.views.csrf_failure"
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
@@ -198,6 +209,19 @@ DIGEST_REFRESH_DAYS = env_int("DIGEST_REFRESH_DAYS", default=2, minimum=0)
 # --- Email ---------------------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", default="Paperboy <digest@paperboy.localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The sender's postal address, in every email's footer: anti-spam laws (CAN-SPAM, and the
+# e-commerce rules of many countries) ask commercial mail to carry one. Lines split at "\n"
+# or ";". Production must give a real one; development shows a placeholder so mail looks whole.
+SENDER_POSTAL_ADDRESS = env_str("SENDER_POSTAL_ADDRESS", default="").strip()
+if not SENDER_POSTAL_ADDRESS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SENDER_POSTAL_ADDRESS is required when DEBUG is off: anti-spam law asks every "
+            "email to carry the sender's postal address (e.g. 'Paperboy; 1 Main St; Springfield')"
+        )
+    SENDER_POSTAL_ADDRESS = (
+        "Paperboy demo; 1 Example Street; 00000 Sample Town (set SENDER_POSTAL_ADDRESS)"
+    )
 EMAIL_OUTBOX_DIR = PAPERBOY_VAR_DIR / "outbox"
 
 # Providers the digest can go through, and the setting that carries each one's key (None:

@@ -8,6 +8,9 @@ from config import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("privacy/", views.privacy, name="privacy"),
+    # Browsers ask for /favicon.ico whatever the page says; the icon itself is a static file.
+    path("favicon.ico", views.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("", include("subscriptions.urls")),
     # Also the configured provider's tracking webhook, /anymail/<esp>/tracking/.

@@ -5,11 +5,14 @@ import logging
 from django.conf import settings
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from kombu import Connection
 
 from config.outbox import outbox_list, outbox_read
+from config.postal import postal_address_lines
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,25 @@ def healthz(request: HttpRequest) -> JsonResponse:
         ),
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+def privacy(request: HttpRequest) -> HttpResponse:
+    return render(request, "privacy.html", {"postal_address": postal_address_lines()})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    return redirect(static("paperboy/favicon.svg"), permanent=True)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a stale or cookie-less form gets a page that says what to do, not
+    Django's technical one. `reason` is for developers: it goes to the log only."""
+    logger.warning("form refused by the CSRF check: %s", reason, extra={"path": request.path})
+    # The form's page (a POST address would answer 405 to a GET), when it is one of ours.
+    referer = request.META.get("HTTP_REFERER", "")
+    same_site = url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()})
+    back = referer if referer and same_site else "/"
+    return render(request, "csrf_failure.html", {"back": back}, status=403)
 
 
 def outbox_index(request: HttpRequest) -> HttpResponse:

@@ -26,6 +26,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.text import Truncator
 
+from config.postal import postal_address_lines
 from digests.models import BatchEntry, DailyBatch, Topic
 from newsletter import ranking
 from newsletter.composition import (
@@ -134,6 +135,7 @@ class IssueRenderer:
             "css": self.css,
             "archive_url": archive_url(self.batch.date),
             "placeholder": TEMPLATE_PLACEHOLDERS,
+            "postal_address": postal_address_lines(),
             # Merge fields, filled per recipient.
             "unsubscribe_field": merge_field(UNSUBSCRIBE_URL),
             "preferences_field": merge_field(PREFERENCES_URL),

@@ -10,9 +10,11 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
+from config.postal import postal_address_lines
+
 
 def email_build(name: str, *, to: str, context: dict) -> EmailMultiAlternatives:
-    context = {"site_url": settings.SITE_URL, **context}
+    context = {"site_url": settings.SITE_URL, "postal_address": postal_address_lines(), **context}
     prefix = f"subscriptions/emails/{name}"
     # A subject is one line whatever the template's whitespace.
     subject = " ".join(render_to_string(f"{prefix}-subject.txt", context).split())

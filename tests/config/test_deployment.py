@@ -52,6 +52,7 @@ def docker_compose_config() -> str:
         "POSTGRES_PASSWORD": "pw",
         "ANYMAIL_API_KEY": "k",
         "ANYMAIL_WEBHOOK_SECRET": "a:b",
+        "SENDER_POSTAL_ADDRESS": "Paperboy; 1 Main Street",
     }
     result = subprocess.run(
         ["docker-compose", "-f", "docker-compose.yml", "config"],
@@ -256,7 +257,12 @@ def test_it_serves_a_healthy_site_from_the_readme_first_command(tmp_path):
         assert '"status": "ok"' in body
         assert re.search(r"user: admin\s+password: \S+", output), output[-3000:]
         assert (checkout / "var" / "paperboy.sqlite3").exists()
-        assert "Scheduler (celery beat) running" in output
+        # One block, printed once the server answers, with the port really served.
+        assert f"Paperboy is running at http://127.0.0.1:{port}/" in output
+        assert f"http://127.0.0.1:{port}/outbox/" in output
+        assert "Ctrl-C" in output
+        assert "Collecting " not in output  # pip's noise went to var/log/pip-install.log
+        assert (checkout / "var" / "log" / "pip-install.log").exists()
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -17,6 +17,8 @@ VARIABLES = [
     "SECRET_KEY",
     "ALLOWED_HOSTS",
     "SITE_URL",
+    "PORT",
+    "SENDER_POSTAL_ADDRESS",
     "DATABASE_URL",
     "CELERY_BROKER_URL",
     "REDIS_URL",
@@ -61,6 +63,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgres://paperboy:pw@db:5432/paperboy",
     "CELERY_BROKER_URL": "redis://redis:6379/0",
     "REDIS_URL": "redis://redis:6379/1",
+    "SENDER_POSTAL_ADDRESS": "Paperboy Ltd; 1 Main Street; Springfield",
 }
 
 
@@ -240,3 +243,36 @@ def test_smtp_reads_the_mail_server(load):
     assert server == ("mail.example.org", 587, "u")
     assert (s["EMAIL_USE_TLS"], s["EMAIL_USE_SSL"]) == (True, False)
     assert load(ANYMAIL_ESP="smtp", EMAIL_HOST="mx", EMAIL_PORT="465")["EMAIL_USE_SSL"] is True
+
+
+def test_it_builds_the_development_site_url_from_the_port(load):
+    assert load(PORT="8101")["SITE_URL"] == "http://127.0.0.1:8101"
+    # An explicit SITE_URL (a proxy, a host name) wins over the port.
+    assert load(PORT="8101", SITE_URL="http://localhost:9000/")["SITE_URL"] == (
+        "http://localhost:9000"
+    )
+
+
+@pytest.mark.parametrize("port", ["eighty", "0", "70000"])
+def test_it_refuses_a_bad_port_naming_it(load, port):
+    with pytest.raises(ImproperlyConfigured, match="PORT"):
+        load(PORT=port)
+
+
+def test_it_requires_an_explicit_site_url_in_production_whatever_the_port(load):
+    env = {k: v for k, v in PRODUCTION.items() if k != "SITE_URL"}
+    with pytest.raises(ImproperlyConfigured, match="SITE_URL is required"):
+        load(**env, PORT="8101")
+
+
+def test_it_requires_the_senders_postal_address_in_production(load):
+    env = {k: v for k, v in PRODUCTION.items() if k != "SENDER_POSTAL_ADDRESS"}
+    with pytest.raises(ImproperlyConfigured, match="SENDER_POSTAL_ADDRESS"):
+        load(**env)
+    with pytest.raises(ImproperlyConfigured, match="SENDER_POSTAL_ADDRESS"):
+        load(**env, SENDER_POSTAL_ADDRESS="   ")
+    assert load(**PRODUCTION)["SENDER_POSTAL_ADDRESS"] == PRODUCTION["SENDER_POSTAL_ADDRESS"]
+
+
+def test_it_gives_development_a_placeholder_postal_address(load):
+    assert "SENDER_POSTAL_ADDRESS" in load()["SENDER_POSTAL_ADDRESS"]

@@ -231,3 +231,14 @@ def test_it_previews_the_latest_approved_batch_but_not_a_draft(client, topics):
     body = client.get("/").content.decode()
     assert "Approved &lt;b&gt;paper&lt;/b&gt;" in body
     assert "Hidden paper" not in body and "Draft paper" not in body
+
+
+def test_it_puts_the_senders_postal_address_in_the_confirmation_footer(signup, topics, settings):
+    from django.core import mail
+
+    settings.SENDER_POSTAL_ADDRESS = "Paperboy Ltd; 1 Main Street\n12345 Springfield"
+    signup("reader@example.org", chosen=topics[:1])
+    [message] = mail.outbox
+    html = message.alternatives[0][0]
+    assert "Paperboy Ltd, 1 Main Street, 12345 Springfield" in message.body
+    assert "Paperboy Ltd, 1 Main Street, 12345 Springfield" in html
