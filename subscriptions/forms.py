@@ -100,6 +100,15 @@ class SubscribeForm(_InterestsMixin, forms.Form):
     interests = _interests_field()
     follows = _follows_field()
     muted = _muted_field()
+    time_zone = forms.ChoiceField(
+        label="Your time zone",
+        required=False,
+        initial=schedule.DEFAULT_ZONE,
+        help_text="The digest arrives on weekdays at 07:00 in this time zone; "
+        "you can change the day, hour and frequency later.",
+        error_messages={"invalid_choice": "“%(value)s” is not a time zone we know."},
+        widget=forms.Select(attrs={"data-browser-time-zone": ""}),
+    )
     consent_version = forms.CharField(widget=forms.HiddenInput)
     # The honeypot: hidden from people by CSS and from assistive technology by aria-hidden;
     # form-filling bots tend to fill every field.
@@ -108,6 +117,13 @@ class SubscribeForm(_InterestsMixin, forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["topics"].queryset = _topic_choices()
+        self.fields["time_zone"].choices = [(z, z) for z in schedule.time_zone_names()]
+        if self.is_bound and self.data.get("time_zone"):
+            # The reader's own choice after an error: the script must not replace it.
+            self.fields["time_zone"].widget.attrs["data-chosen"] = "1"
+
+    def clean_time_zone(self) -> str:
+        return self.cleaned_data["time_zone"] or schedule.DEFAULT_ZONE
 
     def clean_email(self) -> str:
         return email_normalize(self.cleaned_data["email"])

@@ -66,6 +66,7 @@ def subscriber_subscribe(
     interests: str = "",
     follows: Iterable[str] = (),
     muted: Iterable[str] = (),
+    time_zone: str = schedule.DEFAULT_ZONE,
 ) -> None:
     """Handle a signup form submission: a pending subscriber and a confirmation email.
 
@@ -98,7 +99,14 @@ def subscriber_subscribe(
             # unique index leaves this transaction usable.
             with transaction.atomic():
                 subscriber = Subscriber.objects.create(
-                    email=address, email_hash=address_hash, created_at=now
+                    email=address,
+                    email_hash=address_hash,
+                    created_at=now,
+                    # Only a new address takes the form's zone: the form must not change an
+                    # existing reader's schedule without their link.
+                    time_zone=time_zone
+                    if schedule.time_zone_valid(time_zone)
+                    else schedule.DEFAULT_ZONE,
                 )
         except IntegrityError:
             subscriber = Subscriber.objects.select_for_update().get(email_hash=address_hash)

@@ -99,6 +99,7 @@ def landing(request: HttpRequest) -> HttpResponse:
                 interests=form.cleaned_data["interests"],
                 follows=form.cleaned_data["follows"],
                 muted=form.cleaned_data["muted"],
+                time_zone=form.cleaned_data["time_zone"],
             )
             return _check_inbox(request)
         status = 400

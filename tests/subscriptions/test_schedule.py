@@ -207,3 +207,41 @@ def test_it_gives_a_confirmed_reader_their_first_slot(time_machine):
     subscriber_confirm(subscriber=reader, consent_id=consent.pk)
     reader.refresh_from_db()
     assert reader.next_due_at == utc(2026, 12, 3, 7)
+
+
+@pytest.mark.django_db
+def test_it_takes_the_time_zone_from_the_signup_form(client, topics):
+    from subscriptions.consent import CONSENT_VERSION
+    from subscriptions.models import Subscriber
+
+    form = {"email": "tokyo@example.org", "topics": [topics[0].pk]}
+    form |= {"consent_version": CONSENT_VERSION, "time_zone": "Asia/Tokyo"}
+    assert client.post("/", form).status_code == 200
+    assert Subscriber.objects.get(email="tokyo@example.org").time_zone == "Asia/Tokyo"
+    refused = client.post("/", form | {"email": "x@example.org", "time_zone": "Moon/Base"})
+    assert refused.status_code == 400
+    assert "“Moon/Base” is not a time zone we know." in refused.content.decode()
+    assert not Subscriber.objects.filter(email="x@example.org").exists()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_it_proposes_the_browsers_time_zone_at_signup(live_server, browser_page):
+    from playwright.sync_api import expect
+
+    from subscriptions.models import Subscriber
+    from tests.factories import TopicFactory
+    from tests.subscriptions.conftest import without_seeded_topics
+
+    without_seeded_topics()
+    TopicFactory(name="Language models", slug="llm", position=1)
+    page = browser_page
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})
+    page.goto(live_server.url + "/")
+    expect(page.get_by_label("Your time zone")).to_have_value("Asia/Tokyo")
+    page.get_by_label("Email address").fill("tokyo@example.org")
+    page.get_by_label("Language models").check()
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    assert Subscriber.objects.get().time_zone == "Asia/Tokyo"
