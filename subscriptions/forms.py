@@ -104,8 +104,8 @@ class SubscribeForm(_InterestsMixin, forms.Form):
         label="Your time zone",
         required=False,
         initial=schedule.DEFAULT_ZONE,
-        help_text="The digest arrives on weekdays at 07:00 in this time zone; "
-        "you can change the day, hour and frequency later.",
+        help_text="Your delivery time (07:00 on weekdays to start with) is in this time zone; "
+        "you can change the day, hour and frequency in your preferences.",
         error_messages={"invalid_choice": "“%(value)s” is not a time zone we know."},
         widget=forms.Select(attrs={"data-browser-time-zone": ""}),
     )

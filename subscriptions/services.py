@@ -487,6 +487,13 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
             "unsubscribed_at": _iso(subscriber.unsubscribed_at),
         },
         "topics": [{"slug": t.slug, "name": t.name} for t in subscriber.topics.all()],
+        "schedule": {
+            **{name: getattr(subscriber, name) for name in SCHEDULE_FIELDS},
+            "paused_until": subscriber.paused_until.isoformat()
+            if subscriber.paused_until
+            else None,
+            "next_due_at": _iso(subscriber.next_due_at),
+        },
         "personalization": _profile_export(subscriber),
         "feedback": [
             {

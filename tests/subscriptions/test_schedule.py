@@ -245,3 +245,14 @@ def test_it_proposes_the_browsers_time_zone_at_signup(live_server, browser_page)
     page.get_by_role("button", name="Subscribe").click()
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
     assert Subscriber.objects.get().time_zone == "Asia/Tokyo"
+
+
+@pytest.mark.django_db
+def test_it_exports_the_schedule():
+    from subscriptions.services import subscriber_export
+
+    reader = SubscriberFactory(time_zone="Europe/Berlin", paused_until=date(2027, 1, 4))
+    exported = subscriber_export(subscriber=reader)["schedule"]
+    assert exported["time_zone"] == "Europe/Berlin"
+    assert exported["paused_until"] == "2027-01-04"
+    assert exported["frequency"] == "weekdays" and exported["papers_per_email"] == 10
