@@ -256,3 +256,43 @@ def test_it_exports_the_schedule():
     assert exported["time_zone"] == "Europe/Berlin"
     assert exported["paused_until"] == "2027-01-04"
     assert exported["frequency"] == "weekdays" and exported["papers_per_email"] == 10
+
+
+@pytest.mark.django_db
+def test_it_finds_the_due_readers_through_the_index():
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from subscriptions.models import Subscriber
+    from subscriptions.selectors import subscribers_due
+
+    now = timezone.now()
+    later, earlier = now + timedelta(hours=5), now - timedelta(minutes=3)
+    Subscriber.objects.bulk_create(
+        Subscriber(
+            email=f"r{n}@example.org",
+            email_hash=f"{n:064d}",
+            status="active",
+            created_at=now,
+            confirmed_at=now,
+            next_due_at=earlier if n < 3 else later,
+        )
+        for n in range(5000)
+    )
+    gone = Subscriber.objects.create(
+        email="gone@example.org",
+        email_hash="g" * 64,
+        status="unsubscribed",
+        created_at=now,
+        next_due_at=earlier,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE subscriptions_subscriber")
+    due = subscribers_due(now=now)
+    assert sorted(s.email for s in due) == ["r0@example.org", "r1@example.org", "r2@example.org"]
+    assert gone not in due
+    if connection.vendor == "postgresql":
+        plan = due.explain()
+        assert "subscriber_due_idx" in plan, plan
