@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from digests.models import Topic
+from subscriptions import schedule
 from subscriptions.addresses import MAX_LENGTH, email_normalize
 from subscriptions.consent import CONSENT_TEXTS
-from subscriptions.models import Profile
+from subscriptions.models import Profile, Subscriber
 from subscriptions.profiles import follows_clean, interests_clean, muted_clean
 
 
@@ -98,6 +100,15 @@ class SubscribeForm(_InterestsMixin, forms.Form):
     interests = _interests_field()
     follows = _follows_field()
     muted = _muted_field()
+    time_zone = forms.ChoiceField(
+        label="Your time zone",
+        required=False,
+        initial=schedule.DEFAULT_ZONE,
+        help_text="Your delivery time (07:00 on weekdays to start with) is in this time zone; "
+        "you can change the day, hour and frequency in your preferences.",
+        error_messages={"invalid_choice": "“%(value)s” is not a time zone we know."},
+        widget=forms.Select(attrs={"data-browser-time-zone": ""}),
+    )
     consent_version = forms.CharField(widget=forms.HiddenInput)
     # The honeypot: hidden from people by CSS and from assistive technology by aria-hidden;
     # form-filling bots tend to fill every field.
@@ -106,6 +117,13 @@ class SubscribeForm(_InterestsMixin, forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["topics"].queryset = _topic_choices()
+        self.fields["time_zone"].choices = [(z, z) for z in schedule.time_zone_names()]
+        if self.is_bound and self.data.get("time_zone"):
+            # The reader's own choice after an error: the script must not replace it.
+            self.fields["time_zone"].widget.attrs["data-chosen"] = "1"
+
+    def clean_time_zone(self) -> str:
+        return self.cleaned_data["time_zone"] or schedule.DEFAULT_ZONE
 
     def clean_email(self) -> str:
         return email_normalize(self.cleaned_data["email"])
@@ -150,6 +168,82 @@ class PreferencesForm(_InterestsMixin, forms.Form):
                 "focus": profile.focus,
             }
         )
+
+
+WEEKDAY_CHOICES = [
+    (0, "Monday"),
+    (1, "Tuesday"),
+    (2, "Wednesday"),
+    (3, "Thursday"),
+    (4, "Friday"),
+    (5, "Saturday"),
+    (6, "Sunday"),
+]
+
+
+class ScheduleForm(forms.Form):
+    """When and how much: the reader's rhythm (subscriptions.schedule).
+
+    The time zone is a list of IANA names; at signup a small script proposes the browser's.
+    """
+
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        initial=schedule.DEFAULT_ZONE,
+        error_messages={"invalid_choice": "“%(value)s” is not a time zone we know."},
+    )
+    delivery_hour = forms.TypedChoiceField(
+        label="Delivery time",
+        coerce=int,
+        choices=[(h, f"{h:02d}:00") for h in range(24)],
+        initial=schedule.DEFAULT_HOUR,
+        error_messages={"invalid_choice": "Choose an hour from 00:00 to 23:00."},
+    )
+    frequency = forms.ChoiceField(
+        label="How often",
+        choices=Subscriber.Frequency.choices,
+        initial=schedule.WEEKDAYS,
+        widget=forms.RadioSelect,
+    )
+    weekday = forms.TypedChoiceField(
+        label="Day of the week (weekly)",
+        coerce=int,
+        choices=WEEKDAY_CHOICES,
+        initial=0,
+        error_messages={"invalid_choice": "Choose a day of the week."},
+    )
+    papers_per_email = forms.TypedChoiceField(
+        label="Papers per email",
+        coerce=int,
+        choices=[(n, str(n)) for n in schedule.PAPERS_CHOICES],
+        initial=10,
+        error_messages={"invalid_choice": "Choose 3, 5, 10 or 20 papers."},
+    )
+    paused_until = forms.DateField(
+        label="Pause until",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Nothing is sent before this date. Leave empty to get every email.",
+        error_messages={"invalid": "Enter a date like 2026-12-24."},
+    )
+    top_when_empty = forms.BooleanField(
+        label="On a day with nothing for me, send the day's top papers",
+        required=False,
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = [(z, z) for z in schedule.time_zone_names()]
+
+    @classmethod
+    def for_subscriber(cls, subscriber: Subscriber) -> ScheduleForm:
+        return cls(initial={name: getattr(subscriber, name) for name in cls.base_fields})
+
+    def clean_paused_until(self):
+        value = self.cleaned_data["paused_until"]
+        if value is not None and value <= timezone.now().date():
+            raise ValidationError("Choose a date after today, or leave it empty.")
+        return value
 
 
 class EraseForm(forms.Form):

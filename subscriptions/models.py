@@ -5,6 +5,8 @@ import uuid
 from django.db import models
 from django.db.models.functions import Lower
 
+from subscriptions import schedule
+
 
 class Subscriber(models.Model):
     """One email address and what its owner wants from Paperboy.
@@ -36,15 +38,74 @@ class Subscriber(models.Model):
     # subscribed" note); at most one per SIGNUP_EMAIL_INTERVAL_SECONDS.
     form_email_sent_at = models.DateTimeField(null=True, blank=True)
 
+    # The reader's rhythm (subscriptions.schedule). Written by subscriber_update_schedule.
+    class Frequency(models.TextChoices):
+        WEEKDAYS = schedule.WEEKDAYS, "Every weekday (Monday to Friday)"
+        EVERY_DAY = schedule.EVERY_DAY, "Every day with new papers"
+        WEEKLY = schedule.WEEKLY, "Once a week"
+
+    # Database defaults too: rows written by code that predates these columns (a rolling
+    # deploy, an old migration's model) get today's rhythm rather than failing.
+    time_zone = models.CharField(
+        max_length=64, default=schedule.DEFAULT_ZONE, db_default=schedule.DEFAULT_ZONE
+    )
+    delivery_hour = models.PositiveSmallIntegerField(
+        default=schedule.DEFAULT_HOUR, db_default=schedule.DEFAULT_HOUR
+    )
+    frequency = models.CharField(
+        max_length=16,
+        choices=Frequency.choices,
+        default=Frequency.WEEKDAYS,
+        db_default=schedule.WEEKDAYS,
+    )
+    weekday = models.PositiveSmallIntegerField(
+        default=0, db_default=0, help_text="Monday = 0 (weekly only)."
+    )
+    papers_per_email = models.PositiveSmallIntegerField(default=10, db_default=10)
+    paused_until = models.DateField(null=True, blank=True)
+    top_when_empty = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="On a day with nothing for them, send the day's top papers.",
+    )
+    # The next slot, in UTC: what "who is due now" reads, through subscriber_due_idx.
+    next_due_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(Lower("email"), name="subscriber_email_ci_unique"),
+            models.CheckConstraint(
+                condition=models.Q(delivery_hour__lte=23), name="subscriber_hour_range"
+            ),
+            models.CheckConstraint(condition=models.Q(weekday__lte=6), name="subscriber_weekday"),
+            models.CheckConstraint(
+                condition=models.Q(papers_per_email__in=schedule.PAPERS_CHOICES),
+                name="subscriber_papers_choice",
+            ),
         ]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            # Only active readers: the due query's cost follows who is due, not who is not.
+            models.Index(
+                fields=["next_due_at"],
+                condition=models.Q(status="active"),
+                name="subscriber_due_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.email
+
+    @property
+    def rhythm(self) -> schedule.Rhythm:
+        return schedule.Rhythm(
+            zone=self.time_zone,
+            hour=self.delivery_hour,
+            frequency=self.frequency,
+            weekday=self.weekday,
+            paused_until=self.paused_until,
+        )
 
 
 class ConsentRecord(models.Model):

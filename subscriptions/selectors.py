@@ -20,6 +20,18 @@ def subscribers_sendable() -> QuerySet[Subscriber]:
     ).exclude(email_hash__in=Suppression.objects.values("email_hash"))
 
 
+def subscribers_due(*, now, limit: int = CHUNK) -> QuerySet[Subscriber]:
+    """Active readers whose next slot has come, earliest first, at most `limit`.
+
+    Reads subscriber_due_idx (partial, active readers only): the cost follows the readers
+    who are due, not the ones who are not yet, nor the unsubscribed. Consent and suppression
+    are checked by the caller on these few rows (subscribers_sendable), not in the scan.
+    """
+    return Subscriber.objects.filter(
+        status=Subscriber.Status.ACTIVE, next_due_at__lte=now
+    ).order_by("next_due_at")[:limit]
+
+
 class RankingProfile(NamedTuple):
     """One sendable subscriber as the daily ranking reads them."""
 

@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from digests.models import Topic
+from subscriptions import schedule
 from subscriptions.addresses import email_hash, email_normalize
 from subscriptions.consent import CONSENT_TEXTS, IMPORT_VERSION
 from subscriptions.emails import email_build
@@ -65,6 +66,7 @@ def subscriber_subscribe(
     interests: str = "",
     follows: Iterable[str] = (),
     muted: Iterable[str] = (),
+    time_zone: str = schedule.DEFAULT_ZONE,
 ) -> None:
     """Handle a signup form submission: a pending subscriber and a confirmation email.
 
@@ -97,7 +99,14 @@ def subscriber_subscribe(
             # unique index leaves this transaction usable.
             with transaction.atomic():
                 subscriber = Subscriber.objects.create(
-                    email=address, email_hash=address_hash, created_at=now
+                    email=address,
+                    email_hash=address_hash,
+                    created_at=now,
+                    # Only a new address takes the form's zone: the form must not change an
+                    # existing reader's schedule without their link.
+                    time_zone=time_zone
+                    if schedule.time_zone_valid(time_zone)
+                    else schedule.DEFAULT_ZONE,
                 )
         except IntegrityError:
             subscriber = Subscriber.objects.select_for_update().get(email_hash=address_hash)
@@ -225,7 +234,8 @@ def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> Subscriber
     consent.save(update_fields=["confirmed_at"])
     subscriber.status = Status.ACTIVE
     subscriber.confirmed_at = now
-    subscriber.save(update_fields=["status", "confirmed_at"])
+    subscriber.next_due_at = schedule.next_slot(subscriber.rhythm, now)
+    subscriber.save(update_fields=["status", "confirmed_at", "next_due_at"])
     Suppression.objects.filter(
         email_hash=subscriber.email_hash, reason__in=Suppression.LIFTED_BY_CONFIRMATION
     ).delete()
@@ -262,6 +272,7 @@ def subscriber_import(
         status=Status.ACTIVE if confirmed else Status.PENDING,
         created_at=now,
         confirmed_at=confirmed_at,
+        next_due_at=schedule.next_slot(schedule.Rhythm(), now) if confirmed else None,
     )
     subscriber.topics.set(chosen)
     profile_create(subscriber=subscriber)
@@ -314,7 +325,49 @@ def subscriber_resume(*, subscriber: Subscriber) -> Subscriber:
         raise ValidationError("Only a paused subscription can be resumed.", code="not_paused")
     subscriber.status = Status.ACTIVE
     subscriber.paused_at = None
-    subscriber.save(update_fields=["status", "paused_at"])
+    # From the next slot on: no catching up on what came out while paused.
+    subscriber.next_due_at = schedule.next_slot(subscriber.rhythm, timezone.now())
+    subscriber.save(update_fields=["status", "paused_at", "next_due_at"])
+    return subscriber
+
+
+SCHEDULE_FIELDS = (
+    "time_zone",
+    "delivery_hour",
+    "frequency",
+    "weekday",
+    "papers_per_email",
+    "paused_until",
+    "top_when_empty",
+)
+
+
+@transaction.atomic
+def subscriber_update_schedule(*, subscriber: Subscriber, **changes: Any) -> Subscriber:
+    """Set the reader's rhythm (any of SCHEDULE_FIELDS) and their next slot from now.
+
+    Values are checked here too, not only by the form: a bad zone or hour raises
+    ValidationError and changes nothing.
+    """
+    unknown = set(changes) - set(SCHEDULE_FIELDS)
+    if unknown:
+        raise TypeError(f"not schedule fields: {sorted(unknown)}")
+    subscriber = _locked(subscriber)
+    for name, value in changes.items():
+        setattr(subscriber, name, value)
+    problems = schedule.rhythm_problems(
+        zone=subscriber.time_zone,
+        hour=subscriber.delivery_hour,
+        frequency=subscriber.frequency,
+        weekday=subscriber.weekday,
+        papers=subscriber.papers_per_email,
+    )
+    if problems:
+        raise ValidationError(problems)
+    # The next slot from now: a reader who moves their hour later today gets today's email
+    # then unless they already had it (one per local day, by the delivery's period key).
+    subscriber.next_due_at = schedule.next_slot(subscriber.rhythm, timezone.now())
+    subscriber.save(update_fields=[*SCHEDULE_FIELDS, "next_due_at"])
     return subscriber
 
 
@@ -434,6 +487,13 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
             "unsubscribed_at": _iso(subscriber.unsubscribed_at),
         },
         "topics": [{"slug": t.slug, "name": t.name} for t in subscriber.topics.all()],
+        "schedule": {
+            **{name: getattr(subscriber, name) for name in SCHEDULE_FIELDS},
+            "paused_until": subscriber.paused_until.isoformat()
+            if subscriber.paused_until
+            else None,
+            "next_due_at": _iso(subscriber.next_due_at),
+        },
         "personalization": _profile_export(subscriber),
         "feedback": [
             {

@@ -14,6 +14,7 @@ urlpatterns = [
     path("u/<str:token>", views.unsubscribe, name="unsubscribe"),
     path("p/<str:token>/", views.preferences, name="preferences"),
     path("p/<str:token>/topics", views.preferences_topics, name="preferences-topics"),
+    path("p/<str:token>/schedule", views.preferences_schedule, name="preferences-schedule"),
     path("p/<str:token>/pause", views.preferences_pause, name="preferences-pause"),
     path("p/<str:token>/resume", views.preferences_resume, name="preferences-resume"),
     path(

@@ -17,10 +17,10 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from digests.models import DailyBatch, Paper
 from digests.selectors import batch_preview_latest
-from subscriptions import profiles, services
+from subscriptions import profiles, schedule, services
 from subscriptions.abuse import client_ip, ip_rate_limited
 from subscriptions.consent import CONSENT_TEXTS, CONSENT_VERSION
-from subscriptions.forms import EraseForm, PreferencesForm, SubscribeForm
+from subscriptions.forms import EraseForm, PreferencesForm, ScheduleForm, SubscribeForm
 from subscriptions.links import (
     FEEDBACK_LINK_MAX_AGE_DAYS,
     SALT_PREFERENCES,
@@ -102,6 +102,7 @@ def landing(request: HttpRequest) -> HttpResponse:
                 interests=form.cleaned_data["interests"],
                 follows=form.cleaned_data["follows"],
                 muted=form.cleaned_data["muted"],
+                time_zone=form.cleaned_data["time_zone"],
             )
             return _check_inbox(request)
         status = 400
@@ -209,6 +210,7 @@ def _preferences_page(
     *,
     preferences_form: PreferencesForm | None = None,
     erase_form: EraseForm | None = None,
+    schedule_form: ScheduleForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     if preferences_form is None:
@@ -218,6 +220,8 @@ def _preferences_page(
         "token": token,
         "preferences_form": preferences_form,
         "erase_form": erase_form or EraseForm(),
+        "schedule_form": schedule_form or ScheduleForm.for_subscriber(subscriber),
+        "schedule_text": schedule.describe(subscriber.rhythm),
         "feedback": feedback_for_subscriber(subscriber),
     }
     return render(request, "subscriptions/preferences.html", context, status=status)
@@ -258,6 +262,23 @@ def preferences_topics(request: HttpRequest, subscriber: Subscriber, token: str)
     else:
         messages.success(request, "Your preferences are saved.")
     return _back(token)
+
+
+@require_POST
+@_with_subscriber(SALT_PREFERENCES)
+def preferences_schedule(request: HttpRequest, subscriber: Subscriber, token: str) -> HttpResponse:
+    form = ScheduleForm(request.POST)
+    if not form.is_valid():
+        return _preferences_page(request, subscriber, token, schedule_form=form, status=400)
+    try:
+        subscriber = services.subscriber_update_schedule(subscriber=subscriber, **form.cleaned_data)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    else:
+        messages.success(
+            request, f"Your schedule is saved: {schedule.describe(subscriber.rhythm)}."
+        )
+    return _back(token, "schedule")
 
 
 @require_POST
