@@ -24,11 +24,14 @@ class Provider:
     batch_limit: int  # recipients per API call, as the provider documents it
     merge_field_format: str = "{{{{{}}}}}"  # str.format pattern of a body merge field: {{name}}
     message_search_page: int = 0  # messages per page of its outbound search; 0: cannot search
+    # True where one chunk goes in one HTTP call (our Postmark backend shares /email/batch
+    # calls); otherwise one call per message, and the send rate paces each call.
+    one_call_per_chunk: bool = False
 
 
 PROVIDERS = {
     # /email/batch; fields filled by our backend; messages searchable by metadata.
-    "postmark": Provider(batch_limit=500, message_search_page=500),
+    "postmark": Provider(batch_limit=500, message_search_page=500, one_call_per_chunk=True),
     "mailgun": Provider(batch_limit=1000, merge_field_format="%recipient.{}%"),
     "sendgrid": Provider(batch_limit=1000),
 }
@@ -47,9 +50,13 @@ def provider() -> Provider:
 
 
 def batch_limit() -> int:
-    configured = settings.DIGEST_BATCH_SIZE
+    """Recipients per chunk: the provider's per-call limit, DIGEST_BATCH_SIZE if smaller, and
+    never more than the per-second send rate (one call must fit in a second's budget)."""
     limit = provider().batch_limit
-    return min(configured, limit) if configured else limit
+    for cap in (settings.DIGEST_BATCH_SIZE, getattr(settings, "SEND_RATE_PER_SECOND", 0)):
+        if cap:
+            limit = min(limit, cap)
+    return limit
 
 
 def accepted_messages(claim: str) -> dict[str, str] | None:
