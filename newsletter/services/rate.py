@@ -270,6 +270,14 @@ class RateLimiter:
         """Stop every worker's sends for `seconds` (a 429); the seconds the pause lasts."""
         return float(self._pause(keys=[self.keys[1]], args=[max(0.0, seconds)]))
 
+    def paused_for(self) -> float:
+        """Seconds left of a pause (0: none)."""
+        paused = self.client.get(self.keys[1])
+        if not paused:
+            return 0.0
+        seconds, micros = self.client.time()
+        return max(0.0, float(paused) - (seconds + micros / 1e6))
+
     def status(self) -> dict[str, object]:
         """The budget as it stands, for the admin."""
         seconds, micros = self.client.time()

@@ -441,10 +441,15 @@ def _send_paced(backend, messages: list[AnymailMessage], gate) -> AnymailError |
         return _send(backend, messages)
     calls = [messages] if providers.provider().one_call_per_chunk else [[m] for m in messages]
     for call in calls:
-        slot = gate.slot(sum(len(m.to) for m in call))
-        if not slot.now:
-            raise rate.RateWait("waiting for the provider's send rate", slot.wait)
-        time.sleep(slot.wait)
+        while True:
+            slot = gate.slot(sum(len(m.to) for m in call))
+            if not slot.now:
+                raise rate.RateWait("waiting for the provider's send rate", slot.wait)
+            time.sleep(slot.wait)
+            # A 429 met by another worker while this one slept: its slot fell inside the
+            # pause, so it takes a new one after it.
+            if not gate.paused_for():
+                break
         error = _send(backend, call)
         if error is not None:
             return error
