@@ -92,7 +92,7 @@ if mode == 'peek' or mode == 'quota' then
   local fit = n
   if per_day > 0 then fit = math.min(fit, per_day - day_used) end
   if per_hour > 0 then fit = math.min(fit, per_hour - hour_used) end
-  if per_second > 0 then fit = math.min(fit, per_second) end
+  if per_second > 0 and mode == 'peek' then fit = math.min(fit, per_second) end
   if fit <= 0 then
     if per_day > 0 and day_used >= per_day then
       return {'day', tostring((day + 1) * 86400 - now), '0'}
@@ -328,3 +328,51 @@ def retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - time.time())
+
+
+def send_rate_rows(issue) -> list[tuple[str, str]]:
+    """What the admin shows of the send rate for an issue: the limits, the budget as it
+    stands (Redis's count, shared by every worker), and what of the issue is waiting."""
+    from newsletter.models import Delivery  # models import nothing from here; kept local
+
+    limits = configured_limits()
+    pending = Delivery.objects.filter(issue=issue, status=Delivery.Status.PENDING).count()
+    waiting = issue.send_waiting_until
+    rows = [
+        ("limit", f"{limits.per_second} emails/s" if limits.per_second else "none"),
+        ("hourly quota", str(limits.per_hour or "none")),
+        ("daily quota", str(limits.per_day or "none")),
+    ]
+    if limits.warmup_caps:
+        rows.append(
+            (
+                "warm-up",
+                f"from {limits.warmup_start}: {', '.join(map(str, limits.warmup_caps))} a day",
+            )
+        )
+    gate = limiter()
+    if gate is not None:
+        try:
+            status = gate.status()
+        except redis.RedisError as error:
+            rows.append(("budget", f"unavailable: {error}"))
+        else:
+            rows += [
+                ("current rate", f"{status['per_minute'] / HISTORY_SECONDS:.1f} emails/s"),
+                ("sent this hour", str(status["hour_used"])),
+                (
+                    "sent today",
+                    f"{status['day_used']} of {status['day_cap']}"
+                    if status["day_cap"]
+                    else str(status["day_used"]),
+                ),
+                ("reserved ahead", str(status["reserved_ahead"])),
+                ("paused", f"{status['paused_for']:.0f} s more" if status["paused_for"] else "no"),
+            ]
+    rows.append(("waiting", f"{pending} pending"))
+    if waiting is not None and pending:
+        from django.utils import timezone
+
+        if waiting > timezone.now():
+            rows.append(("waiting until", f"{waiting:%Y-%m-%d %H:%M} UTC (the budget renews)"))
+    return rows

@@ -183,3 +183,32 @@ def test_what_does_not_fit_today_waits_pending_in_order_and_is_not_lost(
         .filter(email__in=[a for m in mail.outbox for a in m.to])
         .exists()
     )
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_the_rate_and_what_is_waiting(client, day_batch, settings, redis_url):
+    from tests.admin.conftest import editors_group
+    from tests.factories import UserFactory
+
+    settings.SEND_RATE_PER_SECOND = 14
+    settings.SEND_QUOTA_PER_DAY = 100
+    robotics = day_batch.topics["robotics"]
+    for i in range(3):
+        SubscriberFactory(email=f"r{i}@example.org", topics=[robotics])
+    issue = issue_create(batch=day_batch.batch)
+    Issue.objects.filter(pk=issue.pk).update(
+        status=Issue.Status.SENDING, send_waiting_until=datetime.now(UTC) + timedelta(hours=2)
+    )
+    gate = rate.limiter()
+    assert gate.take_quota(40).now and gate.slot(14).now
+    user = UserFactory(username="ed")
+    user.groups.add(editors_group())
+    client.force_login(user)
+    page = client.get(f"/admin/newsletter/issue/{issue.pk}/change/").content.decode()
+    table = page[
+        page.index('id="send-rate"') : page.index("</table>", page.index('id="send-rate"'))
+    ]
+    assert "14 emails/s" in table
+    assert "40 of 100" in table  # today's count against the day's cap
+    assert "0.2 emails/s" in table  # 14 in the last minute
+    assert "3 pending" in table and "the budget renews" in table

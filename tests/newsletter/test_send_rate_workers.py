@@ -63,21 +63,24 @@ def readers(day_batch) -> list[str]:
 
 
 def send_with_two_workers(tmp_path, day_batch, worker_env, postmark, before=None) -> float:
-    """Send the issue with two worker processes; the seconds from start to the last call."""
-    with celery_broker(), celery_worker(tmp_path, **worker_env) as first:
-        with celery_worker(tmp_path, flush=False, **worker_env) as second:
-            if before:
-                before()
-            started = time.time()
-            issue = issue_create(batch=day_batch.batch)
-            assert issue_start(issue=issue)
-            wait_for(
-                lambda: Issue.objects.get(pk=issue.pk).status == Issue.Status.SENT,
-                timeout=90,
-                message=f"{Counter(Delivery.objects.values_list('status', flat=True))}\n"
-                f"{first.log()}\n{second.log()}",
-            )
-            logs = first.log() + second.log()
+    """Send the issue with two worker processes; when it was started (time.time())."""
+    with (
+        celery_broker(),
+        celery_worker(tmp_path, **worker_env) as first,
+        celery_worker(tmp_path, flush=False, **worker_env) as second,
+    ):
+        if before:
+            before()
+        started = time.time()
+        issue = issue_create(batch=day_batch.batch)
+        assert issue_start(issue=issue)
+        wait_for(
+            lambda: Issue.objects.get(pk=issue.pk).status == Issue.Status.SENT,
+            timeout=90,
+            message=f"{Counter(Delivery.objects.values_list('status', flat=True))}\n"
+            f"{first.log()}\n{second.log()}",
+        )
+        logs = first.log() + second.log()
     assert "send_issue_chunk" in logs
     return started
 
