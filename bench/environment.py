@@ -73,6 +73,9 @@ def pipeline_env(args: argparse.Namespace, fake_url: str, query_dir: Path) -> di
         PAPERBOY_BENCH_QUERY_DIR=str(query_dir),
         PYTHONUNBUFFERED="1",
     )
+    if getattr(args, "rate", 0):
+        # The shared send rate (newsletter/services/rate.py), its budget in the bench's Redis.
+        env.update(SEND_RATE_PER_SECOND=str(args.rate), SEND_RATE_REDIS_URL=args.redis_url)
     return env
 
 

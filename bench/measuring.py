@@ -133,6 +133,9 @@ def _paperboy_measure(args, batch, fake_url, fake_pid, workers, env, workdir, qu
         "http_bytes_received": provider["bytes_out"],
         "provider_accepted": provider["accepted"],
         "provider_duplicates": provider["duplicates"],
+        # Most emails the fake accepted in calls that arrived within any one second.
+        "provider_peak_per_second": provider.get("peak_per_second"),
+        "send_rate_per_second": args.rate or None,
     }
     if provider["accepted"] != sent or provider["duplicates"] or sent != recipients:
         raise AssertionError(f"lost or repeated mail: sent={sent} {provider} {statuses}")

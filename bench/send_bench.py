@@ -10,6 +10,9 @@ through the real Anymail Postmark backend over HTTP to the fake Postmark (its ow
 and record each recipient's status in PostgreSQL. Wall time runs from enqueueing the task to
 the issue being marked sent.
 
+``--rate 50`` sets the shared send rate (emails per second) for Paperboy's workers; the
+report then gives the most emails the fake received within any one second.
+
 ``--distinct`` is the worst case of personal ranking: every subscriber also gets a profile of
 their own (a "what I work on" vector near a random mix of the day's papers, focus anywhere in
 0-100), so nearly every selection is distinct and nothing is rendered for two readers alike;
@@ -84,6 +87,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--distinct",
         action="store_true",
         help="every subscriber's selection distinct (a profile each: interest vector, focus)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=0,
+        help="SEND_RATE_PER_SECOND for Paperboy's workers (0: none); the report gives the "
+        "fake's peak emails in any second",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=1800)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import zoneinfo
 from collections.abc import Callable, Iterable
+from datetime import date
 from urllib.parse import urlsplit
 
 import environ
@@ -152,3 +153,28 @@ def env_crontab(name: str, default: str) -> str:
     except ValueError as exc:
         raise bad(name, raw, str(exc)) from None
     return raw
+
+
+def env_date(name: str) -> date | None:
+    """An ISO date (YYYY-MM-DD), or None when unset or blank."""
+    value = _given(name)
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise bad(name, value, "expected a date like 2026-12-01") from None
+
+
+def env_int_list(name: str, *, minimum: int | None = None) -> list[int]:
+    """Comma-separated integers ("50,100,500"); unset or blank is an empty list."""
+    numbers = []
+    for item in env_list(name, default=[]):
+        try:
+            number = int(item)
+        except ValueError:
+            raise bad(name, str(_raw(name)), f"{item!r} is not an integer") from None
+        if minimum is not None and number < minimum:
+            raise bad(name, str(_raw(name)), f"every item must be at least {minimum}")
+        numbers.append(number)
+    return numbers

@@ -19,7 +19,9 @@ from config.env import (
     env_bool,
     env_choice,
     env_database,
+    env_date,
     env_int,
+    env_int_list,
     env_list,
     env_str,
     env_time_zone,
@@ -321,6 +323,44 @@ if DIGEST_CLAIM_LEASE_SECONDS <= ANYMAIL_TIMEOUT_SECONDS + DIGEST_LEASE_MARGIN_S
 DIGEST_REQUEUE_SECONDS = env_int("DIGEST_REQUEUE_SECONDS", default=60, minimum=1)
 # Per-recipient outcomes are recorded on each Delivery; a refused recipient is not an exception.
 ANYMAIL["IGNORE_RECIPIENT_STATUS"] = True
+
+# --- Send rate (newsletter/services/rate.py): shared by every worker through Redis ----------
+# The provider's limits; 0 (the default) sets none. A chunk is never larger than the per-second
+# limit, so no single call exceeds it.
+SEND_RATE_PER_SECOND = env_int("SEND_RATE_PER_SECOND", default=0, minimum=0)
+SEND_QUOTA_PER_HOUR = env_int("SEND_QUOTA_PER_HOUR", default=0, minimum=0)
+SEND_QUOTA_PER_DAY = env_int("SEND_QUOTA_PER_DAY", default=0, minimum=0)
+# Warm-up of a new sending domain: the cap of each UTC day from SEND_WARMUP_START on
+# ("50,100,250,500,1000"); after the last one only the quotas above apply. What does not fit in
+# a day stays pending, in order, for the next.
+SEND_WARMUP_DAILY_CAPS = env_int_list("SEND_WARMUP_DAILY_CAPS", minimum=1)
+SEND_WARMUP_START = env_date("SEND_WARMUP_START")
+if SEND_WARMUP_DAILY_CAPS and SEND_WARMUP_START is None:
+    raise ImproperlyConfigured(
+        "SEND_WARMUP_START is required with SEND_WARMUP_DAILY_CAPS (the day the first cap applies)"
+    )
+if SEND_WARMUP_START is not None and not SEND_WARMUP_DAILY_CAPS:
+    raise ImproperlyConfigured("SEND_WARMUP_DAILY_CAPS is required with SEND_WARMUP_START")
+# A wait for the budget up to this long is a task retry; longer (the hour's or day's quota is
+# used up), the issue waits and the sweeper enqueues its rows again when the time comes. Kept
+# under the broker's visibility timeout, which a retry's countdown must not outlast.
+SEND_RATE_PARK_AFTER_SECONDS = env_int("SEND_RATE_PARK_AFTER_SECONDS", default=300, minimum=1)
+if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= SEND_RATE_PARK_AFTER_SECONDS:
+    raise ImproperlyConfigured(
+        f"SEND_RATE_PARK_AFTER_SECONDS={SEND_RATE_PARK_AFTER_SECONDS} must be shorter than "
+        "CELERY_VISIBILITY_TIMEOUT: a longer retry countdown gets the task delivered twice"
+    )
+# Where the shared budget lives: REDIS_URL, else the Celery broker when it is Redis.
+SEND_RATE_REDIS_URL = env_url("SEND_RATE_REDIS_URL", default="", schemes={"redis", "rediss"}) or (
+    REDIS_URL or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+)
+if (
+    SEND_RATE_PER_SECOND or SEND_QUOTA_PER_HOUR or SEND_QUOTA_PER_DAY or SEND_WARMUP_DAILY_CAPS
+) and not SEND_RATE_REDIS_URL:
+    raise ImproperlyConfigured(
+        "SEND_RATE_REDIS_URL (or REDIS_URL) is required with a send rate or quota: every worker "
+        "must share one budget"
+    )
 
 # --- Internationalization ------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

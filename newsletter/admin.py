@@ -32,6 +32,7 @@ from newsletter.selectors import (
 )
 from newsletter.services.issues import issue_cancel, issue_create, issue_start
 from newsletter.services.previews import digest_preview, digest_preview_send
+from newsletter.services.rate import send_rate_rows
 from newsletter.services.sending import deliveries_retry
 from subscriptions.models import Subscriber
 from subscriptions.selectors import subscribers_sendable
@@ -299,6 +300,7 @@ class IssueAdmin(admin.ModelAdmin):
         "content_count",
         "stats",
         "provider",
+        "send_rate",
     ]
     actions = ["cancel"]
     change_list_template = "admin/newsletter/issue/change_list.html"
@@ -337,6 +339,12 @@ class IssueAdmin(admin.ModelAdmin):
         ]
         body = format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>", rows)
         return format_html('<table id="issue-stats">{}</table>', body)
+
+    @admin.display(description="send rate")
+    def send_rate(self, issue: Issue) -> str:
+        rows = send_rate_rows(issue)
+        body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        return format_html('<table id="send-rate">{}</table>', body)
 
     def get_urls(self):
         return [

@@ -19,6 +19,10 @@ class Issue(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set when the send rate's hourly or daily budget (or a long provider pause) is used up:
+    # the pending rows wait, in order, until then, and the sweeper does not take them for
+    # lost before it; it enqueues them again after.
+    send_waiting_until = models.DateTimeField(null=True, blank=True)
     # Counts at creation; live per-status counts come from issue_stats().
     recipient_count = models.PositiveIntegerField(default=0)
     skipped_count = models.PositiveIntegerField(default=0)

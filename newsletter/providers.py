@@ -28,11 +28,14 @@ class Provider:
     # cannot, each recipient gets a copy with the fields filled in, one call per copy
     # (newsletter/services/single_sends.py), over one reused connection.
     merges: bool = True
+    # True where one chunk goes in one HTTP call (our Postmark backend shares /email/batch
+    # calls); otherwise one call per message, and the send rate paces each call.
+    one_call_per_chunk: bool = False
 
 
 PROVIDERS = {
     # /email/batch; fields filled by our backend; messages searchable by metadata.
-    "postmark": Provider(batch_limit=500, message_search_page=500),
+    "postmark": Provider(batch_limit=500, message_search_page=500, one_call_per_chunk=True),
     "mailgun": Provider(batch_limit=1000, merge_field_format="%recipient.{}%"),
     "sendgrid": Provider(batch_limit=1000),
     # One copy per recipient (merge fields filled here): Resend and Amazon SES only merge into
@@ -62,9 +65,13 @@ def provider() -> Provider:
 
 
 def batch_limit() -> int:
-    configured = settings.DIGEST_BATCH_SIZE
+    """Recipients per chunk: the provider's per-call limit, DIGEST_BATCH_SIZE if smaller, and
+    never more than the per-second send rate (one call must fit in a second's budget)."""
     limit = provider().batch_limit
-    return min(configured, limit) if configured else limit
+    for cap in (settings.DIGEST_BATCH_SIZE, getattr(settings, "SEND_RATE_PER_SECOND", 0)):
+        if cap:
+            limit = min(limit, cap)
+    return limit
 
 
 def accepted_messages(claim: str) -> dict[str, str] | None:

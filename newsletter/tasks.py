@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from newsletter.services.issues import digest_send_for_day
+from newsletter.services.rate import RateWait
 from newsletter.services.sending import (
     ClaimUnsettled,
     TransientSendError,
@@ -68,6 +69,13 @@ def send_issue_chunk(self, issue_id: int, claim: str | None = None) -> int:
         raise self.retry(
             kwargs={"claim": error.claim},
             countdown=backoff(self.request.retries, error.retry_after),
+        ) from error
+    except RateWait as error:
+        # Waiting for the shared send rate is not a failure: it does not use up retries.
+        raise self.retry(
+            kwargs={"claim": error.claim},
+            countdown=max(0.05, error.seconds),
+            max_retries=self.request.retries + 1,
         ) from error
     except ClaimUnsettled as error:
         if self.request.retries >= self.max_retries:

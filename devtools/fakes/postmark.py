@@ -57,6 +57,9 @@ class FakePostmarkState:
     answer_delay: float = 0.0  # seconds between taking a send (recorded) and answering it
     # False: keep counters only, not the messages (GET /messages/outbound then finds nothing).
     store: bool = True
+    retry_after: str = "1"  # the Retry-After header of its 429 answers
+    # (arrival time, messages accepted) of each send call, for checks of the send rate
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
     bytes_in: int = 0
     bytes_out: int = 0
     accepted: int = 0
@@ -87,13 +90,26 @@ class FakePostmarkState:
         with self.lock:
             return time.monotonic() < self._search_down_until
 
+    def peak_per_second(self) -> int:
+        """The most messages accepted in calls that arrived within any one second."""
+        with self.lock:
+            arrivals = sorted(self.arrivals)
+        peak, start, inside = 0, 0, 0
+        for when, count in arrivals:
+            inside += count
+            while arrivals[start][0] <= when - 1.0:
+                inside -= arrivals[start][1]
+                start += 1
+            peak = max(peak, inside)
+        return peak
+
     def recipients(self) -> list[str]:
         with self.lock:
             return [_addr_spec(m["To"]) for m in self.messages]
 
     def stats(self) -> dict[str, object]:
         with self.lock:
-            return {
+            stats = {
                 "calls": dict(self.calls),
                 "http_calls": sum(self.calls.values()),
                 "bytes_in": self.bytes_in,
@@ -103,12 +119,15 @@ class FakePostmarkState:
                 "distinct_recipients": len(self._seen),
                 "duplicates": self.duplicates,
             }
+        stats["peak_per_second"] = self.peak_per_second()  # takes the lock itself
+        return stats
 
     def reset(self) -> None:
         with self.lock:
             self.messages.clear()
             self.calls.clear()
             self._seen.clear()
+            self.arrivals.clear()
             self.bytes_in = self.bytes_out = self.accepted = self.refused = self.duplicates = 0
 
     def _record(self, message: dict, message_id: str) -> None:
@@ -195,6 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def do_POST(self) -> None:
+        arrived = time.time()  # when the call reached the provider: what its rate limit counts
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         state = self.state
@@ -211,7 +231,9 @@ class _Handler(BaseHTTPRequestHandler):
         failure = state._take_failure()
         if failure == 429:
             return self._reply(
-                429, {"ErrorCode": 429, "Message": "Rate limit exceeded"}, {"Retry-After": "1"}
+                429,
+                {"ErrorCode": 429, "Message": "Rate limit exceeded"},
+                {"Retry-After": state.retry_after},
             )
         if failure:
             return self._reply(failure, {"ErrorCode": failure, "Message": "Internal error"})
@@ -239,11 +261,17 @@ class _Handler(BaseHTTPRequestHandler):
                     422, {"ErrorCode": 300, "Message": f"Batch exceeds {BATCH_LIMIT} messages."}
                 )
             results = [self._accept(m) for m in body]
+            self._arrived(arrived, sum(1 for r in results if r.get("ErrorCode") == 0))
             self._answer_late()
             return self._reply(200, results)
         result = self._accept(body)
+        self._arrived(arrived, 1 if result["ErrorCode"] == 0 else 0)
         self._answer_late()
         return self._reply(200 if result["ErrorCode"] == 0 else 422, result)
+
+    def _arrived(self, when: float, accepted: int) -> None:
+        with self.state.lock:
+            self.state.arrivals.append((when, accepted))
 
     def _answer_late(self) -> None:
         if self.state.answer_delay:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from newsletter import providers
 from newsletter.composition import FEEDBACK_URL, PREFERENCES_URL, UNSUBSCRIBE_URL
 from newsletter.models import Delivery, Issue, IssueContent
 from newsletter.rendering import IssueRenderer
+from newsletter.services import rate
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
 from newsletter.services.single_sends import chunk_single
 from subscriptions.addresses import email_problem
@@ -420,6 +422,31 @@ def _send(backend, messages: list[AnymailMessage]) -> AnymailError | None:
     return None
 
 
+def _send_paced(backend, messages: list[AnymailMessage], gate) -> AnymailError | None:
+    """``_send``, with each HTTP call waiting for its slot of the shared send rate.
+
+    Raises rate.RateWait (nothing of the call sent) when the slot, or a provider's pause, is
+    further off than a worker sleeps; the messages sent before it carry their status.
+    """
+    if gate is None:
+        return _send(backend, messages)
+    calls = [messages] if providers.provider().one_call_per_chunk else [[m] for m in messages]
+    for call in calls:
+        while True:
+            slot = gate.slot(sum(len(m.to) for m in call))
+            if not slot.now:
+                raise rate.RateWait("waiting for the provider's send rate", slot.wait)
+            time.sleep(slot.wait)
+            # A 429 met by another worker while this one slept: its slot fell inside the
+            # pause, so it takes a new one after it.
+            if not gate.paused_for():
+                break
+        error = _send(backend, call)
+        if error is not None:
+            return error
+    return None
+
+
 @dataclass
 class _Chunk:
     """One claim's messages, one per distinct content, and the rows each one carries."""
@@ -451,7 +478,7 @@ def _without(todo: list[int], done: list[int]) -> list[int]:
     return [i for i in todo if i not in drop]
 
 
-def _chunk_send(chunk: _Chunk) -> tuple[int, bool]:
+def _chunk_send(chunk: _Chunk, gate=None) -> tuple[int, bool]:
     """Send the chunk's messages, acting on what ``send_outcome`` makes of each answer.
 
     Returns (deliveries the provider took, whether every message was settled). Raises
@@ -461,7 +488,19 @@ def _chunk_send(chunk: _Chunk) -> tuple[int, bool]:
     handed, todo = 0, list(range(len(chunk.messages)))
     backend = get_connection()
     while todo:
-        error = _send(backend, [chunk.messages[i] for i in todo])
+        try:
+            error = _send_paced(backend, [chunk.messages[i] for i in todo], gate)
+        except rate.RateWait as wait:
+            # What was sent before the wait is recorded; the rest of the claim waits for the
+            # task's retry (certainly not handed over), its quota given back meanwhile.
+            done = [i for i in todo if chunk.messages[i].anymail_status.recipients]
+            if done:
+                _record_statuses(chunk.claim, [(chunk.groups[i], chunk.messages[i]) for i in done])
+            todo = _without(todo, done)
+            _not_taken(chunk.claim, chunk.row_ids(todo))
+            gate.refund_quota(len(chunk.row_ids(todo)))
+            wait.claim = chunk.claim
+            raise
         answered = chunk.answered(error, todo)
         if answered:
             _record_statuses(chunk.claim, [(chunk.groups[i], chunk.messages[i]) for i in answered])
@@ -476,6 +515,11 @@ def _chunk_send(chunk: _Chunk) -> tuple[int, bool]:
         if verdict.outcome is Outcome.TRANSIENT:
             # Certainly not taken: neither the failed call nor the messages after it.
             _not_taken(chunk.claim, chunk.row_ids(todo))
+            if gate is not None:
+                gate.refund_quota(len(chunk.row_ids(todo)))
+                if getattr(error, "status_code", None) == 429:
+                    # Every worker waits, not only this one: the provider counts the account.
+                    gate.pause(verdict.retry_after or rate.DEFAULT_PAUSE_SECONDS)
             if chunk.attempts >= settings.DIGEST_MAX_ATTEMPTS:
                 deliveries_release_claim(claim=chunk.claim, error=verdict.reason)
                 return handed, False
@@ -510,6 +554,13 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
     issue = Issue.objects.select_related("batch").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING:
         return 0
+    gate = rate.limiter()
+    wanted = providers.batch_limit()
+    if gate is not None:
+        room = gate.room(wanted)
+        if not room.now:
+            return _rate_wait(issue, claim, room)
+        wanted = room.count
     stamp = timezone.now()
     if claim is None:
         claim = uuid.uuid4().hex
@@ -517,11 +568,17 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
     else:
         taken = _claim_resume(claim, stamp=stamp)
     if not taken:
-        taken = _deliveries_claim(issue, providers.batch_limit(), claim=claim, stamp=stamp)
+        taken = _deliveries_claim(issue, wanted, claim=claim, stamp=stamp)
     rows, selections = _claimed_rows(issue, claim, stamp=stamp) if taken else ([], {})
     if not rows:
         issue_finish_if_done(issue_id=issue.pk)
         return 0
+    if gate is not None:
+        quota = gate.take_quota(len(rows))
+        if not quota.now:
+            # Another worker took the hour's or day's last emails since the look above.
+            _give_back_unattempted(claim, [row.pk for row in rows])
+            return _rate_wait(issue, None, quota)
     renderer = _issue_renderer(issue)
     groups = [list(g) for _, g in groupby(rows, key=lambda d: d.content_key)]
     messages = [
@@ -531,11 +588,43 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
     if not providers.provider().merges:
         groups, messages = chunk_single(groups, messages)
     handed, settled = _chunk_send(
-        _Chunk(claim=claim, groups=groups, messages=messages, attempts=rows[0].attempts)
+        _Chunk(claim=claim, groups=groups, messages=messages, attempts=rows[0].attempts), gate
     )
     if settled:
         issue_finish_if_done(issue_id=issue.pk)
     return handed
+
+
+def _give_back_unattempted(claim: str, ids: list[int]) -> None:
+    """Rows claimed but not sent because the send rate has no room: back to pending, and the
+    attempt they were stamped with does not count (waiting is not failing)."""
+    Delivery.objects.filter(pk__in=ids, claim=claim, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.PENDING,
+        claim="",
+        claimed_at=None,
+        handed_at=None,
+        attempts=F("attempts") - 1,
+    )
+
+
+def _rate_wait(issue: Issue, claim: str | None, room: rate.Room) -> int:
+    """The send rate has no room now. A short wait is the task's to retry (RateWait); a long
+    one (the hour's or day's budget is used up) parks the issue until then, its rows pending
+    and in order, and the sweeper enqueues them again once the time has come."""
+    if room.wait <= settings.SEND_RATE_PARK_AFTER_SECONDS:
+        raise rate.RateWait(f"send rate: {room.verdict}", room.wait, claim=claim)
+    until = timezone.now() + timedelta(seconds=room.wait)
+    if claim:
+        # Rows a retry was to send (the provider had not taken them) wait with the others.
+        Delivery.objects.filter(
+            claim=claim, status=Delivery.Status.SENDING, handed_at__isnull=True
+        ).update(status=Delivery.Status.PENDING, claim="", claimed_at=None)
+    Issue.objects.filter(pk=issue.pk).update(send_waiting_until=until)
+    logger.info(
+        "send budget used up; the issue waits",
+        extra={"issue": issue.pk, "reason": room.verdict, "until": until.isoformat()},
+    )
+    return 0
 
 
 # --- Recovering from dead workers and lost tasks, and retries -----------------------------------
@@ -603,11 +692,13 @@ def deliveries_sweep() -> int:
             continue
         # Re-enqueue pending rows only when nobody has claimed or retried anything of the issue
         # for a while: their chunk tasks were lost (broker restarted empty, retries used up).
-        # A busy issue has tasks queued. Extra tasks only ever claim pending rows, so a row
-        # held by a live task never gets a second sender.
-        progressing = Delivery.objects.filter(
-            issue_id=issue_id, claimed_at__gte=requeue_cutoff
-        ).exists()
+        # A busy issue has tasks queued; an issue waiting for the send budget (the day's is
+        # used up) is not lost either, until its time. Extra tasks only ever claim pending
+        # rows, so a row held by a live task never gets a second sender.
+        progressing = (
+            Delivery.objects.filter(issue_id=issue_id, claimed_at__gte=requeue_cutoff).exists()
+            or Issue.objects.filter(pk=issue_id, send_waiting_until__gt=now).exists()
+        )
         if not progressing:
             transaction.on_commit(
                 lambda i=issue_id, c=count: issue_chunks_enqueue(issue_id=i, pending=c)

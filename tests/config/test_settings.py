@@ -13,6 +13,13 @@ from config.schedules import SCHEDULES
 
 SETTINGS_FILE = Path(__file__).resolve().parents[2] / "config" / "settings.py"
 VARIABLES = [
+    "SEND_RATE_PER_SECOND",
+    "SEND_QUOTA_PER_HOUR",
+    "SEND_QUOTA_PER_DAY",
+    "SEND_WARMUP_START",
+    "SEND_WARMUP_DAILY_CAPS",
+    "SEND_RATE_REDIS_URL",
+    "SEND_RATE_PARK_AFTER_SECONDS",
     "DEBUG",
     "SECRET_KEY",
     "ALLOWED_HOSTS",
@@ -183,6 +190,21 @@ def test_it_folds_the_case_of_names_it_knows(load):
             {"ANYMAIL_ESP": "postmark", "ANYMAIL_API_KEY": "k", "ANYMAIL_API_URL": "ftp://x"},
             "ANYMAIL_API_URL",
         ),
+        ({"SEND_RATE_PER_SECOND": "fast"}, "SEND_RATE_PER_SECOND"),
+        ({"SEND_QUOTA_PER_DAY": "-5"}, "SEND_QUOTA_PER_DAY"),
+        # A limit no worker can share: no Redis to keep the budget in.
+        ({"SEND_RATE_PER_SECOND": "14"}, "SEND_RATE_REDIS_URL"),
+        (
+            {"REDIS_URL": "redis://r/1", "SEND_WARMUP_DAILY_CAPS": "50,lots"},
+            "SEND_WARMUP_DAILY_CAPS",
+        ),
+        ({"REDIS_URL": "redis://r/1", "SEND_WARMUP_DAILY_CAPS": "50,0"}, "SEND_WARMUP_DAILY_CAPS"),
+        ({"REDIS_URL": "redis://r/1", "SEND_WARMUP_DAILY_CAPS": "50,100"}, "SEND_WARMUP_START"),
+        (
+            {"SEND_WARMUP_START": "12/01/2026", "SEND_WARMUP_DAILY_CAPS": "50"},
+            "SEND_WARMUP_START",
+        ),
+        ({"SEND_RATE_PARK_AFTER_SECONDS": "4000"}, "SEND_RATE_PARK_AFTER_SECONDS"),
         ({**PRODUCTION, "SECRET_KEY": ""}, "SECRET_KEY"),
         ({**PRODUCTION, "ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
         ({**PRODUCTION, "SITE_URL": "http://paperboy.example.org"}, "SITE_URL"),
@@ -195,6 +217,21 @@ def test_it_refuses_a_bad_value_naming_the_variable(load, env, named):
     with pytest.raises(ImproperlyConfigured) as excinfo:
         load(**env)
     assert str(excinfo.value).startswith(named)
+
+
+def test_it_reads_the_send_rate_and_shares_it_through_redis(load):
+    names = load(
+        SEND_RATE_PER_SECOND="14",
+        SEND_QUOTA_PER_DAY="50000",
+        SEND_WARMUP_START="2026-12-01",
+        SEND_WARMUP_DAILY_CAPS="50, 100,500",
+        CELERY_BROKER_URL="redis://broker:6379/0",
+    )
+    assert names["SEND_RATE_PER_SECOND"] == 14
+    assert names["SEND_QUOTA_PER_DAY"] == 50000
+    assert names["SEND_WARMUP_DAILY_CAPS"] == [50, 100, 500]
+    assert names["SEND_WARMUP_START"].isoformat() == "2026-12-01"
+    assert names["SEND_RATE_REDIS_URL"] == "redis://broker:6379/0"  # the broker, lacking REDIS_URL
 
 
 def test_it_passes_mailguns_webhook_signing_key_to_anymail(load):

@@ -1,0 +1,214 @@
+"""The shared send rate (newsletter/services/rate.py) on a real Redis, and what sending does
+when the day's budget runs out: the rest waits, pending and in order, and is not lost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from django.core import mail
+
+from newsletter.models import Delivery, Issue
+from newsletter.services import rate
+from newsletter.services.issues import issue_create, issue_start
+from newsletter.services.sending import deliveries_send_chunk, deliveries_sweep
+from subscriptions.models import Subscriber
+from tests.external import require_postgres, require_redis
+from tests.factories import SubscriberFactory
+
+
+@pytest.fixture
+def redis_url(settings):
+    url = require_redis()
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter("paperboy:rate:*"):
+        client.delete(key)
+    settings.SEND_RATE_REDIS_URL = url
+    return url
+
+
+def limiter(url: str, **limits) -> rate.RateLimiter:
+    return rate.RateLimiter(redis.Redis.from_url(url), "postmark", rate.Limits(**limits))
+
+
+def admissions(gate: rate.RateLimiter) -> list[tuple[float, int]]:
+    """(admission time, emails) of every reserved call, from Redis itself."""
+    entries = gate.client.zrange(gate.keys[0], 0, -1, withscores=True)
+    return sorted((score, int(member.split(b":")[0])) for member, score in entries)
+
+
+def peak_in_any_second(calls: list[tuple[float, int]]) -> int:
+    peak = 0
+    for start, _ in calls:
+        peak = max(peak, sum(n for when, n in calls if start <= when < start + 1.0))
+    return peak
+
+
+def test_it_never_admits_more_than_the_limit_in_any_second(redis_url):
+    gate = limiter(redis_url, per_second=50)
+    sizes = [50, 20, 30, 10, 50, 45, 5, 50, 1, 49]
+    for size in sizes:
+        assert gate.slot(size, max_wait=60).now
+    calls = admissions(gate)
+    assert sorted(n for _, n in calls) == sorted(sizes)  # none merged or lost
+    assert peak_in_any_second(calls) == 50
+    # And not slower than the limit: 310 emails at 50/s fit in about 6 windows.
+    span = calls[-1][0] - calls[0][0]
+    assert 5 * 1.0 <= span <= 6 * (1.0 + rate.WINDOW_GUARD_SECONDS) + 0.5
+
+
+def test_it_refuses_a_slot_further_off_than_the_worker_waits(redis_url):
+    gate = limiter(redis_url, per_second=10)
+    assert gate.slot(10).now
+    later = gate.slot(10, max_wait=0.5)
+    assert later.verdict == "wait" and later.wait > 0.9
+    assert len(admissions(gate)) == 1  # nothing reserved for the refused one
+
+
+def test_a_pause_holds_every_caller_until_it_ends(redis_url):
+    gate = limiter(redis_url, per_second=50)
+    other = limiter(redis_url, per_second=50)  # another worker, same provider
+    assert gate.pause(3) == pytest.approx(3, abs=0.1)
+    assert gate.pause(1) == pytest.approx(3, abs=0.1)  # a shorter one does not cut it short
+    slot = other.slot(10, max_wait=10)
+    assert slot.now and slot.wait == pytest.approx(3, abs=0.1)
+    assert other.status()["paused_for"] == pytest.approx(3, abs=0.2)
+
+
+def test_the_days_cap_is_the_warmup_schedules_and_what_is_left_is_counted(redis_url):
+    today = datetime.now(UTC).date()
+    gate = limiter(redis_url, per_day=1000, warmup_start=today, warmup_caps=(70, 200))
+    assert gate.room(50).count == 50
+    assert gate.take_quota(50).now
+    room = gate.room(50)
+    assert room.now and room.count == 20  # only what fits today
+    assert gate.take_quota(50).verdict == "short"  # all or nothing
+    assert gate.take_quota(20).now
+    full = gate.room(50)
+    assert full.verdict == "day" and full.count == 0
+    seconds_to_midnight = (
+        datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC) - datetime.now(UTC)
+    ).total_seconds()
+    assert full.wait == pytest.approx(seconds_to_midnight, abs=5)
+    gate.refund_quota(30)  # 30 were not sent after all
+    assert gate.room(50).count == 30
+    assert gate.status()["day_used"] == 40 and gate.status()["day_cap"] == 70
+    # The second day of the schedule allows 200; after the schedule, only the quota.
+    second = limiter(redis_url, warmup_start=today - timedelta(days=1), warmup_caps=(70, 200))
+    assert second.room(500).count == 200 - 40
+    done = limiter(
+        redis_url, per_day=1000, warmup_start=today - timedelta(days=5), warmup_caps=(70,)
+    )
+    assert done.room(5000).count == 1000 - 40
+
+
+def test_the_hours_quota_holds_too(redis_url):
+    gate = limiter(redis_url, per_hour=30)
+    assert gate.take_quota(30).now
+    assert gate.room(1).verdict == "hour"
+    assert 0 < gate.room(1).wait <= 3600
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), (" 120 ", 120.0), ("", None), (None, None), ("soon", None), ("-3", None)],
+)
+def test_it_reads_retry_after_as_seconds(header, seconds):
+    assert rate.retry_after_seconds(header) == seconds
+
+
+def test_it_reads_retry_after_as_an_http_date():
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    header = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert rate.retry_after_seconds(header) == pytest.approx(30, abs=1.5)
+
+
+# --- What sending does with it ------------------------------------------------------------------
+
+
+@pytest.fixture
+def warming_up(settings, redis_url):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    settings.SITE_URL = "https://paperboy.example.org"
+    settings.SEND_WARMUP_START = datetime.now(UTC).date()
+    settings.SEND_WARMUP_DAILY_CAPS = [25]
+    settings.DIGEST_BATCH_SIZE = 10
+    mail.outbox = []
+
+
+@pytest.mark.django_db
+def test_what_does_not_fit_today_waits_pending_in_order_and_is_not_lost(
+    day_batch, warming_up, django_capture_on_commit_callbacks
+):
+    require_postgres()
+    robotics = day_batch.topics["robotics"]
+    readers = [
+        SubscriberFactory(email=f"reader{i:02}@example.org", topics=[robotics]) for i in range(40)
+    ]
+    issue = issue_create(batch=day_batch.batch)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert issue_start(issue=issue)  # its chunk tasks are run by hand below
+    sent = sum(deliveries_send_chunk(issue_id=issue.pk) for _ in range(6))
+    assert sent == 25  # the day's cap, across chunks (10 + 10 + 5)
+    assert len({a for m in mail.outbox for a in m.to}) == 25
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENDING  # not finished: 15 are still to go
+    assert issue.send_waiting_until > datetime.now(UTC) + timedelta(seconds=1)
+    waiting = Delivery.objects.filter(issue=issue, status=Delivery.Status.PENDING)
+    assert waiting.count() == 15
+    # In order: those left are the last of the claim order, untouched by the waits.
+    order = list(
+        Delivery.objects.filter(issue=issue)
+        .order_by("content_key", "id")
+        .values_list("pk", "status")
+    )
+    assert [s for _, s in order[-15:]] == [Delivery.Status.PENDING] * 15
+    assert set(waiting.values_list("attempts", flat=True)) == {0}
+    assert set(waiting.values_list("claim", flat=True)) == {""}
+    # The sweeper does not take them for lost while the issue waits: nothing is enqueued.
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        deliveries_sweep()
+    assert callbacks == []
+    # Past the wait, it enqueues them again (the next day's budget).
+    Issue.objects.filter(pk=issue.pk).update(
+        send_waiting_until=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    Delivery.objects.filter(issue=issue).update(claimed_at=datetime.now(UTC) - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        deliveries_sweep()
+    assert len(callbacks) == 1
+    assert (
+        not Subscriber.objects.exclude(pk__in=[r.pk for r in readers])
+        .filter(email__in=[a for m in mail.outbox for a in m.to])
+        .exists()
+    )
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_the_rate_and_what_is_waiting(client, day_batch, settings, redis_url):
+    from tests.admin.conftest import editors_group
+    from tests.factories import UserFactory
+
+    settings.SEND_RATE_PER_SECOND = 14
+    settings.SEND_QUOTA_PER_DAY = 100
+    robotics = day_batch.topics["robotics"]
+    for i in range(3):
+        SubscriberFactory(email=f"r{i}@example.org", topics=[robotics])
+    issue = issue_create(batch=day_batch.batch)
+    Issue.objects.filter(pk=issue.pk).update(
+        status=Issue.Status.SENDING, send_waiting_until=datetime.now(UTC) + timedelta(hours=2)
+    )
+    gate = rate.limiter()
+    assert gate.take_quota(40).now and gate.slot(14).now
+    user = UserFactory(username="ed")
+    user.groups.add(editors_group())
+    client.force_login(user)
+    page = client.get(f"/admin/newsletter/issue/{issue.pk}/change/").content.decode()
+    table = page[
+        page.index('id="send-rate"') : page.index("</table>", page.index('id="send-rate"'))
+    ]
+    assert "14 emails/s" in table
+    assert "40 of 100" in table  # today's count against the day's cap
+    assert "0.2 emails/s" in table  # 14 in the last minute
+    assert "3 pending" in table and "the budget renews" in table

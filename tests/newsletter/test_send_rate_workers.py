@@ -1,0 +1,124 @@
+"""The send rate with real Celery workers: two worker processes share one budget in Redis, so
+the fake Postmark never receives more than the limit in any second, and a 429's Retry-After
+pauses both of them, not only the one that got it."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from devtools.fakes.postmark import TOKEN, FakePostmark
+from newsletter.models import Delivery, Issue
+from newsletter.services.issues import issue_create, issue_start
+from subscriptions.models import Subscriber
+from tests.external import celery_broker, celery_worker, require_postgres, require_redis, wait_for
+from tests.factories import SubscriberFactory
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+READERS = 300
+LIMIT = 50  # emails per second
+
+
+@pytest.fixture
+def postmark(settings):
+    with FakePostmark() as fake:
+        settings.ANYMAIL_ESP = "postmark"
+        settings.EMAIL_BACKEND = "newsletter.backends.PostmarkBatchEmailBackend"
+        settings.ANYMAIL = {
+            **settings.ANYMAIL,
+            "POSTMARK_SERVER_TOKEN": TOKEN,
+            "POSTMARK_API_URL": fake.url,
+        }
+        settings.SEND_RATE_PER_SECOND = LIMIT  # chunks enqueued here are cut to the limit
+        yield fake
+
+
+@pytest.fixture
+def worker_env(postmark):
+    url = require_redis()
+    return {
+        "ANYMAIL_ESP": "postmark",
+        "ANYMAIL_API_KEY": TOKEN,
+        "ANYMAIL_API_URL": postmark.url,
+        "SEND_RATE_PER_SECOND": str(LIMIT),
+        "SEND_RATE_REDIS_URL": url,
+        "DIGEST_RETRY_BACKOFF_SECONDS": "1",
+        "SITE_URL": "https://paperboy.example.org",
+    }
+
+
+@pytest.fixture
+def readers(day_batch) -> list[str]:
+    require_postgres()
+    robotics = day_batch.topics["robotics"]
+    subscribers = Subscriber.objects.bulk_create(
+        SubscriberFactory.build(email=f"reader{i}@example.org") for i in range(READERS)
+    )
+    Subscriber.topics.through.objects.bulk_create(
+        Subscriber.topics.through(subscriber=s, topic=robotics) for s in subscribers
+    )
+    return sorted(s.email for s in subscribers)
+
+
+def send_with_two_workers(tmp_path, day_batch, worker_env, postmark, before=None) -> float:
+    """Send the issue with two worker processes; when it was started (time.time())."""
+    with (
+        celery_broker(),
+        celery_worker(tmp_path, **worker_env) as first,
+        celery_worker(tmp_path, flush=False, **worker_env) as second,
+    ):
+        if before:
+            before()
+        started = time.time()
+        issue = issue_create(batch=day_batch.batch)
+        assert issue_start(issue=issue)
+        wait_for(
+            lambda: Issue.objects.get(pk=issue.pk).status == Issue.Status.SENT,
+            timeout=90,
+            message=f"{Counter(Delivery.objects.values_list('status', flat=True))}\n"
+            f"{first.log()}\n{second.log()}",
+        )
+        logs = first.log() + second.log()
+    assert "send_issue_chunk" in logs
+    return started
+
+
+def assert_each_once(postmark, readers) -> None:
+    received = Counter(postmark.state.recipients())
+    assert sorted(received) == readers
+    assert set(received.values()) == {1}
+
+
+def test_two_workers_never_exceed_the_limit_in_any_second(
+    tmp_path, day_batch, readers, postmark, worker_env
+):
+    send_with_two_workers(tmp_path, day_batch, worker_env, postmark)
+    assert_each_once(postmark, readers)
+    arrivals = sorted(postmark.state.arrivals)
+    assert postmark.state.peak_per_second() <= LIMIT
+    # And not much slower than the limit either: 300 emails in calls of 50, about 1 s apart.
+    assert {n for _, n in arrivals} == {LIMIT}
+    span = arrivals[-1][0] - arrivals[0][0]
+    assert (READERS / LIMIT - 1) <= span <= (READERS / LIMIT - 1) * 1.5 + 1, arrivals
+
+
+def test_a_429_with_retry_after_pauses_every_worker(
+    tmp_path, day_batch, readers, postmark, worker_env
+):
+    postmark.state.retry_after = "3"
+
+    def refuse_first_call():
+        postmark.state.fail_next(429)
+
+    started = send_with_two_workers(
+        tmp_path, day_batch, worker_env, postmark, before=refuse_first_call
+    )
+    assert_each_once(postmark, readers)
+    assert postmark.state.calls["/email/batch"] == READERS / LIMIT + 1  # the refused one
+    arrivals = sorted(postmark.state.arrivals)
+    # Nothing was taken during the pause: the first accepted call came 3 s after the 429,
+    # whichever worker made it, and the limit held afterwards.
+    assert arrivals[0][0] - started >= 3.0, arrivals
+    assert postmark.state.peak_per_second() <= LIMIT
