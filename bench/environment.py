@@ -62,6 +62,7 @@ def pipeline_env(args: argparse.Namespace, fake_url: str, query_dir: Path) -> di
         ALLOWED_HOSTS="paperboy.example",
         SITE_URL="https://paperboy.example",
         ANYMAIL_WEBHOOK_SECRET="bench:bench",
+        SENDER_POSTAL_ADDRESS="Paperboy Bench; 1 Main St; Springfield",
         DATABASE_URL=args.database_url,
         DATABASE_CONN_MAX_AGE="60",  # as docker-compose.yml runs production
         CELERY_BROKER_URL=args.redis_url,

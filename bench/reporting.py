@@ -76,6 +76,56 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 1) if values else 0.0
 
 
+def cpu_ratio(ours: list[Run], base: list[Run]) -> float | None:
+    if not base:
+        return None
+    per_email = "cpu_s_per_1000_emails"
+    return round(
+        statistics.median([r.extra[per_email] for r in base])
+        / statistics.median([r.extra[per_email] for r in ours]),
+        1,
+    )
+
+
+def baseline_details(base: list[Run]) -> dict | None:
+    if not base:
+        return None
+    return {
+        "peak_rss_mb_by_process": base[0].peak_rss_mb,
+        "wall_s": [r.wall_s for r in base],
+        **base[0].extra,
+    }
+
+
+def run_summary(run: Run) -> dict:
+    return {
+        "kind": run.kind,
+        "subscribers": run.subscribers,
+        "wall_s": run.wall_s,
+        "emails_per_s": run.emails_per_s,
+        "peak_rss_mb": max(run.peak_rss_mb.values()),
+    }
+
+
+def targets_met(args: argparse.Namespace, result: dict) -> dict:
+    """Which of the benchmark's targets this result meets (the worst case has its own)."""
+    rate, peak = result["emails_per_s"], result["peak_rss_mb"]
+    targets = {
+        "emails_per_s >= 1700": rate >= TARGETS["emails_per_s_at_100k"],
+        "peak_rss_mb <= 300": peak <= TARGETS["peak_rss_mb"],
+        "ratio >= 20": bool(result["ratio"] and result["ratio"] >= TARGETS["ratio"]),
+    }
+    if result["distinct"]:
+        del targets["emails_per_s >= 1700"]
+        if args.subscribers >= 1_000_000:
+            limit = DISTINCT_TARGETS["wall_s_at_1m"]
+            targets[f"wall_s <= {limit} at 1M"] = result["wall_s"] <= limit
+        else:
+            rate_target = DISTINCT_TARGETS["emails_per_s_at_100k"]
+            targets[f"emails_per_s >= {rate_target}"] = rate >= rate_target
+    return targets
+
+
 def summarize(args: argparse.Namespace, runs: list[Run]) -> dict:
     ours = [r for r in runs if r.kind == "paperboy"]
     base = [r for r in runs if r.kind == "baseline"]
@@ -96,15 +146,7 @@ def summarize(args: argparse.Namespace, runs: list[Run]) -> dict:
         "ratio": round(rate / base_rate, 1) if base_rate else None,
         # The same comparison in CPU per email (workers + fake + PostgreSQL against
         # django-newsletter + fake): what the ratio would be on a machine of its own.
-        "cpu_ratio": (
-            round(
-                statistics.median([r.extra["cpu_s_per_1000_emails"] for r in base])
-                / statistics.median([r.extra["cpu_s_per_1000_emails"] for r in ours]),
-                1,
-            )
-            if base
-            else None
-        ),
+        "cpu_ratio": cpu_ratio(ours, base),
         "machine": machine(),
         "emails": best.emails,
         "workers": WORKERS,
@@ -112,42 +154,13 @@ def summarize(args: argparse.Namespace, runs: list[Run]) -> dict:
         "peak_rss_mb_by_process": best.peak_rss_mb,
         "cpu_s_by_process": best.cpu_s,
         **best.extra,
-        "baseline": (
-            {
-                "peak_rss_mb_by_process": base[0].peak_rss_mb,
-                "wall_s": [r.wall_s for r in base],
-                **base[0].extra,
-            }
-            if base
-            else None
-        ),
-        "runs": [
-            {
-                "kind": r.kind,
-                "subscribers": r.subscribers,
-                "wall_s": r.wall_s,
-                "emails_per_s": r.emails_per_s,
-                "peak_rss_mb": max(r.peak_rss_mb.values()),
-            }
-            for r in runs
-        ],
+        "baseline": baseline_details(base),
+        "runs": [run_summary(r) for r in runs],
         "commit": git_commit(),
         "ran_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python bench/send_bench.py " + " ".join(sys.argv[1:]),
     }
-    result["targets"] = {
-        "emails_per_s >= 1700": rate >= TARGETS["emails_per_s_at_100k"],
-        "peak_rss_mb <= 300": peak <= TARGETS["peak_rss_mb"],
-        "ratio >= 20": bool(result["ratio"] and result["ratio"] >= TARGETS["ratio"]),
-    }
-    if result["distinct"]:
-        del result["targets"]["emails_per_s >= 1700"]  # the worst case has targets of its own
-        if args.subscribers >= 1_000_000:
-            limit = DISTINCT_TARGETS["wall_s_at_1m"]
-            result["targets"][f"wall_s <= {limit} at 1M"] = result["wall_s"] <= limit
-        else:
-            rate_target = DISTINCT_TARGETS["emails_per_s_at_100k"]
-            result["targets"][f"emails_per_s >= {rate_target}"] = rate >= rate_target
+    result["targets"] = targets_met(args, result)
     return result
 
 

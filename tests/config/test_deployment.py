@@ -252,7 +252,12 @@ def test_it_serves_a_healthy_site_from_the_readme_first_command(tmp_path):
                     break
             except OSError:
                 time.sleep(1)
+        # dev.py prints its welcome block once it has seen the server answer, a moment after.
+        block_deadline = time.monotonic() + 30
         output = (tmp_path / "up.log").read_text(errors="replace")
+        while "Ctrl-C" not in output and time.monotonic() < block_deadline:
+            time.sleep(0.5)
+            output = (tmp_path / "up.log").read_text(errors="replace")
         assert body is not None, f"no healthy /healthz; output:\n{output[-5000:]}"
         assert '"status": "ok"' in body
         assert re.search(r"user: admin\s+password: \S+", output), output[-3000:]
