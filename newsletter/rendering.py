@@ -21,6 +21,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.text import Truncator
 
+from digests.editorial import editorial_html, editorial_text
 from digests.models import BatchEntry, DailyBatch, Topic
 from newsletter import ranking
 from newsletter.composition import (
@@ -98,6 +99,7 @@ class IssueRenderer:
             .order_by("rank")
         )
         self.papers = {e.paper_id: e.paper for e in entries}
+        self.notes = {e.paper_id: e.editor_note.strip() for e in entries if e.editor_note.strip()}
         self.topic_names = dict(Topic.objects.values_list("id", "name"))
         self._inliner = css_inline.CSSInliner(keep_style_tags=True)
         # Emails by content key, the most recently used last. Bounded: an issue can have tens
@@ -120,6 +122,9 @@ class IssueRenderer:
             "day": self.batch.date,
             "css": self.css,
             "archive_url": archive_url(self.batch.date),
+            # The same for everyone, so part of the shell rendered once per issue.
+            "editorial_html": editorial_html(self.batch.intro, paragraph_class="editorial"),
+            "editorial_text": editorial_text(self.batch.intro),
             "placeholder": TEMPLATE_PLACEHOLDERS,
             # Merge fields, filled per recipient.
             "unsubscribe_field": merge_field(UNSUBSCRIBE_URL),
@@ -140,6 +145,7 @@ class IssueRenderer:
                 "authors": _authors_line(paper.authors),
                 "summary": Truncator(paper.ai_summary or paper.abstract).chars(SUMMARY_CHARS),
                 "links": _links(paper),
+                "note": self.notes.get(paper_id, ""),
                 "placeholder": TEMPLATE_PLACEHOLDERS,
                 # Merge fields, filled per recipient: their own signed feedback links.
                 "more_field": merge_field(feedback_field(paper_id, MORE)),
