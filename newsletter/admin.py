@@ -44,6 +44,13 @@ DASHBOARD_SPANS = (30, 90)
 
 
 class SendingBatchEntryInline(BatchEntryInline):
+    def entries_movable(self, batch: DailyBatch) -> bool:
+        movable = getattr(self, "_movable", None)
+        if movable is None or movable[0] != batch.pk:
+            planned = Issue.objects.filter(batch_id=batch.pk).exists()
+            self._movable = movable = (batch.pk, not planned and super().entries_movable(batch))
+        return movable[1]
+
     def has_change_permission(self, request, obj=None) -> bool:
         # Once an issue exists its deliveries are planned: a change now would make what was
         # previewed differ from what is sent.
