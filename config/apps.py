@@ -10,7 +10,13 @@ class ConfigConfig(AppConfig):
     verbose_name = "Paperboy"
 
     def ready(self) -> None:
+        from django.contrib import admin
+
         from config.editors import editors_post_migrate
+
+        admin.site.site_header = "Paperboy"
+        admin.site.site_title = "Paperboy admin"
+        admin.site.index_title = "Today's work"
 
         # After every migrate (and every test database flush) the Editors group is synced to
         # config/editors.py. Connected to auth's signal because this app has no models, and

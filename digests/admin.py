@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import models
 from django.db.models import Count, Q
-from django.urls import reverse
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from digests.models import BatchEntry, DailyBatch, IngestRun, Paper, PaperTopic, Topic
@@ -33,6 +35,7 @@ RETAG_DAYS = 30
 ENTRIES_PER_PAGE = 50
 ENTRIES_PAGE_PARAM = "entries_page"
 RUNS_SHOWN = 10
+MOVE_PARAM = "_move"  # "<entry id>:up" or ":down", from a row's buttons
 
 
 # --- Topics ----------------------------------------------------------------------------------
@@ -283,6 +286,7 @@ class BatchEntryInline(PagedInlineMixin, admin.TabularInline):
     can_delete = False
     fields = [
         "rank",
+        "move",
         "paper_title",
         "paper_topics",
         "upvotes_at_fetch",
@@ -290,15 +294,14 @@ class BatchEntryInline(PagedInlineMixin, admin.TabularInline):
         "hidden",
         "editor_note",
     ]
-    readonly_fields = ["paper_title", "paper_topics", "upvotes_at_fetch"]
-    ordering = ["-pinned", "rank", "pk"]  # a total order, so pages never overlap
+    readonly_fields = ["move", "paper_title", "paper_topics", "upvotes_at_fetch"]
+    # The list shows the batch's order itself (rank, 1 = first), so a row stays where it was
+    # put; pinned papers are marked, not moved. A total order, so pages never overlap.
+    ordering = ["rank", "pk"]
     formfield_overrides = {
         models.TextField: {"widget": forms.Textarea(attrs={"rows": 1, "cols": 30})}
     }
-    verbose_name_plural = (
-        "Entries: pinned papers open every digest in this order; hidden ones are never sent. "
-        "Change the numbers in Rank to reorder"
-    )
+    verbose_name_plural = "Entries"
 
     def get_queryset(self, request):
         # The batch too: each row's title (its __str__) names the batch's date.
@@ -319,6 +322,30 @@ class BatchEntryInline(PagedInlineMixin, admin.TabularInline):
         if obj is not None and obj.status == DailyBatch.Status.SENT:
             return False
         return super().has_change_permission(request, obj)
+
+    def entries_movable(self, batch: DailyBatch) -> bool:
+        return batch.status != DailyBatch.Status.SENT
+
+    @admin.display(description="move")
+    def move(self, entry: BatchEntry) -> str:
+        # Submit buttons of the batch's form: without JavaScript a click saves the page and
+        # moves the row one place (save_formset); with it, batch-order.js moves the row at once.
+        if not self.entries_movable(entry.batch):
+            return ""
+        title = entry.paper.title[:80]
+        return format_html(
+            '<span class="pb-move">'
+            '<button type="submit" name="{}" value="{}:up" class="pb-move-up" '
+            'aria-label="Move up: {}" title="Move up">↑</button>'
+            '<button type="submit" name="{}" value="{}:down" class="pb-move-down" '
+            'aria-label="Move down: {}" title="Move down">↓</button></span>',
+            MOVE_PARAM,
+            entry.pk,
+            title,
+            MOVE_PARAM,
+            entry.pk,
+            title,
+        )
 
     @admin.display(description="paper")
     def paper_title(self, entry: BatchEntry) -> str:
@@ -357,6 +384,25 @@ class IngestRunInline(PagedInlineMixin, admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+def _tie_break(new: int, old: int) -> int:
+    """Where a moved entry goes among the entries already at the rank typed for it: before
+    them when it moved up, after them when it moved down. So the position typed (or dragged
+    to) is the position it gets: moving 5 to 2 puts it 2nd, moving 2 to 5 puts it 5th."""
+    return -1 if new < old else 1 if new > old else 0
+
+
+def _moved(order: list[int], move: str) -> list[int]:
+    """`order` with the entry named by a row's button ("<id>:up" / "<id>:down") one place on."""
+    pk, _, direction = move.partition(":")
+    if not pk.isdigit() or int(pk) not in order or direction not in ("up", "down"):
+        return order
+    at = order.index(int(pk))
+    to = at - 1 if direction == "up" else at + 1
+    if 0 <= to < len(order):
+        order[at], order[to] = order[to], order[at]
+    return order
 
 
 @admin.register(DailyBatch)
@@ -409,6 +455,42 @@ class DailyBatchAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # a day's batch comes from an ingest ("Re-fetch from upstream")
 
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/approve/", view(self.approve_view), name="digests_dailybatch_approve"),
+            path("<int:pk>/refetch/", view(self.refetch_view), name="digests_dailybatch_refetch"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_curate": self.has_change_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def response_change(self, request, obj):
+        if MOVE_PARAM in request.POST:
+            # A row's up/down button: back to the same page of entries, moved.
+            self.message_user(request, "Moved. The new order is saved.", messages.SUCCESS)
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_change(request, obj)
+
+    def _batch_button_view(self, request, pk: int, run) -> HttpResponseRedirect:
+        """A POST from one of the batch page's buttons: run it on the batch, then back."""
+        batch = get_object_or_404(DailyBatch, pk=pk)
+        if request.method != "POST" or not self.has_change_permission(request, batch):
+            raise PermissionDenied
+        run(request, DailyBatch.objects.filter(pk=batch.pk))
+        return HttpResponseRedirect(reverse("admin:digests_dailybatch_change", args=[batch.pk]))
+
+    def approve_view(self, request, pk: int):
+        return self._batch_button_view(request, pk, self.approve)
+
+    def refetch_view(self, request, pk: int):
+        return self._batch_button_view(request, pk, self.refetch)
+
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # an issue refers to its batch; history stays
 
@@ -437,14 +519,15 @@ class DailyBatchAdmin(admin.ModelAdmin):
         # Every entry, in one query: the formset holds one page of them, and the order of
         # the others decides where a retyped rank lands.
         entries = {entry.pk: entry for entry in BatchEntry.objects.filter(batch=batch)}
-        ranks = {pk: (entry.rank, entry.rank, pk) for pk, entry in entries.items()}
+        ranks = {pk: (entry.rank, 0, entry.rank, pk) for pk, entry in entries.items()}
         changed = []
         for entry_form in formset.forms:
             entry = entries.get(entry_form.instance.pk)
             if entry is None:
                 continue  # gone since the page was shown
             data = entry_form.cleaned_data
-            ranks[entry.pk] = (data.get("rank", entry.rank), entry.rank, entry.pk)
+            new = data.get("rank", entry.rank)
+            ranks[entry.pk] = (new, _tie_break(new, entry.rank), entry.rank, entry.pk)
             if not entry_form.has_changed():
                 continue
             batch_entry_set_flags(
@@ -454,9 +537,11 @@ class DailyBatchAdmin(admin.ModelAdmin):
                 editor_note=data.get("editor_note"),
             )
             changed.append((entry_form.instance, entry_form.changed_data))
-        if any(new != old for new, old, _ in ranks.values()):
-            # Typed ranks decide the order; ties keep the previous order.
-            batch_entries_reorder(batch=batch, entry_ids=[pk for *_, pk in sorted(ranks.values())])
+        order = [pk for *_, pk in sorted(ranks.values())]
+        order = _moved(order, request.POST.get(MOVE_PARAM, ""))
+        if order != [pk for *_, pk in sorted((e.rank, e.pk) for e in entries.values())]:
+            # The typed ranks and a row's up/down decide the order.
+            batch_entries_reorder(batch=batch, entry_ids=order)
         # What construct_change_message reads to write the admin log entry.
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], changed, []
 

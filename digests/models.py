@@ -129,6 +129,17 @@ class DailyBatch(models.Model):
         on_delete=models.SET_NULL,
         related_name="approved_batches",
     )
+    intro = models.TextField(
+        "editorial intro",
+        blank=True,
+        # A database default too: code of older migrations (and their tests) creates batches
+        # without knowing this column.
+        db_default="",
+        max_length=4000,
+        help_text="A few paragraphs shown above the papers, in the email and the archive. "
+        "A blank line starts a paragraph; **bold**, *emphasis* and [a link](https://…) work, "
+        "anything else shows as typed.",
+    )
     # Set when an editor reorders the entries: from then on a re-fetch keeps their order.
     reordered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -148,9 +159,18 @@ class BatchEntry(models.Model):
         help_text="Position in the batch, 1 = first: upstream's order until an editor reorders."
     )
     upvotes_at_fetch = models.PositiveIntegerField(default=0)
-    pinned = models.BooleanField(default=False)
-    hidden = models.BooleanField(default=False)
-    editor_note = models.TextField(blank=True)
+    pinned = models.BooleanField(
+        default=False,
+        help_text="Sent to every subscriber, even those whose topics it does not match (not to "
+        "those who muted its words or got it before), at the top of their digest; pinned papers "
+        "keep the order of this list.",
+    )
+    hidden = models.BooleanField(default=False, help_text="Never sent, not in the archive.")
+    editor_note = models.TextField(
+        blank=True,
+        max_length=1000,
+        help_text='Shown under the paper in the email and the archive as "Editor\'s note: …".',
+    )
 
     class Meta:
         ordering = ["-pinned", "rank"]

@@ -31,7 +31,12 @@ from newsletter.selectors import (
     issues_with_counts,
 )
 from newsletter.services.issues import issue_cancel, issue_create, issue_start
-from newsletter.services.previews import digest_preview, digest_preview_send
+from newsletter.services.previews import (
+    digest_preview,
+    digest_preview_send,
+    preview_pins_outside_interests,
+    preview_recipient_refusal,
+)
 from newsletter.services.rate import send_rate_rows
 from newsletter.services.sending import deliveries_retry
 from subscriptions.models import Subscriber
@@ -45,6 +50,13 @@ DASHBOARD_SPANS = (30, 90)
 
 
 class SendingBatchEntryInline(BatchEntryInline):
+    def entries_movable(self, batch: DailyBatch) -> bool:
+        movable = getattr(self, "_movable", None)
+        if movable is None or movable[0] != batch.pk:
+            planned = Issue.objects.filter(batch_id=batch.pk).exists()
+            self._movable = movable = (batch.pk, not planned and super().entries_movable(batch))
+        return movable[1]
+
     def has_change_permission(self, request, obj=None) -> bool:
         # Once an issue exists its deliveries are planned: a change now would make what was
         # previewed differ from what is sent.
@@ -218,27 +230,38 @@ class DailyBatchAdmin(CurationBatchAdmin):
             "matches": matches,
             "subscriber": subscriber,
             "preview": preview,
+            "pins_outside": self._pins_outside(batch, subscriber, preview),
+            "test_to": request.POST.get("to") or request.user.email,
             "change_url": reverse("admin:digests_dailybatch_change", args=[batch.pk]),
         }
         return TemplateResponse(request, "admin/digests/dailybatch/preview.html", context)
 
+    def _pins_outside(self, batch, subscriber, preview) -> list[str]:
+        if preview is None:
+            return []
+        ids = preview_pins_outside_interests(preview=preview, subscriber=subscriber)
+        titles = dict(
+            batch.entries.filter(paper_id__in=ids).values_list("paper_id", "paper__title")
+        )
+        return [titles[pid] for pid in ids if pid in titles]
+
     def _send_test(self, request, batch, subscriber, preview):
         back = request.get_full_path()
+        to = (request.POST.get("to") or request.user.email or "").strip()
+        refusal = preview_recipient_refusal(user=request.user, address=to)
         if preview is None:
             self.message_user(
                 request, "Nothing to send: pick a subscriber with papers.", messages.WARNING
             )
-        elif not request.user.email:
-            self.message_user(request, "Your account has no email address.", messages.ERROR)
+        elif refusal:
+            self.message_user(request, refusal, messages.ERROR)
         else:
-            digest_preview_send(preview=preview, to=request.user.email)
+            digest_preview_send(preview=preview, to=to)
             # The subscriber by id only: the log must not keep an address an erasure removes.
             self.log_change(
-                request,
-                batch,
-                f"Sent a test of subscriber {subscriber.pk}'s digest to {request.user.email}",
+                request, batch, f"Sent a test of subscriber {subscriber.pk}'s digest to {to}"
             )
-            self.message_user(request, f"Test sent to {request.user.email}.", messages.SUCCESS)
+            self.message_user(request, f"Test sent to {to}.", messages.SUCCESS)
         return HttpResponseRedirect(back)
 
 

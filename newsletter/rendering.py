@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils.text import Truncator
 
 from config.postal import postal_address_lines
+from digests.editorial import editorial_html, editorial_text
 from digests.models import BatchEntry, DailyBatch, Topic
 from newsletter import ranking
 from newsletter.composition import (
@@ -108,6 +109,7 @@ class IssueRenderer:
             .order_by("rank")
         )
         self.papers = {e.paper_id: e.paper for e in entries}
+        self.notes = {e.paper_id: e.editor_note.strip() for e in entries if e.editor_note.strip()}
         self.topic_names = dict(Topic.objects.values_list("id", "name"))
         self._inliner = css_inline.CSSInliner(keep_style_tags=True)
         # Emails by content key, the most recently used last. Bounded: an issue can have tens
@@ -134,6 +136,9 @@ class IssueRenderer:
             "day": self.batch.date,
             "css": self.css,
             "archive_url": archive_url(self.batch.date),
+            # The same for everyone, so part of the shell rendered once per issue.
+            "editorial_html": editorial_html(self.batch.intro, paragraph_class="editorial"),
+            "editorial_text": editorial_text(self.batch.intro),
             "placeholder": TEMPLATE_PLACEHOLDERS,
             "postal_address": postal_address_lines(),
             # Merge fields, filled per recipient.
@@ -155,6 +160,7 @@ class IssueRenderer:
                 "authors": _authors_line(paper.authors),
                 "summary": Truncator(paper.ai_summary or paper.abstract).chars(SUMMARY_CHARS),
                 "links": _links(paper),
+                "note": self.notes.get(paper_id, ""),
                 "placeholder": TEMPLATE_PLACEHOLDERS,
                 # A merge field, filled per recipient with their signed feedback base URL.
                 "more_field": merge_field(FEEDBACK_URL) + feedback_path(paper_id, MORE),

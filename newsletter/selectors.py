@@ -130,3 +130,58 @@ def dashboard_series(*, days: int, today: date | None = None) -> DashboardSeries
         sends=[sends.get(day, 0) for day in span],
         opens=[opens.get(day, 0) for day in span],
     )
+
+
+# --- The admin's front page -----------------------------------------------------------------------
+
+SEND_SCHEDULE = "Send the daily digest"  # its name in config.schedules
+
+
+@dataclass(frozen=True)
+class EditorToday:
+    """What the admin's index opens with: today's batch, what needs doing, the last figures."""
+
+    today: date
+    batch: object | None  # today's DailyBatch, if fetched
+    issue: Issue | None  # today's issue, if the batch was sent or scheduled
+    next_send_at: datetime | None  # the scheduled send's next run, if it is enabled
+    last_issue: Issue | None  # the latest issue before today's, with c_* counts
+    todo: list[str]
+
+
+def _next_send_at(now: datetime) -> datetime | None:
+    from django_celery_beat.models import PeriodicTask
+
+    task = (
+        PeriodicTask.objects.filter(name=SEND_SCHEDULE, enabled=True)
+        .select_related("crontab")
+        .first()
+    )
+    if task is None or task.crontab is None:
+        return None
+    schedule = task.crontab.schedule
+    return now + schedule.remaining_estimate(now)
+
+
+def editor_today(*, now: datetime | None = None) -> EditorToday:
+    from digests.models import DailyBatch
+
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    batch = DailyBatch.objects.filter(date=today).first()
+    issue = Issue.objects.filter(batch=batch).first() if batch else None
+    next_send_at = _next_send_at(now)
+    last_issue = issues_with_counts().filter(batch__date__lt=today).order_by("-batch__date").first()
+    todo = []
+    if batch is None:
+        todo.append("Today's papers are not fetched yet: re-fetch from the batch list.")
+    elif batch.status == DailyBatch.Status.DRAFT:
+        todo.append("Today's batch is a draft: review it and approve it, or it is not sent.")
+    elif batch.status == DailyBatch.Status.APPROVED and issue is None:
+        when = f" at {timezone.localtime(next_send_at):%H:%M %Z}" if next_send_at else ""
+        todo.append(f"Approved: the digest goes out{when}, or send it now.")
+    elif batch.status == DailyBatch.Status.EMPTY:
+        todo.append("Upstream had no papers for today (yet).")
+    elif batch.status == DailyBatch.Status.FAILED:
+        todo.append("Fetching today's papers failed: see the batch's last run, then re-fetch.")
+    return EditorToday(today, batch, issue, next_send_at, last_issue, todo)

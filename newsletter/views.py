@@ -8,6 +8,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.feedgenerator import Atom1Feed
 
+from digests.editorial import editorial_html
 from newsletter.selectors import issue_papers, issue_published_for_day, issues_published
 
 ARCHIVE_PAGE_SIZE = 60
@@ -26,7 +27,12 @@ def archive_day(request: HttpRequest, day: str) -> HttpResponse:
     issue = issue_published_for_day(parsed)
     if issue is None:
         raise Http404("No digest was published that day")
-    context = {"issue": issue, "day": parsed, "entries": issue_papers(issue)}
+    context = {
+        "issue": issue,
+        "day": parsed,
+        "intro": editorial_html(issue.batch.intro),
+        "entries": issue_papers(issue),
+    }
     return render(request, "newsletter/archive_day.html", context)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 
-from digests.models import DailyBatch
+from digests.models import DailyBatch, PaperTopic
+from newsletter import ranking
 from newsletter.composition import messages_per_recipient
 from newsletter.models import Delivery
 from newsletter.rendering import IssueRenderer
@@ -73,3 +76,39 @@ def digest_preview_send(*, preview: DigestPreview, to: str) -> None:
     )
     message.attach_alternative(preview.html, "text/html")
     message.send()
+
+
+def preview_pins_outside_interests(*, preview: DigestPreview, subscriber: Subscriber) -> list[int]:
+    """The pinned papers of a preview that none of the subscriber's topics matches: they are
+    in the email only because they are pinned, and the editor is told so."""
+    pinned = [pid for pid, reason in preview.selection if reason and reason[0] == ranking.PINNED]
+    if not pinned:
+        return []
+    followed = set(subscriber.topics.values_list("pk", flat=True))
+    matching = set(
+        PaperTopic.objects.filter(paper_id__in=pinned, topic_id__in=followed).values_list(
+            "paper_id", flat=True
+        )
+    )
+    return [pid for pid in pinned if pid not in matching]
+
+
+def preview_recipient_refusal(*, user, address: str) -> str:
+    """Why `user` may not send a test digest to `address`, or "" when they may.
+
+    Allowed: their own address, another staff account's (the team, as an admin set it up),
+    and settings.PREVIEW_TEST_RECIPIENTS. A test carries a subscriber's selection, so it must
+    not go to anyone outside the team.
+    """
+    address = (address or "").strip().lower()
+    if not address:
+        return "Give an address to send the test to."
+    if address == (user.email or "").strip().lower() or address in settings.PREVIEW_TEST_RECIPIENTS:
+        return ""
+    staff = get_user_model().objects.filter(is_active=True, is_staff=True, email__iexact=address)
+    if staff.exists():
+        return ""
+    return (
+        f"Not sent: {address} is not allowed for test sends: only your own address, a staff "
+        "account's, or one an admin listed in PREVIEW_TEST_RECIPIENTS."
+    )

@@ -115,9 +115,9 @@ def test_saving_a_page_of_entries_keeps_the_other_pages_in_order(editor_client):
     response = editor_client.post(url, data)
 
     assert response.status_code == 302, response.context["errors"]
-    # Typed 55: after the entry already at 55 (ties keep the previous order), and the first
+    # Typed 55: it is 55th (before the entry that was there, as it moved up), and the first
     # page and the entries after the moved one are where they were.
-    assert ordered(batch) == [*before[:55], moved.pk, *before[55:99], *before[100:]]
+    assert ordered(batch) == [*before[:54], moved.pk, *before[54:99], *before[100:]]
     assert list(batch.entries.filter(hidden=True).values_list("pk", flat=True)) == [hidden.pk]
 
 
