@@ -84,7 +84,7 @@ def test_an_editor_curates_previews_approves_and_sends_in_a_browser(live_server,
     shot("hidden-count")
 
     batch_row().locator("th a").click()
-    page.get_by_role("link", name="Preview as subscriber").click()
+    page.get_by_role("link", name="Preview", exact=True).click()
     page.get_by_label("Subscriber email").fill("reader@")
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name="reader@example.org").click()
