@@ -82,6 +82,61 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> tuple[np.ndar
     return w[:-1].astype(np.float32), float(w[-1])
 
 
+def fit_rule(probability, truth: list[set], slugs: list[str]) -> tuple[float, float, int]:
+    """THRESHOLD, BEST_THRESHOLD and MAX_TAGS that tag the tuning papers best."""
+    best = None
+    for threshold in np.arange(0.2, 0.8, 0.025):
+        for best_threshold in (0.05, 0.1, 0.15, 0.2, 0.3):
+            for max_tags in (2, 3):
+                chosen = tagging.choose_tags(
+                    probability,
+                    threshold=threshold,
+                    best_threshold=best_threshold,
+                    max_tags=max_tags,
+                )
+                m = measure([{slugs[c] for c in row} for row in chosen], truth)
+                # Precision first (a wrong topic is what readers notice): the best F1 among
+                # rules whose precision clears PRECISION_FLOOR, else the best F0.5.
+                p, r = m["precision"], m["recall"]
+                score = (1, 2 * p * r / (p + r)) if p >= PRECISION_FLOOR else (0, f_half(p, r))
+                if best is None or score > best[0]:
+                    best = (score, (float(threshold), best_threshold, max_tags))
+    return best[1]
+
+
+def phrase_tags(texts: list[tuple]) -> list[set]:
+    """Before: the phrases alone, as they shipped before the topic model (digests/data/
+    topics-v1.json), so the baseline stays what tagging was."""
+    matchers = topic_matchers(catalog_topics(PREVIOUS))
+    return [
+        {t.slug for t in topics_match(title=ti, abstract=ab, keywords=kw, matchers=matchers)}
+        for ti, ab, kw in texts
+    ]
+
+
+def write_results(result: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "tagging_eval.json").write_text(json.dumps(result, indent=1))
+    lines = [
+        f"Editor's labels: bench/data/editor_labels.json; model {result['model']}.",
+        "",
+        "Before: phrases alone, as shipped before the topic model (digests/data/topics-v1.json). "
+        "After: digests.tagging with the topics of digests/data/topics.json.",
+        "",
+        "| papers | tagging | precision | recall | tags a paper (editor) | most tags | untagged |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, by_method in result["sets"].items():
+        for method, m in by_method.items():
+            lines.append(
+                f"| {name} ({m['papers']}) | {method} | {m['precision']:.2f} | {m['recall']:.2f}"
+                f" | {m['tags_per_paper']:.1f} ({m['editor_tags_per_paper']:.1f})"
+                f" | {m['max_tags']} | {m['untagged']} |"
+            )
+    (RESULTS / "tagging_eval.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fit", action="store_true")
@@ -106,26 +161,7 @@ def main() -> None:
             features[tune].reshape(-1, len(tagging.FEATURES)), labels[tune].reshape(-1)
         )
         probability = tagging.probabilities(features[tune], weights, bias)
-        best = None
-        for threshold in np.arange(0.2, 0.8, 0.025):
-            for best_threshold in (0.05, 0.1, 0.15, 0.2, 0.3):
-                for max_tags in (2, 3):
-                    chosen = tagging.choose_tags(
-                        probability,
-                        threshold=threshold,
-                        best_threshold=best_threshold,
-                        max_tags=max_tags,
-                    )
-                    m = measure(
-                        [{slugs[c] for c in row} for row in chosen], [truth[i] for i in tune]
-                    )
-                    # Precision first (a wrong topic is what readers notice): the best F1
-                    # among rules whose precision clears PRECISION_FLOOR, else the best F0.5.
-                    p, r = m["precision"], m["recall"]
-                    score = (1, 2 * p * r / (p + r)) if p >= PRECISION_FLOOR else (0, f_half(p, r))
-                    if best is None or score > best[0]:
-                        best = (score, (float(threshold), best_threshold, max_tags))
-        thresholds = best[1]
+        thresholds = fit_rule(probability, [truth[i] for i in tune], slugs)
         print("WEIGHTS =", np.round(weights, 3).tolist(), "BIAS =", round(bias, 3))
         print("THRESHOLD, BEST_THRESHOLD, MAX_TAGS =", thresholds)
 
@@ -133,13 +169,7 @@ def main() -> None:
     after = tagging.choose_tags(
         probability, threshold=thresholds[0], best_threshold=thresholds[1], max_tags=thresholds[2]
     )
-    # Before: the phrases alone, as they shipped before the topic model (digests/data/
-    # topics-v1.json), so the baseline stays what tagging was.
-    matchers = topic_matchers(catalog_topics(PREVIOUS))
-    before = [
-        {t.slug for t in topics_match(title=ti, abstract=ab, keywords=kw, matchers=matchers)}
-        for ti, ab, kw in texts
-    ]
+    before = phrase_tags(texts)
     result = {"model": embedding.MODEL_NAME, "sets": {}}
     for name, rows in in_set.items():
         result["sets"][name] = {
@@ -148,26 +178,7 @@ def main() -> None:
                 [{slugs[c] for c in after[i]} for i in rows], [truth[i] for i in rows]
             ),
         }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tagging_eval.json").write_text(json.dumps(result, indent=1))
-    lines = [
-        f"Editor's labels: bench/data/editor_labels.json; model {result['model']}.",
-        "",
-        "Before: phrases alone, as shipped before the topic model (digests/data/topics-v1.json). "
-        "After: digests.tagging with the topics of digests/data/topics.json.",
-        "",
-        "| papers | tagging | precision | recall | tags a paper (editor) | most tags | untagged |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, by_method in result["sets"].items():
-        for method, m in by_method.items():
-            lines.append(
-                f"| {name} ({m['papers']}) | {method} | {m['precision']:.2f} | {m['recall']:.2f}"
-                f" | {m['tags_per_paper']:.1f} ({m['editor_tags_per_paper']:.1f})"
-                f" | {m['max_tags']} | {m['untagged']} |"
-            )
-    (RESULTS / "tagging_eval.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(result)
 
 
 if __name__ == "__main__":
