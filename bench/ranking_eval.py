@@ -157,67 +157,75 @@ class World:
         )
 
 
+NAMES = ["upvotes only", "topics only (before)", "new, no feedback", "new"]
+METRICS = ("p@5", "ndcg@10", "precision")
+
+
+def topic_candidates(world: World, papers) -> list:
+    return [
+        topics_only.Candidate(
+            paper_id=p.id,
+            topic_ids=world.phrase_tags[p.id],
+            upvotes=p.upvotes,
+            pinned=False,
+            rank=i,
+        )
+        for i, p in enumerate(papers, start=1)
+    ]
+
+
+def shown_to(reader, world: World, day_inputs: tuple, liked: list, disliked: list) -> dict:
+    """What each of the four rankings puts in this reader's digest of the day."""
+    the_day, feedback, candidates, by_votes = day_inputs
+    base = ranking.Reader(
+        reader.id, topics=reader.topics, interest=world.interest[reader.id], limit=LIMIT
+    )
+    learning = ranking.Reader(
+        reader.id,
+        topics=reader.topics,
+        interest=world.interest[reader.id],
+        liked=tuple(reversed(liked)),
+        disliked=tuple(reversed(disliked)),
+        limit=LIMIT,
+    )
+    return {
+        "upvotes only": by_votes,
+        "topics only (before)": [
+            pid for pid, _ in topics_only.rank_for_topics(candidates, reader.topics, limit=LIMIT)
+        ],
+        "new, no feedback": [pid for pid, _ in ranking.rank_readers(the_day, [base], feedback)[0]],
+        "new": [pid for pid, _ in ranking.rank_readers(the_day, [learning], feedback)[0]],
+    }
+
+
 def run(world: World) -> dict:
     rng = random.Random(SEED)
-    names = ["upvotes only", "topics only (before)", "new, no feedback", "new"]
-    metrics = ("p@5", "ndcg@10", "precision")
-    scores = {n: {m: [] for m in metrics} for n in names}
+    scores = {n: {m: [] for m in METRICS} for n in NAMES}
     liked: dict[int, list[int]] = {r.id: [] for r in world.readers}
     disliked: dict[int, list[int]] = {r.id: [] for r in world.readers}
     for papers in world.days:
         the_day = world.day_matrices(papers)
-        feedback = ranking.FeedbackPapers.build(the_day, world.vectors, {}, world.tags)
-        candidates = [
-            topics_only.Candidate(
-                paper_id=p.id,
-                topic_ids=world.phrase_tags[p.id],
-                upvotes=p.upvotes,
-                pinned=False,
-                rank=i,
-            )
-            for i, p in enumerate(papers, start=1)
-        ]
-        by_votes = [p.id for p in sorted(papers, key=lambda p: -p.upvotes)][:LIMIT]
-        day_scores = {n: {m: [] for m in metrics} for n in names}
+        day_inputs = (
+            the_day,
+            ranking.FeedbackPapers.build(the_day, world.vectors, {}, world.tags),
+            topic_candidates(world, papers),
+            [p.id for p in sorted(papers, key=lambda p: -p.upvotes)][:LIMIT],
+        )
+        day_scores = {n: {m: [] for m in METRICS} for n in NAMES}
         for reader in world.readers:
             relevant = world.relevant(reader, papers)
-            base = ranking.Reader(
-                reader.id,
-                topics=reader.topics,
-                interest=world.interest[reader.id],
-                limit=LIMIT,
-            )
-            learning = ranking.Reader(
-                reader.id,
-                topics=reader.topics,
-                interest=world.interest[reader.id],
-                liked=tuple(reversed(liked[reader.id])),
-                disliked=tuple(reversed(disliked[reader.id])),
-                limit=LIMIT,
-            )
-            shown = {
-                "upvotes only": by_votes,
-                "topics only (before)": [
-                    pid
-                    for pid, _ in topics_only.rank_for_topics(
-                        candidates, reader.topics, limit=LIMIT
-                    )
-                ],
-                "new, no feedback": [
-                    pid for pid, _ in ranking.rank_readers(the_day, [base], feedback)[0]
-                ],
-                "new": [pid for pid, _ in ranking.rank_readers(the_day, [learning], feedback)[0]],
-            }
+            shown = shown_to(reader, world, day_inputs, liked[reader.id], disliked[reader.id])
+            # The simulated reader rates some of what the new ranking showed them.
             for pid in shown["new"]:
                 if rng.random() < FEEDBACK_RATE:
                     (liked if pid in relevant else disliked)[reader.id].append(pid)
             if not relevant:
                 continue
-            for n in names:
+            for n in NAMES:
                 day_scores[n]["p@5"].append(precision_at(shown[n], relevant))
                 day_scores[n]["ndcg@10"].append(ndcg_at(shown[n], relevant))
                 day_scores[n]["precision"].append(precision_shown(shown[n], relevant))
-        for n in names:
+        for n in NAMES:
             for metric, values in day_scores[n].items():
                 scores[n][metric].append(sum(values) / len(values))
     return {
