@@ -30,7 +30,8 @@ class SubscriberImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
         help_text='UTF-8, first row naming the columns: "email", and optionally "topics" '
-        '(topic slugs separated by ";"). An export from this page can be imported again.',
+        '(topic names or slugs separated by ";", listed below). An export from this page can be '
+        "imported again.",
     )
     topics = forms.ModelMultipleChoiceField(
         queryset=Topic.objects.filter(is_active=True),
@@ -180,6 +181,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             "title": "Import subscribers from CSV",
             "form": form,
             "report": report,
+            "topics": Topic.objects.filter(is_active=True).order_by("position", "name"),
             "media": self.media + form.media,
         }
         return TemplateResponse(request, "admin/subscriptions/subscriber/import.html", context)

@@ -22,6 +22,7 @@ from subscriptions.services import SubscriberSuppressed, subscriber_import
 IMPORT_MAX_ROWS = 5000  # the import runs inside the request; bigger lists go in pieces
 IMPORT_CONFIRM = "confirm"  # each new address gets a confirmation email
 IMPORT_CONSENTED = "consented"  # consent was given elsewhere; the note says where
+TOPIC_SEPARATOR = "; "  # between topics in the "topics" column, in the export and the import
 EXPORT_COLUMNS = [
     "email",
     "status",
@@ -51,32 +52,35 @@ class ImportReport:
 def subscribers_import_csv(
     *, text: str, topics: Iterable[Topic], mode: str, consent_note: str = ""
 ) -> ImportReport:
-    """Import a CSV with an "email" column and an optional "topics" column (topic slugs
-    separated by ";" or spaces; rows without use `topics`). Each row is its own transaction,
-    so one bad row does not undo the others; the report says what happened to each.
+    """Import a CSV with an "email" column and an optional "topics" column (topic names or
+    slugs, any case, separated by ";" as the export writes them; rows without use `topics`).
+    Each row is its own transaction, so one bad row does not undo the others; the report says
+    what happened to each.
     """
     if mode not in (IMPORT_CONFIRM, IMPORT_CONSENTED):
         raise ValueError(f"unknown import mode {mode!r}")
     if mode == IMPORT_CONSENTED and not consent_note.strip():
         raise ValidationError("Say where these people gave their consent.", code="no_consent")
     reader, columns = _reader(text)
-    by_slug = {t.slug: t for t in Topic.objects.filter(is_active=True)}
+    by_key = topics_by_key()
     default_topics = list(topics)
     report = ImportReport()
     for line, row in enumerate(reader, start=2):
         if line - 1 > IMPORT_MAX_ROWS:
             raise ValidationError(f"At most {IMPORT_MAX_ROWS} rows per file.")
         raw = (row.get(columns["email"]) or "").strip()
-        slugs = _row_slugs(row, columns.get("topics"))
-        unknown = [slug for slug in slugs if slug not in by_slug]
+        wanted = _row_topics(row, columns.get("topics"), by_key)
+        unknown = [name for name in wanted if name.casefold() not in by_key]
         if unknown:
-            report.invalid.append((line, raw, f"unknown topic {', '.join(unknown)}"))
+            report.invalid.append(
+                (line, raw, f"unknown topic {', '.join(unknown)} (the import page lists them)")
+            )
             continue
         _import_row(
             report,
             line=line,
             email=raw,
-            topics=[by_slug[slug] for slug in slugs] or default_topics,
+            topics=list({by_key[n.casefold()]: None for n in wanted}) or default_topics,
             confirmed=mode == IMPORT_CONSENTED,
             consent_note=consent_note,
         )
@@ -92,9 +96,23 @@ def _reader(text: str) -> tuple[csv.DictReader, dict[str, str]]:
     return reader, columns
 
 
-def _row_slugs(row: dict[str, str | None], column: str | None) -> list[str]:
-    cell = (row.get(column) or "") if column is not None else ""
-    return cell.replace(";", " ").replace(",", " ").split()
+def topics_by_key() -> dict[str, Topic]:
+    """The active topics by their slug and by their name, case-folded."""
+    topics = Topic.objects.filter(is_active=True)
+    return {key.casefold(): t for t in topics for key in (t.slug, t.name)}
+
+
+def _row_topics(row: dict[str, str | None], column: str | None, by_key: dict) -> list[str]:
+    """The topics a row names: split at ";" (or ","). A cell with neither that is not one
+    topic's name is read as slugs separated by spaces, as exports before the ";" were."""
+    cell = ((row.get(column) or "") if column is not None else "").strip()
+    if not cell:
+        return []
+    if ";" in cell or "," in cell:
+        return [part.strip() for part in cell.replace(",", ";").split(";") if part.strip()]
+    if cell.casefold() in by_key:
+        return [cell]
+    return cell.split()
 
 
 def _import_row(
@@ -143,7 +161,7 @@ def subscribers_export_csv(*, subscribers: QuerySet[Subscriber], out: TextIO) ->
             for v in (
                 subscriber.email,
                 subscriber.status,
-                " ".join(t.slug for t in subscriber.topics.all()),
+                TOPIC_SEPARATOR.join(t.slug for t in subscriber.topics.all()),
                 subscriber.created_at,
                 subscriber.confirmed_at,
                 subscriber.unsubscribed_at,

@@ -6,10 +6,12 @@ import csv
 import io
 
 import pytest
+from bs4 import BeautifulSoup
 from django.contrib.admin.models import LogEntry
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from digests.models import Topic
 from subscriptions.models import ConsentRecord, Subscriber, Suppression
 from subscriptions.services import subscriber_erase, subscriber_suppress, subscriber_unsubscribe
 from tests.admin.conftest import logged
@@ -144,7 +146,7 @@ def test_it_exports_csv_that_imports_back(editor_client, editor, topics, on_comm
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     by_email = {r["email"]: r for r in rows}
     assert set(by_email) == {"ada@example.org", "'=cmd@example.org"}  # no spreadsheet formula
-    assert sorted(by_email["ada@example.org"]["topics"].split()) == ["cv", "llm"]
+    assert sorted(by_email["ada@example.org"]["topics"].split("; ")) == ["cv", "llm"]
     assert by_email["ada@example.org"]["status"] == "active"
     assert LogEntry.objects.filter(user=editor, change_message="Exported to CSV").count() == 2
 
@@ -154,6 +156,33 @@ def test_it_exports_csv_that_imports_back(editor_client, editor, topics, on_comm
         upload(editor_client, response.content.decode(), mode="consented", consent_note="export")
     ada = Subscriber.objects.get(email="ada@example.org")
     assert sorted(t.slug for t in ada.topics.all()) == ["cv", "llm"]
+
+
+def test_its_import_takes_topic_names_or_slugs_and_lists_them(editor_client, topics, on_commit):
+    page = editor_client.get(IMPORT)
+    listed = BeautifulSoup(page.content.decode(), "html.parser").select("#import-topics tbody tr")
+    rows = [[td.get_text() for td in tr.find_all("td")] for tr in listed]
+    assert ["Topic cv", "cv"] in rows and ["Topic llm", "llm"] in rows
+    assert len(rows) == Topic.objects.filter(is_active=True).count()
+    text = (
+        "email,topics\n"
+        "names@example.org,Topic LLM; topic cv\n"
+        "slugs@example.org,llm;CV\n"
+        "old@example.org,llm cv\n"
+        'mixed@example.org,"Topic llm, cv"\n'
+        "typo@example.org,Topic llm; Robots\n"
+    )
+    with on_commit():
+        page = upload(editor_client, text, mode="consented", consent_note="conference list")
+    report = page.context["report"]
+    assert report.invalid == [
+        (6, "typo@example.org", "unknown topic Robots (the import page lists them)")
+    ]
+    for email in ("names@example.org", "slugs@example.org", "old@example.org", "mixed@example.org"):
+        person = Subscriber.objects.get(email=email)
+        assert sorted(t.slug for t in person.topics.all()) == ["cv", "llm"], email
+    assert not Subscriber.objects.filter(email="typo@example.org").exists()
+    assert "Invalid rows" in page.content.decode()
 
 
 def test_it_resends_confirmation_to_pending_only(editor_client, editor, topics, on_commit):
