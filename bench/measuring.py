@@ -200,7 +200,6 @@ def _query_counts(query_dir: Path) -> dict[str, int]:
 
 def baseline_inputs(n: int, directory: Path) -> tuple[Path, Path]:
     """The first n subscribers' addresses and the day's top papers, for django-newsletter."""
-    from django.conf import settings
 
     from digests.models import BatchEntry, DailyBatch
     from subscriptions.models import Subscriber
@@ -213,7 +212,8 @@ def baseline_inputs(n: int, directory: Path) -> tuple[Path, Path]:
     entries = (
         BatchEntry.objects.filter(batch=batch, hidden=False)
         .select_related("paper")
-        .order_by("rank")[: settings.DIGEST_MAX_PAPERS]
+        # As many papers as the seeded readers get (the default choice), so both send alike.
+        .order_by("rank")[: Subscriber._meta.get_field("papers_per_email").default]
     )
     papers = directory / "baseline-papers.json"
     papers.write_text(

@@ -295,7 +295,7 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", default=0, minimum=0)
 # Where an editor may send a test of a digest besides their own address and the addresses of
 # the other staff accounts: a comma-separated list (the team's shared inbox, say).
 PREVIEW_TEST_RECIPIENTS = [a.lower() for a in env_list("PREVIEW_TEST_RECIPIENTS", default=[])]
-DIGEST_MAX_PAPERS = env_int("DIGEST_MAX_PAPERS", default=10, minimum=1)
+DIGEST_MAX_PAPERS = env_int("DIGEST_MAX_PAPERS", default=20, minimum=1)
 DIGEST_NO_MATCH = env_choice("DIGEST_NO_MATCH", default="skip", choices=("skip", "top"))
 DIGEST_LIST_ID = env_str(
     "DIGEST_LIST_ID", default=f"Paperboy daily digest <daily.{urlsplit(SITE_URL).hostname}>"

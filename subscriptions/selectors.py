@@ -43,6 +43,7 @@ class RankingProfile(NamedTuple):
     muted: tuple[str, ...]  # normalize_keyword'ed
     follows: tuple[str, ...]  # normalize_name'd
     focus: int  # 0 = just my field .. 100 = what's hot
+    papers_per_email: int = 10  # the reader's choice (subscriptions.schedule.PAPERS_CHOICES)
 
 
 def _topics_by_subscriber(subscribers) -> Iterator[tuple[int, frozenset[int]]]:
@@ -89,11 +90,12 @@ def profiles_for_ranking(
         "profile__muted",
         "profile__follows",
         "profile__focus",
+        "papers_per_email",
     )
     topics = _topics_by_subscriber(subscribers)
     no_topics: frozenset[int] = frozenset()
     next_topics = next(topics, None)
-    for sid, vector, model, liked, disliked, muted, follows, focus in profiles.iterator(
+    for sid, vector, model, liked, disliked, muted, follows, focus, papers in profiles.iterator(
         chunk_size=CHUNK
     ):
         while next_topics is not None and next_topics[0] < sid:
@@ -110,6 +112,7 @@ def profiles_for_ranking(
             muted=tuple(normalize_keyword(k) for k in muted) if muted else (),
             follows=tuple(normalize_name(n) for n in follows) if follows else (),
             focus=Profile.FOCUS_DEFAULT if focus is None else focus,
+            papers_per_email=papers,
         )
 
 

@@ -133,7 +133,7 @@ def readers_for(
     excluded: dict[int, frozenset[int]], *, subscriber_id: int | None = None
 ) -> Iterator[ranking.Reader]:
     """Every sendable subscriber (or one) as the ranking reads them."""
-    limit = settings.DIGEST_MAX_PAPERS
+    cap = settings.DIGEST_MAX_PAPERS  # the operator's ceiling on any reader's choice
     no_papers: frozenset[int] = frozenset()
     for profile in profiles_for_ranking(subscriber_id=subscriber_id):
         interest = None
@@ -148,7 +148,7 @@ def readers_for(
             muted=profile.muted,
             follows=profile.follows,
             focus=profile.focus / 100,
-            limit=limit,
+            limit=min(profile.papers_per_email, cap),
             exclude=excluded.get(profile.subscriber_id, no_papers),
         )
 

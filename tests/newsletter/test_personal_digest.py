@@ -125,3 +125,70 @@ def test_it_surfaces_what_the_reader_wrote_they_work_on_and_says_why():
     selection = dict(content.selection)
     legged = robots[1]
     assert selection[legged.pk] == ["text"]
+
+
+def test_each_reader_gets_the_number_of_papers_they_chose(settings):
+    llms = catalog("large-language-models")
+    batch = DailyBatchFactory(date=dt.date(2026, 3, 10), status=DailyBatch.Status.APPROVED)
+    many = varied_papers(25)
+    entries(batch, [(many, llms)])
+    few = SubscriberFactory(topics=[llms], papers_per_email=3)
+    usual = SubscriberFactory(topics=[llms])  # the default choice, 10
+    most = SubscriberFactory(topics=[llms], papers_per_email=20)
+    settings.DIGEST_MAX_PAPERS = 20
+    issue = issue_create(batch=batch)
+
+    counts = {
+        reader: len(papers_of(Delivery.objects.get(issue=issue, subscriber=reader)))
+        for reader in (few, usual, most)
+    }
+    assert counts == {few: 3, usual: 10, most: 20}
+
+
+def test_the_operators_cap_bounds_every_readers_choice(settings):
+    llms = catalog("large-language-models")
+    batch = DailyBatchFactory(date=dt.date(2026, 3, 10), status=DailyBatch.Status.APPROVED)
+    many = varied_papers(25)
+    entries(batch, [(many, llms)])
+    most = SubscriberFactory(topics=[llms], papers_per_email=20)
+    settings.DIGEST_MAX_PAPERS = 5
+    issue = issue_create(batch=batch)
+
+    assert len(papers_of(Delivery.objects.get(issue=issue, subscriber=most))) == 5
+
+
+SUBJECTS = (
+    "protein folding",
+    "galaxy surveys",
+    "legal contracts",
+    "music generation",
+    "weather",
+    "chess engines",
+    "medical imaging",
+    "code repair",
+    "speech in noisy rooms",
+    "traffic",
+    "crop yields",
+    "molecule design",
+    "sign language",
+    "earthquakes",
+    "poetry",
+    "robot hands",
+    "satellite images",
+    "tax law",
+    "video games",
+    "ocean currents",
+    "brain signals",
+    "circuit layout",
+    "bird songs",
+    "stock markets",
+    "recipes",
+)
+
+
+def varied_papers(count: int) -> list[tuple[str, str]]:
+    """Papers on clearly different subjects, so the near-duplicate cap never applies."""
+    return [
+        (f"A language model for {subject}", f"We apply large language models to {subject}.")
+        for subject in SUBJECTS[:count]
+    ]
