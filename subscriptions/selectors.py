@@ -6,6 +6,7 @@ from operator import itemgetter
 from typing import NamedTuple
 
 from django.db.models import FilteredRelation, Q, QuerySet
+from django.utils import timezone
 
 from subscriptions.models import Feedback, Profile, Subscriber, Suppression
 from subscriptions.profiles import normalize_keyword, normalize_name
@@ -14,10 +15,16 @@ CHUNK = 10_000
 
 
 def subscribers_sendable() -> QuerySet[Subscriber]:
-    """Subscribers that may be mailed now: active, confirmed, and not suppressed."""
-    return Subscriber.objects.filter(
-        status=Subscriber.Status.ACTIVE, confirmed_at__isnull=False
-    ).exclude(email_hash__in=Suppression.objects.values("email_hash"))
+    """Subscribers that may be mailed now: active, confirmed, not suppressed, and not within a
+    pause they set ("pause until" a date: nothing before that date). The date is compared with
+    today's UTC date, which is every reader's local date at the daily send (13:00 UTC) except
+    for zones east of UTC+11."""
+    today = timezone.now().date()
+    return (
+        Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, confirmed_at__isnull=False)
+        .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=today))
+        .exclude(email_hash__in=Suppression.objects.values("email_hash"))
+    )
 
 
 def subscribers_due(*, now, limit: int = CHUNK) -> QuerySet[Subscriber]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import time_machine
 
 from digests.models import DailyBatch, Topic
 from newsletter.models import Delivery, IssueContent
@@ -192,3 +193,22 @@ def varied_papers(count: int) -> list[tuple[str, str]]:
         (f"A language model for {subject}", f"We apply large language models to {subject}.")
         for subject in SUBJECTS[:count]
     ]
+
+
+def test_a_reader_who_paused_until_a_date_gets_nothing_before_it_and_the_digest_from_it():
+    llms = catalog("large-language-models")
+    paused = SubscriberFactory(topics=[llms], paused_until=dt.date(2026, 3, 11))
+    reading = SubscriberFactory(topics=[llms])
+    before = DailyBatchFactory(date=dt.date(2026, 3, 10), status=DailyBatch.Status.APPROVED)
+    entries(before, [(varied_papers(3), llms)])
+    with time_machine.travel(dt.datetime(2026, 3, 10, 13, tzinfo=dt.UTC), tick=False):
+        issue = issue_create(batch=before)
+    assert set(Delivery.objects.filter(issue=issue).values_list("subscriber", flat=True)) == {
+        reading.pk
+    }
+
+    on_the_day = DailyBatchFactory(date=dt.date(2026, 3, 11), status=DailyBatch.Status.APPROVED)
+    entries(on_the_day, [(varied_papers(3), llms)])
+    with time_machine.travel(dt.datetime(2026, 3, 11, 13, tzinfo=dt.UTC), tick=False):
+        issue = issue_create(batch=on_the_day)
+    assert Delivery.objects.filter(issue=issue, subscriber=paused).exists()
