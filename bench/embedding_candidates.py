@@ -72,7 +72,7 @@ def load_papers() -> list[dict]:
             {"title": " ".join(blocks[i].split()), "abstract": " ".join(blocks[i + 1].split())}
         )
     api = hf_api.parse((FIXTURES / "hf_daily_papers_api_2026-05-08.json").read_text("utf-8"))
-    page = hf_page.parse((FIXTURES / "hf_papers_page_2024-08-01.html").read_text("utf-8"))
+    page = hf_page.parse((ROOT / "digests" / "sample" / "hf_papers_page.html").read_text("utf-8"))
     for item in [*api.items, *page.items]:
         papers.append(
             {"title": item.title, "abstract": item.abstract, "keywords": item.ai_keywords}

@@ -56,7 +56,7 @@ def labelled_papers() -> list[LabelledPaper]:
     for title, abstract in _corpus():
         found.setdefault(_key(title), (title, abstract, (), (), int(votes.lognormvariate(3, 1))))
     api = hf_api.parse((FIXTURES / "hf_daily_papers_api_2026-05-08.json").read_text("utf-8"))
-    page = hf_page.parse((FIXTURES / "hf_papers_page_2024-08-01.html").read_text("utf-8"))
+    page = hf_page.parse((ROOT / "digests" / "sample" / "hf_papers_page.html").read_text("utf-8"))
     for item in api.items + page.items:
         found[_key(item.title)] = (
             item.title,

@@ -13,7 +13,8 @@ import pytest
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 API_SAMPLE = FIXTURES / "hf_daily_papers_api_2026-05-08.json"
-PAGE_SAMPLE = FIXTURES / "hf_papers_page_2024-08-01.html"
+# The page sample doubles as the demo's sent example, so it lives with the app.
+PAGE_SAMPLE = Path(__file__).resolve().parents[2] / "digests" / "sample" / "hf_papers_page.html"
 CORPUS = FIXTURES / "trending-papers-page.txt"
 
 
