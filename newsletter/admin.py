@@ -26,9 +26,12 @@ from newsletter.selectors import (
     STAT_COUNTS,
     STATUS_COUNTS,
     dashboard_series,
+    issue_link_clicks,
     issue_rate,
     issue_stats,
     issues_with_counts,
+    tracking_problems_recent,
+    tracking_reason,
 )
 from newsletter.services.issues import issue_cancel, issue_create, issue_start
 from newsletter.services.previews import (
@@ -322,6 +325,7 @@ class IssueAdmin(admin.ModelAdmin):
         "skipped_count",
         "content_count",
         "stats",
+        "link_clicks",
         "provider",
         "send_rate",
     ]
@@ -363,6 +367,10 @@ class IssueAdmin(admin.ModelAdmin):
         body = format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>", rows)
         return format_html('<table id="issue-stats">{}</table>', body)
 
+    @admin.display(description="clicks per link")
+    def link_clicks(self, issue: Issue) -> str:
+        return link_clicks_table(issue_link_clicks(issue))
+
     @admin.display(description="send rate")
     def send_rate(self, issue: Issue) -> str:
         rows = send_rate_rows(issue)
@@ -401,6 +409,12 @@ class IssueAdmin(admin.ModelAdmin):
             days = DASHBOARD_SPANS[0]
         days = days if days in DASHBOARD_SPANS else DASHBOARD_SPANS[0]
         data = dashboard_series(days=days)
+        last_issue = (
+            issues_with_counts()
+            .filter(status__in=[Issue.Status.SENDING, Issue.Status.SENT])
+            .order_by("-batch__date")
+            .first()
+        )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -408,20 +422,64 @@ class IssueAdmin(admin.ModelAdmin):
             "days": days,
             "spans": DASHBOARD_SPANS,
             "data": data,
-            "rows": list(zip(data.days, data.subscribers, data.sends, data.opens, strict=True)),
+            "rows": list(
+                zip(
+                    data.days,
+                    data.subscribers,
+                    data.signups,
+                    data.unsubscribes,
+                    data.sends,
+                    data.opens,
+                    data.clicks,
+                    data.bounces,
+                    data.complaints,
+                    strict=True,
+                )
+            )[::-1],
+            "deliveries_chart": charts.line_chart(
+                title=f"Deliveries per day, last {days} days",
+                days=data.days,
+                series={
+                    "Sent": data.sends,
+                    "Opened": data.opens,
+                    "Clicked": data.clicks,
+                    "Bounced": data.bounces,
+                    "Complained": data.complaints,
+                },
+            ),
+            "audience_chart": charts.line_chart(
+                title=f"Signups and unsubscribes per day, last {days} days",
+                days=data.days,
+                series={"Signups": data.signups, "Unsubscribes": data.unsubscribes},
+            ),
             "subscribers_chart": charts.line_chart(
                 title=f"Subscribers, last {days} days",
                 days=data.days,
                 series={"Subscribers": data.subscribers},
             ),
-            "sends_chart": charts.line_chart(
-                title=f"Sends and opens per day, last {days} days",
-                days=data.days,
-                series={"Sent": data.sends, "Opened": data.opens},
-            ),
+            "problems": [(event, tracking_reason(event)) for event in tracking_problems_recent()],
+            "last_issue": last_issue,
+            "last_issue_clicks": link_clicks_table(issue_link_clicks(last_issue))
+            if last_issue
+            else "",
             "recent_issues": issues_with_counts().order_by("-batch__date")[:10],
         }
         return TemplateResponse(request, "admin/newsletter/dashboard.html", context)
+
+
+def link_clicks_table(rows) -> str:
+    if not rows:
+        return format_html('<p class="pb-empty">{}</p>', "No clicks on this issue's links yet.")
+    body = format_html_join(
+        "",
+        '<tr><td class="pb-url">{}</td><td>{}</td><td>{}</td></tr>',
+        ((row.url, row.clicks, row.readers) for row in rows),
+    )
+    return format_html(
+        '<table class="pb-link-clicks"><thead><tr><th>Link</th><th>Clicks</th>'
+        "<th>Readers</th></tr></thead><tbody>{}</tbody></table>",
+        body,
+    )
 
 
 # One column per count and rate, linked to the matching deliveries where that helps.

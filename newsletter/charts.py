@@ -1,36 +1,96 @@
 """Small server-side charts as inline SVG: no JavaScript or stylesheet to load, so the admin
-dashboard works under a strict Content-Security-Policy and renders in any browser."""
+dashboard works under a strict Content-Security-Policy and renders in any browser.
+
+Colours and dash patterns are SVG attributes, not `style=`: the policy refuses inline styles.
+Each line has its own dash pattern as well as its own colour, so the legend reads without
+telling colours apart. The legend is HTML under the chart, so it wraps and stays readable on a
+phone where the drawing itself is scaled down.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-WIDTH, HEIGHT = 720, 220
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 16, 28  # room for the axis labels
-COLOURS = ["#2563eb", "#d97706", "#059669"]
+WIDTH, HEIGHT = 640, 250
+LEFT, RIGHT, TOP, BOTTOM = 56, 24, 14, 34  # room for the axis labels
+FONT = 15  # in viewBox units: about 9 px on a phone, 17 px at the chart's widest
+MAX_Y_INTERVALS = 4  # gridlines above zero, at most
 
 
-def _nice_max(value: int) -> int:
-    """The smallest 1/2/5 x 10^n at or above value, so the axis reads in round numbers."""
-    if value <= 0:
-        return 1
-    scale = 1
+@dataclass(frozen=True)
+class Pen:
+    colour: str
+    dashes: str  # an SVG stroke-dasharray; "" is a solid line
+
+
+# One pen per series, in the order the series are given.
+PENS = [
+    Pen("#2563eb", ""),
+    Pen("#059669", "9 4"),
+    Pen("#7c3aed", "3 3"),
+    Pen("#d97706", "12 4 3 4"),
+    Pen("#dc2626", "2 6"),
+]
+
+
+def y_ticks(peak: int, *, intervals: int = MAX_Y_INTERVALS) -> list[int]:
+    """Round y-axis ticks from 0 up to at least `peak`: a step of 1, 2 or 5 x 10^n, the smallest
+    that needs no more than `intervals` steps. Counts are whole, so the step is at least 1."""
+    if peak <= 0:
+        return [0, 1]
+    magnitude = 1
     while True:
-        for step in (1, 2, 5):
-            if step * scale >= value:
-                return step * scale
-        scale *= 10
+        for multiple in (1, 2, 5):
+            step = multiple * magnitude
+            if step * intervals >= peak:
+                top = -(-peak // step) * step  # peak rounded up to a whole step
+                return list(range(0, top + step, step))
+        magnitude *= 10
+
+
+def x_tick_every(days: int) -> int:
+    """Days between date labels: a week for a month, two weeks for a quarter, so the labels
+    never crowd each other even when the chart is phone-wide."""
+    if days <= 31:
+        return 7
+    if days <= 62:
+        return 14
+    return 15
+
+
+def _legend(series: dict[str, list[int]]) -> SafeString:
+    items = format_html_join(
+        "",
+        '<li><svg width="28" height="12" aria-hidden="true" focusable="false">'
+        '<line x1="1" x2="27" y1="6" y2="6" stroke="{}" stroke-width="3"{}/></svg>'
+        '{} <span class="pb-legend-total">({} in all)</span></li>',
+        (
+            (
+                pen.colour,
+                format_html(' stroke-dasharray="{}"', pen.dashes) if pen.dashes else "",
+                name,
+                f"{sum(values):,}",
+            )
+            for pen, (name, values) in zip(PENS, series.items(), strict=False)
+        ),
+    )
+    return format_html('<ul class="pb-legend">{}</ul>', items)
 
 
 def line_chart(*, title: str, days: list[date], series: dict[str, list[int]]) -> SafeString:
-    """One line per series over the days, with a y axis from 0 and a legend.
+    """One line per series over the days: a y axis from 0 with round, labelled gridlines, date
+    labels at regular gridlines ending on the last day, and a legend with each series' total.
 
     Every value comes from our own counts, and each label is escaped by format_html anyway.
     """
-    top = _nice_max(max((max(values, default=0) for values in series.values()), default=0))
+    if len(series) > len(PENS):
+        raise ValueError(f"a chart draws at most {len(PENS)} series, not {len(series)}")
+    ticks = y_ticks(max((max(values, default=0) for values in series.values()), default=0))
+    top = ticks[-1]
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(days) - 1, 1)
 
@@ -40,55 +100,55 @@ def line_chart(*, title: str, days: list[date], series: dict[str, list[int]]) ->
     def y(value: int) -> float:
         return round(TOP + plot_h - value / top * plot_h, 1)
 
-    grid = format_html_join(
+    def _y_label(value: int) -> tuple:
+        return LEFT - 6, y(value) + FONT // 3, FONT, f"{value:,}"
+
+    def _x_label(i: int) -> tuple:
+        # The last label is anchored inwards so it is not cut off at the edge.
+        anchor = "end" if i == len(days) - 1 and i else "middle"
+        return x(i), HEIGHT - 10, anchor, FONT, days[i].strftime("%-d %b")
+
+    y_grid = format_html_join(
         "",
-        '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#ccc" stroke-width="1"/>'
-        '<text x="{}" y="{}" text-anchor="end" font-size="11" fill="currentColor">{}</text>',
+        '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="{}" stroke-width="1"/>'
+        '<text x="{}" y="{}" text-anchor="end" font-size="{}" fill="currentColor">{}</text>',
         (
-            (LEFT, WIDTH - RIGHT, y(v), y(v), LEFT - 6, y(v) + 4, v)
-            for v in (0, top // 2 if top > 1 else 0, top)
+            (LEFT, WIDTH - RIGHT, y(v), y(v), "#888" if v == 0 else "#ddd", *_y_label(v))
+            for v in ticks
         ),
     )
-    # A date label at the start, the middle and the end keeps the axis readable at 90 days.
-    ticks = sorted({0, (len(days) - 1) // 2, len(days) - 1}) if days else []
-    # The end labels are anchored inwards so they are not cut off at the edges.
-    anchors = {0: "start", len(days) - 1: "end"}
-    labels = format_html_join(
+    # Date gridlines counted back from the last day, so today always has its label.
+    last = len(days) - 1
+    x_ticks = list(range(last, -1, -x_tick_every(len(days))))[::-1] if days else []
+    x_grid = format_html_join(
         "",
-        '<text x="{}" y="{}" text-anchor="{}" font-size="11" fill="currentColor">{}</text>',
-        ((x(i), HEIGHT - 8, anchors.get(i, "middle"), days[i].strftime("%-d %b")) for i in ticks),
+        '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#eee" stroke-width="1"/>'
+        '<text x="{}" y="{}" text-anchor="{}" font-size="{}" fill="currentColor">{}</text>',
+        ((x(i), x(i), TOP, TOP + plot_h, *_x_label(i)) for i in x_ticks),
     )
     lines = format_html_join(
         "",
-        '<polyline fill="none" stroke="{}" stroke-width="2" points="{}"><title>{}</title>'
+        '<polyline fill="none" stroke="{}" stroke-width="2.5"{} points="{}"><title>{}</title>'
         "</polyline>",
         (
             (
-                COLOURS[n % len(COLOURS)],
+                pen.colour,
+                format_html(' stroke-dasharray="{}"', pen.dashes) if pen.dashes else "",
                 " ".join(f"{x(i)},{y(v)}" for i, v in enumerate(values)),
                 f"{name}: {values[-1] if values else 0} on the last day",
             )
-            for n, (name, values) in enumerate(series.items())
+            for pen, (name, values) in zip(PENS, series.items(), strict=False)
         ),
     )
-    legend = format_html_join(
-        "",
-        '<rect x="{}" y="2" width="10" height="10" fill="{}"/>'
-        '<text x="{}" y="11" font-size="11" fill="currentColor">{}</text>',
-        (
-            (LEFT + n * 140, COLOURS[n % len(COLOURS)], LEFT + n * 140 + 14, name)
-            for n, name in enumerate(series)
-        ),
-    )
-    return format_html(
+    svg = format_html(
         '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" width="100%" role="img" '
-        'aria-label="{}" class="pb-chart"><title>{}</title>{}{}{}{}</svg>',
+        'aria-label="{}" class="pb-chart"><title>{}</title>{}{}{}</svg>',
         WIDTH,
         HEIGHT,
         title,
         title,
-        grid,
-        labels,
+        x_grid,
+        y_grid,
         lines,
-        legend,
     )
+    return format_html('<figure class="pb-chart-figure">{}{}</figure>', svg, _legend(series))

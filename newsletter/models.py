@@ -153,6 +153,12 @@ class TrackingEvent(models.Model):
     occurred_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     description = models.TextField(blank=True)
+    # Anymail's normalized reason of a bounce or complaint ("invalid", "blocked", "spam", ...).
+    reject_reason = models.CharField(max_length=20, blank=True)
+    # The link a click was on, with the personal token of our own links replaced
+    # (services.tracking.click_url_without_tokens): it counts clicks per link, it must not let
+    # anyone act as the reader.
+    click_url = models.CharField(max_length=2000, blank=True)
 
     class Meta:
         ordering = ["-received_at"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from digests.models import BatchEntry
-from newsletter.models import Delivery, Issue
+from newsletter.models import Delivery, Issue, TrackingEvent
 from subscriptions.models import Subscriber
 
 
@@ -83,8 +83,13 @@ def issue_rate(issue: Issue, name: str) -> float:
 class DashboardSeries:
     days: list[date]
     subscribers: list[int]  # subscribed (confirmed, not unsubscribed) at the end of each day
+    signups: list[int]  # subscriptions confirmed that day
+    unsubscribes: list[int]  # subscribers who left that day
     sends: list[int]  # deliveries handed to the provider that day
     opens: list[int]  # deliveries first opened that day
+    clicks: list[int]  # deliveries whose first click was that day
+    bounces: list[int]  # deliveries that bounced for good that day (a soft bounce is not one)
+    complaints: list[int]  # deliveries reported as spam that day
 
 
 def _per_day(queryset: QuerySet, stamp: str, first: date) -> tuple[int, dict[date, int]]:
@@ -102,8 +107,19 @@ def _per_day(queryset: QuerySet, stamp: str, first: date) -> tuple[int, dict[dat
     return before, dict(rows)
 
 
+# What each delivery series counts: the deliveries whose stamp falls on the day. Bounces and
+# complaints count by status too, as issue_stats() does, so the two pages agree.
+DELIVERY_SERIES = {
+    "sends": ("sent_at", Q()),
+    "opens": ("opened_at", Q()),
+    "clicks": ("clicked_at", Q()),
+    "bounces": ("bounced_at", Q(status=Delivery.Status.BOUNCED)),
+    "complaints": ("complained_at", Q(status=Delivery.Status.COMPLAINED)),
+}
+
+
 def dashboard_series(*, days: int, today: date | None = None) -> DashboardSeries:
-    """The last `days` days of subscribers, sends and opens, for the admin dashboard.
+    """The last `days` days of subscribers and deliveries, for the admin dashboard.
 
     Subscriber history is rebuilt from the current rows (confirmations minus unsubscribes), so
     erased people leave no trace in it, as they should.
@@ -122,14 +138,68 @@ def dashboard_series(*, days: int, today: date | None = None) -> DashboardSeries
     for day in span:
         running += joined.get(day, 0) - left.get(day, 0)
         subscribers.append(running)
-    _, sends = _per_day(Delivery.objects.filter(sent_at__isnull=False), "sent_at", first)
-    _, opens = _per_day(Delivery.objects.filter(opened_at__isnull=False), "opened_at", first)
+    deliveries = {}
+    for name, (stamp, condition) in DELIVERY_SERIES.items():
+        rows = Delivery.objects.filter(condition, **{f"{stamp}__isnull": False})
+        _, counts = _per_day(rows, stamp, first)
+        deliveries[name] = [counts.get(day, 0) for day in span]
     return DashboardSeries(
         days=span,
         subscribers=subscribers,
-        sends=[sends.get(day, 0) for day in span],
-        opens=[opens.get(day, 0) for day in span],
+        signups=[joined.get(day, 0) for day in span],
+        unsubscribes=[left.get(day, 0) for day in span],
+        **deliveries,
     )
+
+
+# Anymail's normalized reasons, as an editor reads them.
+REJECT_REASONS = {
+    "invalid": "address does not exist",
+    "bounced": "bounced",
+    "timed_out": "gave up retrying",
+    "blocked": "blocked by the receiving server",
+    "spam": "reported or refused as spam",
+    "unsubscribed": "unsubscribed at the provider",
+    "other": "other",
+}
+PROBLEM_EVENTS = ("bounced", "rejected", "complained")
+
+
+def tracking_problems_recent(*, limit: int = 20) -> list[TrackingEvent]:
+    """The latest bounces and complaints the provider reported, newest first, with the issue
+    and the subscriber they are about (an erased subscriber leaves the event, not the address).
+    Soft bounces are here too: the delivery's status says whether it was for good."""
+    return list(
+        TrackingEvent.objects.filter(event_type__in=PROBLEM_EVENTS)
+        .select_related("delivery__issue__batch", "delivery__subscriber")
+        .order_by(F("occurred_at").desc(nulls_last=True), "-received_at")[:limit]
+    )
+
+
+def tracking_reason(event: TrackingEvent) -> str:
+    """An event's reason in words: Anymail's normalized one, then the provider's description."""
+    reason = REJECT_REASONS.get(event.reject_reason, event.reject_reason)
+    return " — ".join(part for part in (reason, event.description) if part)
+
+
+@dataclass(frozen=True)
+class LinkClicks:
+    url: str  # personal tokens already replaced (newsletter.services.tracking)
+    clicks: int  # every click the provider reported
+    readers: int  # distinct deliveries that clicked it
+
+
+def issue_link_clicks(issue: Issue) -> list[LinkClicks]:
+    """Clicks per link of one issue, most clicked first (then by most readers): one row per
+    link as stored, so every reader's preferences link (its token removed) is the same link."""
+    rows = (
+        TrackingEvent.objects.filter(event_type="clicked", delivery__issue=issue)
+        .exclude(click_url="")
+        .values("click_url")
+        .annotate(clicks=Count("id"), readers=Count("delivery", distinct=True))
+        .order_by("-clicks", "-readers", "click_url")
+    )
+    return [LinkClicks(r["click_url"], r["clicks"], r["readers"]) for r in rows]
 
 
 # --- The admin's front page -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from anymail.signals import tracking
 from django.core.exceptions import ValidationError
@@ -46,6 +47,8 @@ TIMESTAMP_FIELD_FOR_EVENT = {
 # Anymail event types that say the provider takes mail for the address again.
 REACTIVATING_EVENTS = {"subscribed"}
 MESSAGE_ID_MAX = TrackingEvent._meta.get_field("provider_message_id").max_length
+CLICK_URL_MAX = TrackingEvent._meta.get_field("click_url").max_length
+REJECT_REASON_MAX = TrackingEvent._meta.get_field("reject_reason").max_length
 
 
 # --- What an event means, per provider ------------------------------------------------------------
@@ -159,6 +162,25 @@ def suppression_for(event, *, esp: str) -> str | None:
     return None
 
 
+# --- What a click was on -------------------------------------------------------------------------
+
+# Our personal links: unsubscribe, preferences, feedback and confirmation, each carrying the
+# reader's signed token as the path segment after its prefix (subscriptions/urls.py).
+PERSONAL_LINK = re.compile(r"(?<=/)(u|p|f|confirm)/[^/?#]+")
+TOKEN_MARK = "…"  # noqa: S105 (what stands in for a token, not a secret)
+
+
+def click_url_without_tokens(url: str) -> str:
+    """The clicked link as it may be kept: a personal link's token replaced by "…", and its
+    query and fragment dropped, so "/p/<token>/" of every reader counts as one link "/p/…/"
+    and nothing stored lets anyone act as a reader. Other links are kept as they are."""
+    parts = urlsplit(url)
+    path, replaced = PERSONAL_LINK.subn(lambda m: f"{m.group(1)}/{TOKEN_MARK}", parts.path)
+    if replaced:
+        parts = parts._replace(path=path, query="", fragment="")
+    return urlunsplit(parts)[:CLICK_URL_MAX]
+
+
 # --- Checking an event before applying it ---------------------------------------------------------
 
 
@@ -179,12 +201,16 @@ def _text_problem(name: str, value) -> str | None:
 def tracking_event_problem(event) -> str | None:
     """Why this normalized event cannot be applied (wrong types, a recipient that is not an
     address, text PostgreSQL refuses), or None. The message names fields, never values."""
-    for name in ("event_type", "event_id", "message_id", "description"):
+    for name in ("event_type", "event_id", "message_id", "description", "reject_reason"):
         problem = _text_problem(name, getattr(event, name, None))
         if problem:
             return problem
     if event.message_id and len(event.message_id) > MESSAGE_ID_MAX:
         return "message_id is longer than any provider's"
+    if event.event_type == "clicked":
+        problem = _text_problem("click_url", getattr(event, "click_url", None))
+        if problem:
+            return problem
     if event.timestamp is not None and not isinstance(event.timestamp, datetime):
         return "timestamp is not a date and time"
     if event.metadata is not None and not isinstance(event.metadata, dict):
@@ -225,6 +251,15 @@ def _event_delivery(event) -> Delivery | None:
     return None
 
 
+def _click_url(event) -> str:
+    if event.event_type != "clicked" or not event.click_url:
+        return ""
+    try:
+        return click_url_without_tokens(event.click_url)
+    except ValueError:  # not a URL urlsplit can read (an unclosed IPv6 bracket): keep no link
+        return ""
+
+
 def _delivery_update(delivery: Delivery, event, *, suppressed: bool) -> None:
     """Stamp the event's time on the delivery once, and its final status where it has one."""
     stamp_field = TIMESTAMP_FIELD_FOR_EVENT.get(event.event_type)
@@ -257,6 +292,8 @@ def tracking_event_record(*, event, esp: str = "") -> bool:
                 "delivery": delivery,
                 "occurred_at": event.timestamp,
                 "description": (event.description or "")[:2000],
+                "reject_reason": (event.reject_reason or "")[:REJECT_REASON_MAX],
+                "click_url": _click_url(event),
             },
         )
         if not created:
