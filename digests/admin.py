@@ -259,7 +259,26 @@ class PagedInlineMixin:
         return type(formset.__name__, (formset,), {"page_number": page})
 
 
+# Each row's boxes named after its paper: the column headings alone do not say which paper a
+# checkbox is for to a screen reader (or to a test that finds things by their labels).
+ENTRY_FIELD_LABELS = {
+    "rank": "Rank",
+    "pinned": "Pin",
+    "hidden": "Hide",
+    "editor_note": "Editor's note",
+}
+
+
 class BatchEntryFormSet(PagedInlineFormSet):
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        if form.instance.pk is None:
+            return
+        title = form.instance.paper.title[:80]
+        for name, label in ENTRY_FIELD_LABELS.items():
+            if name in form.fields:
+                form.fields[name].widget.attrs["aria-label"] = f"{label}: {title}"
+
     def clean(self):
         super().clean()
         batch = self.instance

@@ -333,7 +333,7 @@ def test_bounces_and_complaints_are_listed_with_their_reasons(
 
 
 def test_the_dashboard_page_shows_the_figures_of_both_spans(editor_client, sent_to_three):
-    issue, readers, deliveries = sent_to_three
+    issue, _readers, deliveries = sent_to_three
     now = timezone.now()
     Delivery.objects.filter(pk=deliveries[0].pk).update(opened_at=now, clicked_at=now)
     Delivery.objects.filter(pk=deliveries[1].pk).update(status="bounced", bounced_at=now)
