@@ -456,6 +456,7 @@ class IssueAdmin(admin.ModelAdmin):
                 title=f"Subscribers, last {days} days",
                 days=data.days,
                 series={"Subscribers": data.subscribers},
+                levels=True,
             ),
             "problems": [(event, tracking_reason(event)) for event in tracking_problems_recent()],
             "last_issue": last_issue,

@@ -16,8 +16,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 WIDTH, HEIGHT = 640, 250
-LEFT, RIGHT, TOP, BOTTOM = 56, 24, 14, 34  # room for the axis labels
-FONT = 15  # in viewBox units: about 9 px on a phone, 17 px at the chart's widest
+LEFT, RIGHT, TOP, BOTTOM = 60, 26, 14, 36  # room for the axis labels
+FONT = 17  # in viewBox units: about 9 px on a phone, 20 px at the chart's widest
 MAX_Y_INTERVALS = 4  # gridlines above zero, at most
 
 
@@ -62,18 +62,23 @@ def x_tick_every(days: int) -> int:
     return 15
 
 
-def _legend(series: dict[str, list[int]]) -> SafeString:
+def _legend(series: dict[str, list[int]], *, levels: bool) -> SafeString:
+    # A count per day sums to a total; a level (subscribers at the end of each day) does not:
+    # its legend says where it stands on the last day.
+    def figure(values: list[int]) -> str:
+        return f"{values[-1] if values else 0:,} now" if levels else f"{sum(values):,} in all"
+
     items = format_html_join(
         "",
         '<li><svg width="28" height="12" aria-hidden="true" focusable="false">'
         '<line x1="1" x2="27" y1="6" y2="6" stroke="{}" stroke-width="3"{}/></svg>'
-        '{} <span class="pb-legend-total">({} in all)</span></li>',
+        '{} <span class="pb-legend-total">({})</span></li>',
         (
             (
                 pen.colour,
                 format_html(' stroke-dasharray="{}"', pen.dashes) if pen.dashes else "",
                 name,
-                f"{sum(values):,}",
+                figure(values),
             )
             for pen, (name, values) in zip(PENS, series.items(), strict=False)
         ),
@@ -81,9 +86,12 @@ def _legend(series: dict[str, list[int]]) -> SafeString:
     return format_html('<ul class="pb-legend">{}</ul>', items)
 
 
-def line_chart(*, title: str, days: list[date], series: dict[str, list[int]]) -> SafeString:
+def line_chart(
+    *, title: str, days: list[date], series: dict[str, list[int]], levels: bool = False
+) -> SafeString:
     """One line per series over the days: a y axis from 0 with round, labelled gridlines, date
-    labels at regular gridlines ending on the last day, and a legend with each series' total.
+    labels at regular gridlines ending on the last day, and a legend with each series' total
+    (or, for `levels` such as a number of subscribers, its value on the last day).
 
     Every value comes from our own counts, and each label is escaped by format_html anyway.
     """
@@ -151,4 +159,6 @@ def line_chart(*, title: str, days: list[date], series: dict[str, list[int]]) ->
         y_grid,
         lines,
     )
-    return format_html('<figure class="pb-chart-figure">{}{}</figure>', svg, _legend(series))
+    return format_html(
+        '<figure class="pb-chart-figure">{}{}</figure>', svg, _legend(series, levels=levels)
+    )

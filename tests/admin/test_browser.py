@@ -120,7 +120,7 @@ def test_an_editor_curates_previews_approves_and_sends_in_a_browser(live_server,
     shot("issues")
 
     page.get_by_role("link", name="Dashboard").click()
-    expect(page.locator("svg.pb-chart")).to_have_count(2)
+    expect(page.locator("svg.pb-chart")).to_have_count(3)
     shot("dashboard")
 
     delivery = Delivery.objects.get()

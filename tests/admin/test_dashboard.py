@@ -357,6 +357,9 @@ def test_the_dashboard_page_shows_the_figures_of_both_spans(editor_client, sent_
     legend = content.split('<ul class="pb-legend">')[1].split("</ul>")[0]
     for name, total in [("Sent", 3), ("Opened", 1), ("Clicked", 1), ("Bounced", 1)]:
         assert re.search(rf"{name} <span class=\"pb-legend-total\">\({total} in all\)", legend)
+    # The subscribers' line is a level, not a count per day: its legend says where it stands.
+    legends = re.findall(r'<ul class="pb-legend">(.*?)</ul>', content)
+    assert len(legends) == 3 and "Subscribers" in legends[2] and "(3 now)" in legends[2]
     assert f"issue of {issue.batch.date}" in content
     assert "<script" not in content.split('id="content-main"')[1]
     # Anything but the two spans falls back to 30 days.
