@@ -260,7 +260,8 @@ def welcome_context(subscriber: Subscriber) -> dict[str, Any]:
     first = subscriber.next_due_at or schedule.next_slot(rhythm, timezone.now())
     return {
         "schedule_text": schedule.describe(rhythm),
-        "first_digest": first.astimezone(ZoneInfo(rhythm.zone)),
+        # Naive local time: the date filter would convert an aware one to the site's zone.
+        "first_digest": first.astimezone(ZoneInfo(rhythm.zone)).replace(tzinfo=None),
         "time_zone": rhythm.zone,
         "papers_per_email": subscriber.papers_per_email,
         "topics": list(subscriber.topics.order_by("position", "name")),
