@@ -7,6 +7,8 @@ app_name = "newsletter"
 urlpatterns = [
     path("digests/", views.archive_index, name="archive"),
     path("digests/feed.atom", views.DigestFeed(), name="feed"),
+    path("digests/topics/<slug:slug>/", views.archive_topic, name="archive-topic"),
+    path("digests/topics/<slug:slug>/feed.atom", views.TopicFeed(), name="topic-feed"),
     path("digests/<str:day>/", views.archive_day, name="archive-day"),
     # The configured provider's tracking webhook (bounces, complaints, opens...), e.g.
     # /anymail/postmark/tracking/; other providers' and all inbound URLs are not served.
