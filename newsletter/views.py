@@ -2,21 +2,35 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.conf import settings
 from django.contrib.syndication.views import Feed
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.feedgenerator import Atom1Feed
+from django.views.decorators.cache import never_cache
 
 from digests.editorial import editorial_html
 from digests.models import Topic
+from newsletter.composition import (
+    FEEDBACK_URL,
+    PREFERENCES_URL,
+    SCHEDULE,
+    UNSUBSCRIBE_URL,
+    VIEW_TOKEN,
+    merge_fields_apply,
+)
+from newsletter.models import Delivery, IssueContent
+from newsletter.rendering import IssueRenderer, schedule_words
 from newsletter.selectors import (
     issue_papers,
     issue_published_for_day,
     issues_published,
     topic_days_published,
 )
+from subscriptions.links import SALT_VIEW, FeedbackLinks, TokenInvalid, key_token_read
+from subscriptions.models import Subscriber
 
 ARCHIVE_PAGE_SIZE = 60
 TOPIC_PAGE_DAYS = 30  # days shown on a topic's archive page
@@ -45,6 +59,68 @@ def archive_day(request: HttpRequest, day: str) -> HttpResponse:
         "entries": issue_papers(issue),
     }
     return render(request, "newsletter/archive_day.html", context)
+
+
+@never_cache
+def archive_yours(request: HttpRequest, day: str, token: str) -> HttpResponse:
+    """ "View in browser": the reader's own email of that day, as it was sent to them.
+
+    The link carries a view token (its own salt), so it shows this reader's digests and lets
+    nothing change: the preference and unsubscribe links of the page lead to "Email me my
+    link", which mails the preference link to the subscriber's own address. A forwarded or
+    leaked link thus shows papers, never a way to edit or end the subscription. Its 👍/👎
+    links are the reader's own (they record only after a confirming POST, as in the email).
+    """
+    try:
+        parsed = date.fromisoformat(day)
+        key = key_token_read(token, salt=SALT_VIEW)
+    except (ValueError, TokenInvalid):
+        return _not_yours(request, day, status=400)
+    subscriber = Subscriber.objects.filter(key=key).first()
+    issue = issue_published_for_day(parsed)
+    delivery = (
+        Delivery.objects.filter(issue=issue, subscriber=subscriber)
+        .exclude(content_key="")
+        .exclude(status=Delivery.Status.SKIPPED)
+        .first()
+        if issue is not None and subscriber is not None
+        else None
+    )
+    content = (
+        IssueContent.objects.filter(issue=issue, key=delivery.content_key).first()
+        if delivery is not None
+        else None
+    )
+    if content is None:
+        return _not_yours(request, day, status=404)
+    try:
+        rendered = IssueRenderer(issue.batch).render(content.selection)
+    except ValueError:  # every paper of it hidden since
+        return _not_yours(request, day, status=404)
+    my_link = settings.SITE_URL + reverse("subscriptions:link-request")
+    personal = {
+        UNSUBSCRIBE_URL: my_link,
+        PREFERENCES_URL: my_link,
+        FEEDBACK_URL: FeedbackLinks().base(subscriber.key),
+        VIEW_TOKEN: token,
+        SCHEDULE: schedule_words(
+            subscriber.time_zone, subscriber.delivery_hour, subscriber.frequency, subscriber.weekday
+        ),
+    }
+    response = HttpResponse(merge_fields_apply(rendered.html, personal, html_escape=True))
+    response["X-Robots-Tag"] = "noindex"
+    # Where a click on the email's links goes must not learn the page's token.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _not_yours(request: HttpRequest, day: str, *, status: int) -> HttpResponse:
+    try:
+        public = issue_published_for_day(date.fromisoformat(day)) is not None
+    except ValueError:
+        public = False
+    context = {"day": day if public else None}
+    return render(request, "newsletter/not_yours.html", context, status=status)
 
 
 def archive_topic(request: HttpRequest, slug: str) -> HttpResponse:
