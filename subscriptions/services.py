@@ -596,6 +596,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
                 "source": c.source,
                 "requested_at": _iso(c.requested_at),
                 "confirmed_at": _iso(c.confirmed_at),
+                "welcome_email_at": _iso(c.welcomed_at),
                 "ip": c.ip,
                 "user_agent": c.user_agent,
                 "form_version": c.form_version,

@@ -65,6 +65,8 @@ def test_it_welcomes_once_with_the_readers_own_schedule(
     send_form_email.delay(subscriber.pk, services.FORM_EMAIL_WELCOME)
     assert len(mail.outbox) == 1
     assert subscriber.consents.get().welcomed_at is not None
+    [consent] = services.subscriber_export(subscriber=subscriber)["consent_records"]
+    assert consent["welcome_email_at"] == "2026-12-02T22:00:00+00:00"
 
 
 def test_it_welcomes_again_after_coming_back(client, signup, django_capture_on_commit_callbacks):
