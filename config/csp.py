@@ -14,7 +14,10 @@ from csp.middleware import PolicyParts
 from django.http import HttpRequest, HttpResponseBase
 
 # URL names (with namespace) of the pages that show a rendered email in a frame.
-EMAIL_FRAME_VIEWS = frozenset({"outbox-detail", "admin:digests_dailybatch_preview"})
+# "View in browser" (newsletter:archive-yours) is the email itself as the page.
+EMAIL_FRAME_VIEWS = frozenset(
+    {"outbox-detail", "admin:digests_dailybatch_preview", "newsletter:archive-yours"}
+)
 EMAIL_FRAME_POLICY = {"style-src": [UNSAFE_INLINE]}
 
 

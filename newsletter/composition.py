@@ -57,6 +57,11 @@ PREFERENCES_URL = "preferences_url"
 # block is rendered once per issue and a recipient has one value for all of their links.
 FEEDBACK_URL = "feedback_url"
 MORE, LESS = 1, -1  # the two feedback values, as subscriptions' Feedback stores them
+# The recipient's "View in browser" token (subscriptions.links.view_token): the shell writes the
+# day's URL around it, so the link shows this reader's own email of that day.
+VIEW_TOKEN = "view_token"  # noqa: S105 - a merge field name
+# The recipient's schedule in words ("weekdays at 07:00 (Europe/Paris)"), for the footer.
+SCHEDULE = "schedule"
 
 
 def merge_field(name: str) -> str:

@@ -14,6 +14,7 @@ with), and so is the shell; an email only adds its subject, preheader and intro.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -41,13 +42,16 @@ from newsletter.composition import (
     PREHEADER,
     REASON,
     REASON_TEXT,
+    SCHEDULE,
     TEMPLATE_PLACEHOLDERS,
     UNSUBSCRIBE_URL,
+    VIEW_TOKEN,
     MergeBody,
     merge_field,
     merge_join,
     merge_split,
 )
+from subscriptions import schedule
 from subscriptions.links import FeedbackLinks, feedback_path
 
 CSS_TEMPLATE = "newsletter/email/digest.css"
@@ -68,6 +72,23 @@ class RenderedDigest:
 
 def archive_url(day: date) -> str:
     return settings.SITE_URL + reverse("newsletter:archive-day", args=[day.isoformat()])
+
+
+_VIEW_TOKEN_SPOT = "TOKEN"  # noqa: S105 - stands where the merge field goes
+
+
+def view_url_field(day: date) -> str:
+    """The day's "View in browser" URL around the recipient's view token merge field."""
+    path = reverse("newsletter:archive-yours", args=[day.isoformat(), _VIEW_TOKEN_SPOT])
+    return settings.SITE_URL + path.replace(_VIEW_TOKEN_SPOT, merge_field(VIEW_TOKEN))
+
+
+@functools.lru_cache(maxsize=4096)
+def schedule_words(zone: str, hour: int, frequency: str, weekday: int) -> str:
+    """A recipient's schedule as the footer says it; a few thousand distinct ones at most."""
+    return schedule.describe(
+        schedule.Rhythm(zone=zone, hour=hour, frequency=frequency, weekday=weekday)
+    )
 
 
 def _authors_line(authors: list[str]) -> str:
@@ -136,6 +157,7 @@ class IssueRenderer:
             "day": self.batch.date,
             "css": self.css,
             "archive_url": archive_url(self.batch.date),
+            "view_url_field": view_url_field(self.batch.date),
             # The same for everyone, so part of the shell rendered once per issue.
             "editorial_html": editorial_html(self.batch.intro, paragraph_class="editorial"),
             "editorial_text": editorial_text(self.batch.intro),
@@ -144,6 +166,7 @@ class IssueRenderer:
             # Merge fields, filled per recipient.
             "unsubscribe_field": merge_field(UNSUBSCRIBE_URL),
             "preferences_field": merge_field(PREFERENCES_URL),
+            "schedule_field": merge_field(SCHEDULE),
         }
         shell_html = self._inliner.inline(render_to_string("newsletter/email/shell.html", context))
         shell_text = render_to_string("newsletter/email/shell.txt", context)

@@ -37,6 +37,28 @@ def issue_papers(issue: Issue) -> list[BatchEntry]:
     )
 
 
+def topic_days_published(topic, *, days: int) -> list[tuple[Issue, list[BatchEntry]]]:
+    """The latest `days` published issues that had visible papers of `topic`, newest first,
+    each with those papers in digest order: a topic's archive page and feed."""
+    entries = (
+        BatchEntry.objects.filter(
+            batch__issue__status__in=[Issue.Status.SENDING, Issue.Status.SENT],
+            hidden=False,
+            paper__topics=topic,
+        )
+        .select_related("paper", "batch__issue")
+        .order_by("-batch__date", "-pinned", "rank")
+    )
+    dates = list(
+        entries.values_list("batch__date", flat=True).distinct().order_by("-batch__date")[:days]
+    )
+    by_issue: dict[int, tuple[Issue, list[BatchEntry]]] = {}
+    for entry in entries.filter(batch__date__in=dates):
+        issue = entry.batch.issue
+        by_issue.setdefault(issue.pk, (issue, []))[1].append(entry)
+    return list(by_issue.values())
+
+
 # --- Editors' statistics ------------------------------------------------------------------------
 
 # Statuses first ("unknown": possibly sent, the provider could not say), then what happened.

@@ -246,6 +246,36 @@ class ScheduleForm(forms.Form):
         return value
 
 
+def _address_field(label: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        max_length=MAX_LENGTH + 20,  # room for surrounding spaces; the real limit is checked below
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "required": True}),
+    )
+
+
+class LinkRequestForm(forms.Form):
+    """ "Email me my link": an address, and the same honeypot as the signup form."""
+
+    email = _address_field("Email address")
+    website = forms.CharField(required=False, label="Leave this field empty")
+
+    def clean_email(self) -> str:
+        return email_normalize(self.cleaned_data["email"])
+
+    def is_bot(self) -> bool:
+        return bool(self.data.get("website", "").strip())
+
+
+class AddressChangeForm(forms.Form):
+    """The preference center's change of address: the new one, confirmed from its mailbox."""
+
+    new_email = _address_field("New email address")
+
+    def clean_new_email(self) -> str:
+        return email_normalize(self.cleaned_data["new_email"])
+
+
 class EraseForm(forms.Form):
     confirm = forms.BooleanField(
         label="I understand that this deletes my subscription and data for good.",

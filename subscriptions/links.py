@@ -25,6 +25,8 @@ from subscriptions.models import ConsentRecord, Subscriber
 SALT_CONFIRM = "paperboy.subscriptions.confirm"
 SALT_UNSUBSCRIBE = "paperboy.subscriptions.unsubscribe"
 SALT_PREFERENCES = "paperboy.subscriptions.preferences"
+SALT_ADDRESS_CHANGE = "paperboy.subscriptions.address-change"
+SALT_VIEW = "paperboy.subscriptions.view-in-browser"
 SALT_FEEDBACK = "paperboy.feedback"  # one token per link (digests sent before reader tokens)
 SALT_FEEDBACK_READER = "paperboy.feedback.reader"
 FEEDBACK_LINK_MAX_AGE_DAYS = 180
@@ -135,6 +137,46 @@ def unsubscribe_url(subscriber: Subscriber) -> str:
 
 def preferences_url(subscriber: Subscriber) -> str:
     return _absolute("subscriptions:preferences", _key_token(subscriber, SALT_PREFERENCES))
+
+
+def view_token(subscriber: Subscriber) -> str:
+    """The token of a reader's "View in browser" links: it shows their own digests and
+    nothing else (its own salt), so a forwarded link cannot change their subscription."""
+    return _key_token(subscriber, SALT_VIEW)
+
+
+# --- Change of address -------------------------------------------------------------------------
+# The link mailed to the new address carries the subscriber, a prefix of the hash of the address
+# they had when they asked, and the new address, signed and timestamped. Nothing is stored until
+# it is confirmed: the old address keeps getting everything until then, and once the address
+# has changed (by this link or another) every other change link of the old one stops working.
+
+ADDRESS_HASH_PREFIX = 16
+
+
+def address_change_token(subscriber: Subscriber, new_address: str) -> str:
+    payload = [str(subscriber.key), subscriber.email_hash[:ADDRESS_HASH_PREFIX], new_address]
+    return signing.dumps(payload, salt=SALT_ADDRESS_CHANGE)
+
+
+def address_change_token_read(token: str) -> tuple[str, str, str]:
+    """(subscriber key, old address hash prefix, new address); TokenInvalid or TokenExpired."""
+    max_age = timedelta(days=settings.CONFIRM_LINK_MAX_AGE_DAYS)
+    try:
+        payload = signing.loads(token, salt=SALT_ADDRESS_CHANGE, max_age=max_age)
+    except signing.SignatureExpired:
+        raise TokenExpired([]) from None
+    except signing.BadSignature:
+        raise TokenInvalid from None
+    if not (isinstance(payload, list) and len(payload) == 3):
+        raise TokenInvalid
+    if not all(isinstance(part, str) for part in payload):
+        raise TokenInvalid
+    return payload[0], payload[1], payload[2]
+
+
+def address_change_url(subscriber: Subscriber, new_address: str) -> str:
+    return _absolute("subscriptions:address-confirm", address_change_token(subscriber, new_address))
 
 
 # --- Feedback links --------------------------------------------------------------------------

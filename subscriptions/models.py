@@ -129,6 +129,9 @@ class ConsentRecord(models.Model):
     # For imports: where and how the person gave consent, as the operator stated it.
     note = models.CharField(max_length=300, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
+    # When the welcome email for this confirmation was claimed: one welcome per confirmed
+    # request, however often the task runs (a redelivered task, a second click).
+    welcomed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-requested_at", "-id"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
@@ -28,6 +29,8 @@ from subscriptions.profiles import interests_clean, profile_create
 ERASED_REPR = "erased subscriber #{pk}"
 FORM_EMAIL_CONFIRM = "confirm"
 FORM_EMAIL_ALREADY = "already-subscribed"
+FORM_EMAIL_WELCOME = "welcome"  # after a confirmation: what they will get, and when
+FORM_EMAIL_LINK = "your-link"  # "Email me my link": the preference link again
 
 Status = Subscriber.Status
 
@@ -185,6 +188,33 @@ def subscriber_confirmation_resend(*, subscriber_key: str, consent_id: int) -> N
     _form_email_enqueue_once(subscriber=subscriber, kind=FORM_EMAIL_CONFIRM, now=timezone.now())
 
 
+@transaction.atomic
+def subscriber_link_request(*, email: str) -> None:
+    """ "Email me my link": mail the address its preference link again, if it has one.
+
+    Returns nothing on purpose, like the signup form: the caller answers every address the
+    same (active, paused, pending, unsubscribed, unknown, erased, suppressed). A pending
+    address gets its confirmation link again instead. Shares the signup form's limit of one
+    form email per address per SIGNUP_EMAIL_INTERVAL_SECONDS.
+    """
+    address_hash = email_hash(email_normalize(email))
+    suppression = _suppression_for(address_hash)
+    if suppression is not None and suppression.reason not in Suppression.LIFTED_BY_CONFIRMATION:
+        return  # bounced, complained or blocked: nothing goes there
+    subscriber = Subscriber.objects.select_for_update().filter(email_hash=address_hash).first()
+    if subscriber is None:
+        return  # unknown or erased
+    if subscriber.status == Status.PENDING:
+        if subscriber.consents.filter(confirmed_at__isnull=True).exists():
+            _form_email_enqueue_once(
+                subscriber=subscriber, kind=FORM_EMAIL_CONFIRM, now=timezone.now()
+            )
+        return
+    # Unsubscribed people get it too: their preference page is where they subscribe again,
+    # download their data or erase it.
+    _form_email_enqueue_once(subscriber=subscriber, kind=FORM_EMAIL_LINK, now=timezone.now())
+
+
 def subscriber_form_email_send(*, subscriber_id: int, kind: str) -> bool:
     """Render and send one form email; False when there is nothing (left) to send."""
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
@@ -198,6 +228,7 @@ def subscriber_form_email_send(*, subscriber_id: int, kind: str) -> bool:
             "confirm_url": confirm_url(subscriber, consent),
             "max_age_days": settings.CONFIRM_LINK_MAX_AGE_DAYS,
             "topics": list(subscriber.topics.all()),
+            "schedule_text": schedule.describe(subscriber.rhythm),
         }
     elif kind == FORM_EMAIL_ALREADY:
         if subscriber.status not in (Status.ACTIVE, Status.PAUSED):
@@ -206,9 +237,59 @@ def subscriber_form_email_send(*, subscriber_id: int, kind: str) -> bool:
             "preferences_url": preferences_url(subscriber),
             "paused": subscriber.status == Status.PAUSED,
         }
+    elif kind == FORM_EMAIL_LINK:
+        if subscriber.status == Status.PENDING:
+            return False
+        context = {
+            "preferences_url": preferences_url(subscriber),
+            "status": subscriber.get_status_display().lower(),
+            "unsubscribed": subscriber.status == Status.UNSUBSCRIBED,
+        }
+    elif kind == FORM_EMAIL_WELCOME:
+        return _welcome_send(subscriber)
     else:
         raise ValueError(f"unknown form email {kind!r}")
     email_build(kind, to=subscriber.email, context=context).send()
+    return True
+
+
+def welcome_context(subscriber: Subscriber) -> dict[str, Any]:
+    """What the welcome email says: the reader's own schedule, topics and how to change them."""
+    profile = Profile.objects.filter(subscriber=subscriber).first()
+    rhythm = subscriber.rhythm
+    first = subscriber.next_due_at or schedule.next_slot(rhythm, timezone.now())
+    return {
+        "schedule_text": schedule.describe(rhythm),
+        # Naive local time: the date filter would convert an aware one to the site's zone.
+        "first_digest": first.astimezone(ZoneInfo(rhythm.zone)).replace(tzinfo=None),
+        "time_zone": rhythm.zone,
+        "papers_per_email": subscriber.papers_per_email,
+        "topics": list(subscriber.topics.order_by("position", "name")),
+        "interests": profile.interests if profile else "",
+        "preferences_url": preferences_url(subscriber),
+    }
+
+
+def _welcome_send(subscriber: Subscriber) -> bool:
+    """The welcome email, once per confirmed request: claimed with one conditional UPDATE, and
+    given back if the provider refused it (so the task's retry sends it)."""
+    if subscriber.status != Status.ACTIVE:
+        return False  # paused or unsubscribed in the minutes since: no welcome now
+    consent = subscriber.consents.filter(confirmed_at__isnull=False).first()
+    if consent is None:
+        return False
+    claimed = ConsentRecord.objects.filter(pk=consent.pk, welcomed_at__isnull=True).update(
+        welcomed_at=timezone.now()
+    )
+    if not claimed:
+        return False
+    try:
+        email_build(
+            FORM_EMAIL_WELCOME, to=subscriber.email, context=welcome_context(subscriber)
+        ).send()
+    except BaseException:
+        ConsentRecord.objects.filter(pk=consent.pk).update(welcomed_at=None)
+        raise
     return True
 
 
@@ -239,6 +320,11 @@ def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> Subscriber
     Suppression.objects.filter(
         email_hash=subscriber.email_hash, reason__in=Suppression.LIFTED_BY_CONFIRMATION
     ).delete()
+    # Not through the form-email interval: the confirmation mail went minutes ago, and this
+    # one follows the person's own click. Once per confirmed request (ConsentRecord.welcomed_at).
+    from subscriptions.tasks import send_form_email
+
+    send_form_email.delay_on_commit(subscriber.pk, FORM_EMAIL_WELCOME)
     return subscriber
 
 
@@ -510,6 +596,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
                 "source": c.source,
                 "requested_at": _iso(c.requested_at),
                 "confirmed_at": _iso(c.confirmed_at),
+                "welcome_email_at": _iso(c.welcomed_at),
                 "ip": c.ip,
                 "user_agent": c.user_agent,
                 "form_version": c.form_version,

@@ -8,6 +8,8 @@ app_name = "subscriptions"
 
 urlpatterns = [
     path("", views.landing, name="landing"),
+    path("link/", views.link_request, name="link-request"),
+    path("address/<str:token>/", views.address_confirm, name="address-confirm"),
     path("confirm/<str:token>/", views.confirm, name="confirm"),
     path("confirm/<str:token>/resend", views.confirm_resend, name="confirm-resend"),
     # Short, because it goes into every digest's List-Unsubscribe header.
@@ -15,6 +17,7 @@ urlpatterns = [
     path("p/<str:token>/", views.preferences, name="preferences"),
     path("p/<str:token>/topics", views.preferences_topics, name="preferences-topics"),
     path("p/<str:token>/schedule", views.preferences_schedule, name="preferences-schedule"),
+    path("p/<str:token>/address", views.preferences_address, name="preferences-address"),
     path("p/<str:token>/pause", views.preferences_pause, name="preferences-pause"),
     path("p/<str:token>/resume", views.preferences_resume, name="preferences-resume"),
     path(

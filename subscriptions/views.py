@@ -17,16 +17,24 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from digests.models import DailyBatch, Paper
 from digests.selectors import batch_preview_latest
-from subscriptions import profiles, schedule, services
+from subscriptions import address_change, profiles, schedule, services
 from subscriptions.abuse import client_ip, ip_rate_limited
 from subscriptions.consent import CONSENT_TEXTS, CONSENT_VERSION
-from subscriptions.forms import EraseForm, PreferencesForm, ScheduleForm, SubscribeForm
+from subscriptions.forms import (
+    AddressChangeForm,
+    EraseForm,
+    LinkRequestForm,
+    PreferencesForm,
+    ScheduleForm,
+    SubscribeForm,
+)
 from subscriptions.links import (
     FEEDBACK_LINK_MAX_AGE_DAYS,
     SALT_PREFERENCES,
     SALT_UNSUBSCRIBE,
     TokenExpired,
     TokenInvalid,
+    address_change_token_read,
     confirm_token_read,
     feedback_reader_token_read,
     feedback_token_read,
@@ -114,6 +122,26 @@ def landing(request: HttpRequest) -> HttpResponse:
         "preview_papers": _latest_preview(),
     }
     return render(request, "subscriptions/landing.html", context, status=status)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def link_request(request: HttpRequest) -> HttpResponse:
+    """ "Email me my link": the preference link sent again to whoever owns the address."""
+    status = 200
+    if request.method == "POST":
+        if ip_rate_limited(client_ip(request), scope="link"):
+            return _rate_limited(request)
+        form = LinkRequestForm(request.POST)
+        if form.is_bot():
+            return render(request, "subscriptions/link_sent.html")
+        if form.is_valid():
+            services.subscriber_link_request(email=form.cleaned_data["email"])
+            # The same bytes for every address, known or not, like the signup form's answer.
+            return render(request, "subscriptions/link_sent.html")
+        status = 400
+    else:
+        form = LinkRequestForm()
+    return render(request, "subscriptions/link_request.html", {"form": form}, status=status)
 
 
 @never_cache
@@ -211,6 +239,7 @@ def _preferences_page(
     preferences_form: PreferencesForm | None = None,
     erase_form: EraseForm | None = None,
     schedule_form: ScheduleForm | None = None,
+    address_form: AddressChangeForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     if preferences_form is None:
@@ -221,6 +250,7 @@ def _preferences_page(
         "preferences_form": preferences_form,
         "erase_form": erase_form or EraseForm(),
         "schedule_form": schedule_form or ScheduleForm.for_subscriber(subscriber),
+        "address_form": address_form or AddressChangeForm(),
         "schedule_text": schedule.describe(subscriber.rhythm),
         "feedback": feedback_for_subscriber(subscriber),
     }
@@ -279,6 +309,63 @@ def preferences_schedule(request: HttpRequest, subscriber: Subscriber, token: st
             request, f"Your schedule is saved: {schedule.describe(subscriber.rhythm)}."
         )
     return _back(token, "schedule")
+
+
+@require_POST
+@_with_subscriber(SALT_PREFERENCES)
+def preferences_address(request: HttpRequest, subscriber: Subscriber, token: str) -> HttpResponse:
+    if ip_rate_limited(client_ip(request), scope="address"):
+        return _rate_limited(request)
+    form = AddressChangeForm(request.POST)
+    if not form.is_valid():
+        return _preferences_page(request, subscriber, token, address_form=form, status=400)
+    new_address = form.cleaned_data["new_email"]
+    try:
+        address_change.address_change_request(subscriber=subscriber, new_email=new_address)
+    except ValidationError as exc:
+        form.add_error("new_email", exc.messages[0])
+        return _preferences_page(request, subscriber, token, address_form=form, status=400)
+    # The same words whether that address is free, subscribed or suppressed.
+    messages.success(
+        request,
+        f"We sent a link to {new_address}. Your digests go to {subscriber.email} until it is "
+        "clicked.",
+    )
+    return _back(token, "address")
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def address_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The link mailed to a new address. GET shows a button (mail scanners open links);
+    POST makes the change."""
+    try:
+        key, old_hash_prefix, new_address = address_change_token_read(token)
+    except TokenExpired:
+        return _problem(
+            request,
+            "This link has expired",
+            f"Change-of-address links work for {settings.CONFIRM_LINK_MAX_AGE_DAYS} days. Ask "
+            "for a new one from your preferences page; your digests still go to the previous "
+            "address.",
+            410,
+        )
+    except TokenInvalid:
+        return _invalid_link(request)
+    subscriber = Subscriber.objects.filter(key=key).first()
+    if subscriber is None:
+        return _gone(request)
+    context = {"new_address": new_address}
+    if request.method == "POST":
+        try:
+            subscriber = address_change.address_change_confirm(
+                subscriber=subscriber, old_hash_prefix=old_hash_prefix, new_address=new_address
+            )
+        except address_change.AddressChangeRefused as exc:
+            return _problem(request, exc.title, exc.message, 409)
+        context["preferences_url"] = preferences_url(subscriber)
+        return render(request, "subscriptions/address_changed.html", context)
+    return render(request, "subscriptions/address_confirm.html", context)
 
 
 @require_POST

@@ -33,14 +33,20 @@ from django.db.models import Case, Exists, F, Min, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from newsletter import providers
-from newsletter.composition import FEEDBACK_URL, PREFERENCES_URL, UNSUBSCRIBE_URL
+from newsletter.composition import (
+    FEEDBACK_URL,
+    PREFERENCES_URL,
+    SCHEDULE,
+    UNSUBSCRIBE_URL,
+    VIEW_TOKEN,
+)
 from newsletter.models import Delivery, Issue, IssueContent
-from newsletter.rendering import IssueRenderer
+from newsletter.rendering import IssueRenderer, schedule_words
 from newsletter.services import rate
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
 from newsletter.services.single_sends import chunk_single
 from subscriptions.addresses import email_problem
-from subscriptions.links import preferences_url, unsubscribe_url
+from subscriptions.links import preferences_url, unsubscribe_url, view_token
 from subscriptions.selectors import subscribers_sendable
 
 logger = logging.getLogger(__name__)
@@ -216,7 +222,17 @@ def _claimed_rows(issue: Issue, claim: str, *, stamp) -> tuple[list[Delivery], d
         rows = list(
             mine.select_related("subscriber")
             .only(
-                "id", "issue_id", "attempts", "content_key", "subscriber__email", "subscriber__key"
+                "id",
+                "issue_id",
+                "attempts",
+                "content_key",
+                "subscriber__email",
+                "subscriber__key",
+                # The footer states the reader's own schedule.
+                "subscriber__time_zone",
+                "subscriber__delivery_hour",
+                "subscriber__frequency",
+                "subscriber__weekday",
             )
             .annotate(sendable=Exists(subscribers_sendable().filter(pk=OuterRef("subscriber_id"))))
             .order_by("content_key", "id")
@@ -280,10 +296,18 @@ def digest_message(
             PREFERENCES_URL: preferences_url(delivery.subscriber),
             # One signed token for all of the recipient's 👍/👎 links (subscriptions.links).
             FEEDBACK_URL: links.base(delivery.subscriber.key),
+            VIEW_TOKEN: view_token(delivery.subscriber),
+            SCHEDULE: _schedule_words(delivery.subscriber),
         }
         message.merge_headers[address] = {"List-Unsubscribe": f"<{unsubscribe}>"}
         message.merge_metadata[address] = {"delivery": str(delivery.pk)}
     return message
+
+
+def _schedule_words(subscriber) -> str:
+    return schedule_words(
+        subscriber.time_zone, subscriber.delivery_hour, subscriber.frequency, subscriber.weekday
+    )
 
 
 # --- Recording answers --------------------------------------------------------------------------

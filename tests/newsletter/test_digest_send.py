@@ -15,7 +15,13 @@ from digests.models import DailyBatch
 from newsletter.models import Delivery, Issue
 from newsletter.services.issues import digest_send_for_day, issue_create, issue_start
 from newsletter.services.planning import papers_already_sent
-from subscriptions.links import feedback_reader_token_read, preferences_url, unsubscribe_url
+from subscriptions.links import (
+    SALT_VIEW,
+    feedback_reader_token_read,
+    key_token_read,
+    preferences_url,
+    unsubscribe_url,
+)
 from subscriptions.models import Subscriber
 from subscriptions.services import subscriber_suppress, subscriber_unsubscribe
 from tests.external import require_postgres
@@ -104,6 +110,9 @@ def test_it_personalizes_through_merge_data_and_headers_so_nobody_sees_another(d
         assert data.pop("preferences_url") == preferences_url(s)
         # The rest: the start of this reader's own signed More/Less like this links.
         feedback = data.pop("feedback_url")
+        # "View in browser": the reader's own view token; the footer: their own schedule.
+        assert key_token_read(data.pop("view_token"), salt=SALT_VIEW) == str(s.key)
+        assert data.pop("schedule") == "weekdays at 07:00 (UTC)"
         assert data == {}
         token = feedback.removeprefix("https://paperboy.example.org/f/").removesuffix("/")
         assert feedback_reader_token_read(token) == str(s.key)
@@ -119,7 +128,10 @@ def test_it_personalizes_through_merge_data_and_headers_so_nobody_sees_another(d
         for way in ("more", "less"):
             assert html.count(f'href="{{{{feedback_url}}}}{pid}/{way}"') == 1
             assert f"{{{{feedback_url}}}}{pid}/{way}\n" in message.body
-    assert "https://paperboy.example.org/digests/2026-03-10/" in html  # view in browser
+    assert "https://paperboy.example.org/digests/2026-03-10/" in html  # the public archive
+    view = 'href="https://paperboy.example.org/digests/2026-03-10/yours/{{view_token}}/"'
+    assert html.count(view) == 2  # at the top and in the footer
+    assert "You get this digest {{schedule}} because" in html
     assert message.subject == "Tue 10 Mar: Paper r1 + 3 more"
     because = f"You follow {t['robotics'].name}"
     assert escape(because) in html and f"[{because}]" in message.body
