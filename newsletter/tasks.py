@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from newsletter.services.issues import digest_send_for_day
 from newsletter.services.rate import RateWait
+from newsletter.services.ticks import due_tick
 from newsletter.services.sending import (
     ClaimUnsettled,
     TransientSendError,
@@ -104,6 +105,18 @@ def send_daily_digest(self) -> int | None:
             raise
         raise self.retry(countdown=backoff(self.request.retries)) from error
     return issue.pk if issue else None
+
+
+@shared_task(bind=True, max_retries=3)
+def send_due_digests(self) -> int:
+    """The due tick. Safe to run any number of times: what it wrote is never written again."""
+    try:
+        report = due_tick()
+    except TRANSIENT_INFRASTRUCTURE_ERRORS as error:
+        if self.request.retries >= self.max_retries:
+            raise
+        raise self.retry(countdown=backoff(self.request.retries)) from error
+    return report.joined
 
 
 @shared_task
