@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from newsletter.services.issues import digest_send_for_day
 from newsletter.services.rate import RateWait
-from newsletter.services.ticks import due_tick
 from newsletter.services.sending import (
     ClaimUnsettled,
     TransientSendError,
@@ -25,6 +24,7 @@ from newsletter.services.sending import (
     deliveries_send_chunk,
     deliveries_sweep,
 )
+from newsletter.services.ticks import due_tick
 
 BACKOFF_CAP_SECONDS = 300  # well under the broker's visibility timeout
 # A database or broker restarting: the task is retried, not dropped. Anything else is a bug

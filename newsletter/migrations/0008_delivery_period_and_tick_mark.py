@@ -5,34 +5,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('digests', '0007_batch_intro_and_entry_help'),
-        ('newsletter', '0007_issue_send_waiting_until'),
-        ('subscriptions', '0005_subscriber_rhythm'),
+        ("digests", "0007_batch_intro_and_entry_help"),
+        ("newsletter", "0007_issue_send_waiting_until"),
+        ("subscriptions", "0005_subscriber_rhythm"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TickMark',
+            name="TickMark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('covered_until', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("covered_until", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='period',
-            field=models.CharField(blank=True, db_default='', default='', max_length=10),
+            model_name="delivery",
+            name="period",
+            field=models.CharField(blank=True, db_default="", default="", max_length=10),
         ),
         migrations.AddConstraint(
-            model_name='delivery',
-            constraint=models.UniqueConstraint(condition=models.Q(('period', ''), _negated=True), fields=('subscriber', 'period'), name='one_delivery_per_subscriber_and_period'),
+            model_name="delivery",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("period", ""), _negated=True),
+                fields=("subscriber", "period"),
+                name="one_delivery_per_subscriber_and_period",
+            ),
         ),
         migrations.AddField(
-            model_name='tickmark',
-            name='batch',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='digests.dailybatch'),
+            model_name="tickmark",
+            name="batch",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="digests.dailybatch",
+            ),
         ),
     ]

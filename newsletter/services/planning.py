@@ -465,9 +465,7 @@ class Joined:
     contents: int  # distinct contents new to the issue
 
 
-def deliveries_join(
-    *, issue: Issue, plan: Plan, periods: dict[int, str] | None = None
-) -> Joined:
+def deliveries_join(*, issue: Issue, plan: Plan, periods: dict[int, str] | None = None) -> Joined:
     """Rows for the readers of `plan` joining an issue that may already have rows (the due
     tick's readers, or an editor's send to everyone not in it yet). Call it in a transaction
     holding the issue's row lock, after leaving out readers already in the issue: a conflict

@@ -103,9 +103,7 @@ def _due_chunk(*, now: datetime, since: datetime | None, after: tuple | None) ->
     if since is not None:
         rows = rows.filter(next_due_at__gt=since)
     if after is not None:
-        rows = rows.filter(
-            Q(next_due_at__gt=after[0]) | Q(next_due_at=after[0], pk__gt=after[1])
-        )
+        rows = rows.filter(Q(next_due_at__gt=after[0]) | Q(next_due_at=after[0], pk__gt=after[1]))
     fields = ("pk", "next_due_at", "time_zone", "delivery_hour", "frequency", "weekday")
     return [
         _Due(
