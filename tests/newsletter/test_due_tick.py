@@ -3,7 +3,6 @@ period, across a DST change, a late approval and missed ticks."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -205,9 +204,9 @@ def test_a_tick_reads_only_due_readers(topic, django_capture_on_commit_callbacks
         reader(topic, hour=20, start=start)
     batch_of(date(2026, 12, 2), topic)
 
-    with time_machine.travel(datetime(2026, 12, 2, 7, 0, tzinfo=UTC), tick=False):
-        with django_capture_on_commit_callbacks(execute=True):
-            report = due_tick()
+    seven = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
+    with time_machine.travel(seven, tick=False), django_capture_on_commit_callbacks(execute=True):
+        report = due_tick()
 
     assert (report.due, report.joined, report.waiting) == (3, 3, 0)
     assert set(Delivery.objects.values_list("subscriber_id", flat=True)) == {r.pk for r in due}
