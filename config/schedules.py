@@ -43,10 +43,10 @@ SCHEDULES = (
         "5 */6 * * *",
     ),
     Schedule(
-        "Send the daily digest",
-        "newsletter.tasks.send_daily_digest",
-        "DIGEST_SEND_CRON",
-        "0 13 * * 1-5",
+        "Send due digests",
+        "newsletter.tasks.send_due_digests",
+        "DIGEST_TICK_CRON",
+        "*/5 * * * *",
     ),
     Schedule(
         "Sweep stuck deliveries",
@@ -55,6 +55,11 @@ SCHEDULES = (
         "* * * * *",
     ),
 )
+
+
+# Entries an earlier version installed that nothing runs any more: removed on install. The
+# single daily send gave way to the due tick (each reader's own hour).
+RETIRED = ("Send the daily digest",)
 
 
 def schedules_from_env() -> dict[str, dict[str, str]]:
@@ -69,12 +74,13 @@ def schedules_from_env() -> dict[str, dict[str, str]]:
 def schedules_install() -> list[str]:
     """Create the periodic tasks from settings.PAPERBOY_SCHEDULES that do not exist yet.
 
-    Existing entries are left alone: once installed, editors own the times in admin.
-    Returns the names of the entries created.
+    Existing entries are left alone: once installed, editors own the times in admin. Retired
+    entries are deleted. Returns the names of the entries created.
     """
     # Imported here: settings.py imports this module before any app (or model) is loaded.
     from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+    PeriodicTask.objects.filter(name__in=RETIRED).delete()
     created = []
     for name, spec in settings.PAPERBOY_SCHEDULES.items():
         if PeriodicTask.objects.filter(name=name).exists():

@@ -33,7 +33,12 @@ from newsletter.selectors import (
     tracking_problems_recent,
     tracking_reason,
 )
-from newsletter.services.issues import issue_cancel, issue_create, issue_start
+from newsletter.services.issues import (
+    issue_cancel,
+    issue_create,
+    issue_send_everyone,
+    issue_start,
+)
 from newsletter.services.previews import (
     digest_preview,
     digest_preview_send,
@@ -122,7 +127,16 @@ class DailyBatchAdmin(CurationBatchAdmin):
 
     def _send_refusal(self, batch: DailyBatch) -> str:
         issue = Issue.objects.filter(batch=batch).first()
-        if issue is not None and issue.status != Issue.Status.SCHEDULED:
+        # The due tick's readers in a started issue do not make it sent: the rest can still
+        # be sent now. An editor's own send (rows of no period) can be made once.
+        sent_now = issue is not None and (
+            issue.status == Issue.Status.CANCELLED
+            or (
+                issue.status != Issue.Status.SCHEDULED
+                and Delivery.objects.filter(issue=issue, period="").exists()
+            )
+        )
+        if sent_now:
             return f"The digest of {batch.date} is already {issue.get_status_display().lower()}."
         if batch.status != DailyBatch.Status.APPROVED:
             return f"Only an approved batch can be sent; this one is {batch.get_status_display()}."
@@ -138,10 +152,17 @@ class DailyBatchAdmin(CurationBatchAdmin):
             self.message_user(request, refusal, messages.WARNING)
             return HttpResponseRedirect(change_url)
         if request.method == "POST":
-            issue = issue_create(batch=batch)
+            issue = Issue.objects.filter(batch=batch).first()
+            if issue is None:
+                issue = issue_create(batch=batch)
+                started = False
+            else:
+                # The due tick started it for some readers: everyone else joins now.
+                started = issue_send_everyone(issue=issue) > 0
+                issue.refresh_from_db()
             # issue_start moves the issue to "sending" with one conditional UPDATE: a second
             # click, another editor or the scheduled job cannot send it again.
-            if issue_start(issue=issue):
+            if issue_start(issue=issue) or started:
                 self.log_change(
                     request, batch, f"Sent now: issue {issue.pk} to {issue.recipient_count}"
                 )

@@ -71,6 +71,11 @@ class Delivery(models.Model):
     # What this subscriber gets: the key of the issue's IssueContent (empty when skipped).
     # Subscribers with the same key share one rendered body.
     content_key = models.CharField(max_length=40, blank=True)
+    # The reader's period this row serves (their local date, subscriptions.schedule.period_key)
+    # when the due tick wrote it; empty for an editor's "Send now". One row per reader and
+    # period: a tick run again after a crash, or a newer batch approved meanwhile, finds the
+    # period taken and sends nothing more.
+    period = models.CharField(max_length=10, blank=True, default="", db_default="")
     attempts = models.PositiveSmallIntegerField(default=0)
     # Set when a worker claims the row; a row left in "sending" past its lease is reconciled
     # with the provider by the sweeper (claim identifies the provider call).
@@ -95,7 +100,12 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["subscriber", "issue"], name="one_delivery_per_issue_and_subscriber"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["subscriber", "period"],
+                condition=~models.Q(period=""),
+                name="one_delivery_per_subscriber_and_period",
+            ),
         ]
         indexes = [
             models.Index(fields=["issue", "status", "content_key"], name="delivery_claim_idx"),
@@ -165,3 +175,19 @@ class TrackingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_key}"
+
+
+class TickMark(models.Model):
+    """How far the due tick got: one row. Readers due before `covered_until` were all looked
+    at against `batch`; while that is still the latest approved batch, a tick reads only the
+    readers who became due since, so readers waiting for a batch (their slot came, nothing new
+    was approved) are not read again every few minutes. A newer batch resets it."""
+
+    batch = models.ForeignKey(
+        "digests.DailyBatch", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    covered_until = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Tick covered until {self.covered_until}"

@@ -113,6 +113,7 @@ class Reader:
     focus: float = DEFAULT_FOCUS
     limit: int = 10
     exclude: frozenset[int] = frozenset()  # papers already sent to this reader
+    top_when_empty: bool = False  # nothing matches: the day's top papers rather than nothing
 
 
 def day(

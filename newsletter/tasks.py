@@ -24,6 +24,7 @@ from newsletter.services.sending import (
     deliveries_send_chunk,
     deliveries_sweep,
 )
+from newsletter.services.ticks import due_tick
 
 BACKOFF_CAP_SECONDS = 300  # well under the broker's visibility timeout
 # A database or broker restarting: the task is retried, not dropped. Anything else is a bug
@@ -104,6 +105,18 @@ def send_daily_digest(self) -> int | None:
             raise
         raise self.retry(countdown=backoff(self.request.retries)) from error
     return issue.pk if issue else None
+
+
+@shared_task(bind=True, max_retries=3)
+def send_due_digests(self) -> int:
+    """The due tick. Safe to run any number of times: what it wrote is never written again."""
+    try:
+        report = due_tick()
+    except TRANSIENT_INFRASTRUCTURE_ERRORS as error:
+        if self.request.retries >= self.max_retries:
+            raise
+        raise self.retry(countdown=backoff(self.request.retries)) from error
+    return report.joined
 
 
 @shared_task

@@ -14,17 +14,20 @@ from subscriptions.profiles import normalize_keyword, normalize_name
 CHUNK = 10_000
 
 
+def subscribers_mailable() -> QuerySet[Subscriber]:
+    """Subscribers that may be mailed at all: active, confirmed, not suppressed. Whether a
+    pause they set covers a given slot is a matter of that slot's local date."""
+    return Subscriber.objects.filter(
+        status=Subscriber.Status.ACTIVE, confirmed_at__isnull=False
+    ).exclude(email_hash__in=Suppression.objects.values("email_hash"))
+
+
 def subscribers_sendable() -> QuerySet[Subscriber]:
-    """Subscribers that may be mailed now: active, confirmed, not suppressed, and not within a
-    pause they set ("pause until" a date: nothing before that date). The date is compared with
-    today's UTC date, which is every reader's local date at the daily send (13:00 UTC) except
-    for zones east of UTC+11."""
+    """Subscribers an editor's send reaches now: mailable and not within a pause they set
+    ("pause until" a date: nothing before that date), compared with today's UTC date. The due
+    tick compares a pause with the local date of each reader's slot instead."""
     today = timezone.now().date()
-    return (
-        Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, confirmed_at__isnull=False)
-        .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=today))
-        .exclude(email_hash__in=Suppression.objects.values("email_hash"))
-    )
+    return subscribers_mailable().filter(Q(paused_until__isnull=True) | Q(paused_until__lte=today))
 
 
 def subscribers_due(*, now, limit: int = CHUNK) -> QuerySet[Subscriber]:
@@ -51,6 +54,7 @@ class RankingProfile(NamedTuple):
     follows: tuple[str, ...]  # normalize_name'd
     focus: int  # 0 = just my field .. 100 = what's hot
     papers_per_email: int = 10  # the reader's choice (subscriptions.schedule.PAPERS_CHOICES)
+    top_when_empty: bool = False  # on a day with nothing for them, the day's top papers
 
 
 def _topics_by_subscriber(subscribers) -> Iterator[tuple[int, frozenset[int]]]:
@@ -69,7 +73,10 @@ def _topics_by_subscriber(subscribers) -> Iterator[tuple[int, frozenset[int]]]:
 
 
 def profiles_for_ranking(
-    *, vector_model: str | None = None, subscriber_id: int | None = None
+    *,
+    vector_model: str | None = None,
+    subscriber_id: int | None = None,
+    subscriber_ids: list[int] | None = None,
 ) -> Iterator[RankingProfile]:
     """Every sendable subscriber with their profile, in id order, streamed.
 
@@ -80,14 +87,17 @@ def profiles_for_ranking(
     sendable is skipped. vector_model: the model of today's paper vectors (default: the
     embedding module's); a vector from another model is not comparable, so it is left out.
     subscriber_id: only that subscriber (a preview), whether or not they may be mailed now.
+    subscriber_ids: only those of these who may be mailed (the readers a due tick serves; the
+    tick has judged their pause against their slot's local date).
     """
     if vector_model is None:
         from digests.embedding import MODEL_NAME as vector_model
-    subscribers = (
-        subscribers_sendable()
-        if subscriber_id is None
-        else Subscriber.objects.filter(pk=subscriber_id)
-    )
+    if subscriber_id is not None:
+        subscribers = Subscriber.objects.filter(pk=subscriber_id)
+    elif subscriber_ids is not None:
+        subscribers = subscribers_mailable().filter(pk__in=subscriber_ids)
+    else:
+        subscribers = subscribers_sendable()
     profiles = subscribers.order_by("id").values_list(
         "id",
         "profile__interest_vector",
@@ -98,13 +108,13 @@ def profiles_for_ranking(
         "profile__follows",
         "profile__focus",
         "papers_per_email",
+        "top_when_empty",
     )
     topics = _topics_by_subscriber(subscribers)
     no_topics: frozenset[int] = frozenset()
     next_topics = next(topics, None)
-    for sid, vector, model, liked, disliked, muted, follows, focus, papers in profiles.iterator(
-        chunk_size=CHUNK
-    ):
+    rows = profiles.iterator(chunk_size=CHUNK)
+    for sid, vector, model, liked, disliked, muted, follows, focus, papers, top in rows:
         while next_topics is not None and next_topics[0] < sid:
             next_topics = next(topics, None)
         followed = no_topics
@@ -120,6 +130,7 @@ def profiles_for_ranking(
             follows=tuple(normalize_name(n) for n in follows) if follows else (),
             focus=Profile.FOCUS_DEFAULT if focus is None else focus,
             papers_per_email=papers,
+            top_when_empty=top,
         )
 
 

@@ -13,13 +13,14 @@ import math
 from datetime import date
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from digests.models import DailyBatch
 from digests.services import batch_mark_sent
 from newsletter import providers
 from newsletter.models import Delivery, Issue
-from newsletter.services.planning import deliveries_write, issue_plan
+from newsletter.services.planning import Plan, deliveries_join, deliveries_write, issue_plan
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +115,68 @@ def issue_finish_if_done(*, issue_id: int) -> bool:
     return bool(finished)
 
 
+def issue_for_batch(*, batch: DailyBatch) -> Issue:
+    """The batch's issue, created empty if it has none yet: the due tick adds readers to it as
+    their slots come (``issue_join``)."""
+    issue, _ = Issue.objects.get_or_create(batch=batch)
+    return issue
+
+
+def issue_join(
+    *, issue: Issue, plan: Plan, periods: dict[int, str] | None = None, already_in: set[int]
+) -> int:
+    """Add the readers of `plan` to an issue (their rows, its counts) and send them: a
+    scheduled issue starts, a sending one gets more chunks, a sent one sends again. Runs in
+    the caller's transaction, which holds the issue's row lock; readers in `already_in`
+    (already in the issue) are left out. Returns the rows added."""
+    if already_in:
+        plan = plan.without(already_in)
+    joined = deliveries_join(issue=issue, plan=plan, periods=periods)
+    Issue.objects.filter(pk=issue.pk).update(
+        recipient_count=F("recipient_count") + joined.pending,
+        skipped_count=F("skipped_count") + joined.skipped,
+        content_count=F("content_count") + joined.contents,
+    )
+    if joined.pending:
+        reopened = Issue.objects.filter(
+            pk=issue.pk, status__in=[Issue.Status.SCHEDULED, Issue.Status.SENT]
+        ).update(status=Issue.Status.SENDING, started_at=timezone.now(), finished_at=None)
+        if reopened:
+            logger.info("issue sending", extra={"issue": issue.pk})
+        pending = joined.pending
+        transaction.on_commit(lambda: issue_chunks_enqueue(issue_id=issue.pk, pending=pending))
+    return joined.pending + joined.skipped
+
+
+def issue_send_everyone(*, issue: Issue) -> int:
+    """An editor's send: every sendable reader not in the issue yet joins it now (readers of
+    the due tick already in it keep their one row). Returns the rows added."""
+    plan = issue_plan(batch=issue.batch)
+    with transaction.atomic():
+        issue = Issue.objects.select_for_update().get(pk=issue.pk)
+        if issue.status == Issue.Status.CANCELLED:
+            return 0
+        already_in = set(
+            Delivery.objects.filter(issue=issue, subscriber__isnull=False).values_list(
+                "subscriber_id", flat=True
+            )
+        )
+        return issue_join(issue=issue, plan=plan, already_in=already_in)
+
+
 def digest_send_for_day(*, day: date) -> Issue | None:
-    """Send the approved batch of `day`, once. None when there is no approved batch."""
+    """Send the approved batch of `day` to everyone, once each. None when there is no
+    approved batch. Readers the due tick already gave this batch are not sent it again."""
     batch = DailyBatch.objects.filter(date=day).first()
     if batch is None or batch.status not in {DailyBatch.Status.APPROVED, DailyBatch.Status.SENT}:
         logger.info("no approved batch to send", extra={"day": day.isoformat()})
         return None
-    issue = issue_create(batch=batch)
-    issue_start(issue=issue)
+    existing = Issue.objects.filter(batch=batch).first()
+    if existing is None:
+        issue = issue_create(batch=batch)
+    else:
+        issue = existing
+        issue_send_everyone(issue=issue)
+    issue_start(issue=issue)  # a scheduled issue starts; one already sending is left as is
+    issue.refresh_from_db()
     return issue

@@ -130,12 +130,17 @@ def _topic_model(topics: list[Topic]) -> TopicModel:
 
 
 def readers_for(
-    excluded: dict[int, frozenset[int]], *, subscriber_id: int | None = None
+    excluded: dict[int, frozenset[int]],
+    *,
+    subscriber_id: int | None = None,
+    subscriber_ids: list[int] | None = None,
 ) -> Iterator[ranking.Reader]:
-    """Every sendable subscriber (or one) as the ranking reads them."""
+    """Every sendable subscriber (or one, or those of `subscriber_ids`) as the ranking reads
+    them."""
     cap = settings.DIGEST_MAX_PAPERS  # the operator's ceiling on any reader's choice
     no_papers: frozenset[int] = frozenset()
-    for profile in profiles_for_ranking(subscriber_id=subscriber_id):
+    profiles = profiles_for_ranking(subscriber_id=subscriber_id, subscriber_ids=subscriber_ids)
+    for profile in profiles:
         interest = None
         if profile.interest_vector is not None:
             interest = embedding.vectors_from_bytes([profile.interest_vector])[0]
@@ -150,6 +155,7 @@ def readers_for(
             focus=profile.focus / 100,
             limit=min(profile.papers_per_email, cap),
             exclude=excluded.get(profile.subscriber_id, no_papers),
+            top_when_empty=profile.top_when_empty,
         )
 
 
@@ -200,19 +206,28 @@ def selections_plan(
     of readers at a time (memory stays flat however many there are).
 
     Readers with nothing personal beyond their topics and focus (no free text, no feedback)
-    rank alike when those agree, so each such profile is ranked once and shared.
+    rank alike when those agree, so each such profile is ranked once and shared. A reader
+    nothing matches gets nothing (their row is skipped) unless the operator's DIGEST_NO_MATCH
+    is "top" or they asked for the day's top papers on such a day.
     """
-    fallback = settings.DIGEST_NO_MATCH == "top"
+    everyone_top = settings.DIGEST_NO_MATCH == "top"
     feedback = _FeedbackCache()
     shared: dict[tuple, Selection] = {}
     for chunk in _chunks(readers, RANKING_CHUNK):
         keys = [_shared_key(reader) for reader in chunk]
         todo = [r for r, k in zip(chunk, keys, strict=True) if k is None or k not in shared]
-        ranked = ranking.rank_readers(
-            the_day, todo, feedback.for_readers(the_day, todo), fallback_to_top=fallback
-        )
+        # The fallback is one switch per ranking call: readers who want it are ranked apart.
+        ranked_by_reader = {}
+        for fallback in (False, True):
+            group = [r for r in todo if (everyone_top or r.top_when_empty) == fallback]
+            if group:
+                ranked = ranking.rank_readers(
+                    the_day, group, feedback.for_readers(the_day, group), fallback_to_top=fallback
+                )
+                ranked_by_reader.update(zip((id(r) for r in group), ranked, strict=True))
         personal = {}
-        for reader, selection in zip(todo, ranked, strict=True):
+        for reader in todo:
+            selection = ranked_by_reader[id(reader)]
             key = _shared_key(reader)
             if key is None:
                 personal[reader.subscriber_id] = selection
@@ -229,7 +244,15 @@ RANKING_CHUNK = 2000
 def _shared_key(reader: ranking.Reader) -> tuple | None:
     if reader.interest is not None or reader.liked or reader.disliked:
         return None
-    return (reader.topics, reader.focus, reader.muted, reader.follows, reader.limit, reader.exclude)
+    return (
+        reader.topics,
+        reader.focus,
+        reader.muted,
+        reader.follows,
+        reader.limit,
+        reader.exclude,
+        reader.top_when_empty,
+    )
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -244,9 +267,14 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 
 def papers_already_sent(
-    batch: DailyBatch, paper_ids: list[int], *, subscriber_id: int | None = None
+    batch: DailyBatch,
+    paper_ids: list[int],
+    *,
+    subscriber_id: int | None = None,
+    subscriber_ids: list[int] | None = None,
 ) -> dict[int, frozenset[int]]:
-    """Papers of this batch each subscriber (or only `subscriber_id`) got in an earlier digest.
+    """Papers of this batch each subscriber (or only `subscriber_id`, or those of
+    `subscriber_ids`) got in an earlier digest.
 
     On a day that repeats yesterday's papers this covers nearly every subscriber, so it is kept
     small: each earlier content is read once, and subscribers left with the same papers share
@@ -275,6 +303,8 @@ def papers_already_sent(
     )
     if subscriber_id is not None:
         rows = rows.filter(subscriber_id=subscriber_id)
+    if subscriber_ids is not None:
+        rows = rows.filter(subscriber_id__in=subscriber_ids)
     shared: dict[frozenset[int], frozenset[int]] = {}
     sent: dict[int, frozenset[int]] = {}
     for subscriber, key in rows.values_list("subscriber_id", "content_key").iterator(
@@ -309,6 +339,15 @@ class Plan:
     def skipped(self) -> int:
         return self.content_indexes.count(-1)
 
+    def without(self, subscriber_ids: set[int]) -> Plan:
+        """The same plan minus these readers (their contents stay; unused ones cost nothing)."""
+        kept = Plan(selection_texts=self.selection_texts, keys=self.keys)
+        for subscriber_id, index in zip(self.subscriber_ids, self.content_indexes, strict=True):
+            if subscriber_id not in subscriber_ids:
+                kept.subscriber_ids.append(subscriber_id)
+                kept.content_indexes.append(index)
+        return kept
+
     @property
     def rows(self) -> Iterator[tuple[int, str, list, str]]:
         """(subscriber id, status, selection, content key) per subscriber."""
@@ -324,12 +363,20 @@ class Plan:
                 )
 
 
-def issue_plan(*, batch: DailyBatch) -> Plan:
-    """Who gets which papers: one row per sendable subscriber (skipped when nothing matches)."""
-    the_day = batch_day(batch)
+def issue_plan(
+    *,
+    batch: DailyBatch,
+    subscriber_ids: list[int] | None = None,
+    the_day: ranking.Day | None = None,
+) -> Plan:
+    """Who gets which papers: one row per sendable subscriber (skipped when nothing matches),
+    or per sendable one of `subscriber_ids` (the readers a due tick serves). the_day: the
+    batch's papers when the caller already has them (a tick plans one batch chunk by chunk)."""
+    the_day = the_day or batch_day(batch)
     plan = Plan()
-    excluded = papers_already_sent(batch, [int(p) for p in the_day.paper_ids])
-    selections = selections_plan(the_day, readers_for(excluded))
+    paper_ids = [int(p) for p in the_day.paper_ids]
+    excluded = papers_already_sent(batch, paper_ids, subscriber_ids=subscriber_ids)
+    selections = selections_plan(the_day, readers_for(excluded, subscriber_ids=subscriber_ids))
     # Readers ranked alike share one selection object: each is hashed once. The entry holds the
     # object, so its id is not reused while it is here; bounded, so distinct selections are
     # not all kept alive (a shared one is at worst hashed again after a clear).
@@ -407,3 +454,49 @@ def deliveries_write(*, issue: Issue, plan: Plan) -> None:
         ),
         batch_size=2000,
     )
+
+
+@dataclass(frozen=True)
+class Joined:
+    """What joining readers to an issue wrote."""
+
+    pending: int
+    skipped: int
+    contents: int  # distinct contents new to the issue
+
+
+def deliveries_join(*, issue: Issue, plan: Plan, periods: dict[int, str] | None = None) -> Joined:
+    """Rows for the readers of `plan` joining an issue that may already have rows (the due
+    tick's readers, or an editor's send to everyone not in it yet). Call it in a transaction
+    holding the issue's row lock, after leaving out readers already in the issue: a conflict
+    left is another writer's row for that reader, and theirs stands. periods: the period each
+    reader's row serves (none: an editor's send)."""
+    periods = periods or {}
+    now = timezone.now()
+    used = {plan.keys[index] for index in plan.content_indexes if index >= 0}
+    known = set(
+        IssueContent.objects.filter(issue=issue, key__in=used).values_list("key", flat=True)
+    )
+    IssueContent.objects.bulk_create(
+        (
+            IssueContent(issue=issue, key=key, selection=json.loads(text))
+            for key, text in zip(plan.keys, plan.selection_texts, strict=True)
+            if key in used and key not in known
+        ),
+        batch_size=2000,
+        ignore_conflicts=True,
+    )
+    rows = [
+        Delivery(
+            issue=issue,
+            subscriber_id=subscriber_id,
+            status=status,
+            content_key=key,
+            period=periods.get(subscriber_id, ""),
+            created_at=now,
+        )
+        for subscriber_id, status, _, key in plan.rows
+    ]
+    Delivery.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+    skipped = sum(1 for row in rows if row.status == Delivery.Status.SKIPPED)
+    return Joined(pending=len(rows) - skipped, skipped=skipped, contents=len(used - known))

@@ -176,7 +176,7 @@ def test_it_folds_the_case_of_names_it_knows(load):
         ({"CLEAR_SESSIONS_CRON": "every day"}, "CLEAR_SESSIONS_CRON"),
         ({"CLEAR_SESSIONS_CRON": "99 3 * * *"}, "CLEAR_SESSIONS_CRON"),
         ({"CELERY_TASK_TIME_LIMIT": "soon"}, "CELERY_TASK_TIME_LIMIT"),
-        ({"DIGEST_SEND_CRON": "0 25 * * *"}, "DIGEST_SEND_CRON"),
+        ({"DIGEST_TICK_CRON": "0 25 * * *"}, "DIGEST_TICK_CRON"),
         ({"DIGEST_SOURCE": "arxiv"}, "DIGEST_SOURCE"),
         ({"DIGEST_NO_MATCH": "all"}, "DIGEST_NO_MATCH"),
         # A lease a call the provider accepts late could outlive: its rows would be sent twice.

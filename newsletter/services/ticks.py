@@ -1,0 +1,228 @@
+"""The due tick: every few minutes, the digest to each reader whose slot has come.
+
+A reader is due when their ``next_due_at`` (subscriptions.schedule) has passed. The tick reads
+due readers through ``subscriber_due_idx`` a chunk at a time, so its cost follows the readers
+who are due, never the ones who are not yet. Each due reader gets the latest approved batch
+they have not had: they join that batch's issue as a Delivery row marked with their period
+(their slot's local date), and their ``next_due_at`` moves to their next slot, in the same
+transaction. One row per reader and issue, and one per reader and period (both unique), so a
+tick run again after a crash, a missed tick caught up, or two ticks at once send nobody twice.
+
+A due reader for whom nothing new is approved yet keeps their ``next_due_at``: they stay due,
+and the first tick after an approval sends them the new batch at once, not at their next slot.
+``TickMark`` records how far the tick got against which batch, so while no new batch comes,
+a tick reads only readers who became due since the last one.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from digests.models import DailyBatch
+from newsletter import ranking
+from newsletter.models import Delivery, Issue, TickMark
+from newsletter.services.issues import issue_for_batch, issue_join
+from newsletter.services.planning import batch_day, issue_plan
+from subscriptions import schedule
+from subscriptions.models import Subscriber
+from subscriptions.selectors import subscribers_mailable
+
+logger = logging.getLogger(__name__)
+
+TICK_CHUNK = 2000  # due readers read, planned and written per transaction
+# A batch older than this many days before a reader's slot is not "today's digest" for them:
+# they wait for a newer one (a weekday reader's Monday gets Friday's batch, three days back).
+FRESH_DAYS = 3
+TICK_LOCK = 0x5061_7065_7254  # pg advisory lock key: one tick at a time
+
+
+@dataclass
+class TickReport:
+    batch_id: int | None = None
+    issue_id: int | None = None
+    due: int = 0  # due readers looked at
+    joined: int = 0  # rows written (to be sent, or skipped: nothing matched)
+    waiting: int = 0  # due, but nothing new approved for them yet
+    moved_on: int = 0  # not mailable now (a pause, a suppression) or period already served
+    busy: bool = False  # another tick was running: this one did nothing
+
+
+@dataclass(frozen=True)
+class _Due:
+    subscriber_id: int
+    due_at: datetime
+    rhythm: schedule.Rhythm
+
+    @property
+    def local_day(self):
+        return self.due_at.astimezone(ZoneInfo(self.rhythm.zone)).date()
+
+    @property
+    def period(self) -> str:
+        return schedule.period_key(self.rhythm, self.due_at)
+
+
+def latest_batch() -> DailyBatch | None:
+    """The newest approved (or already sent) batch whose issue an editor did not cancel."""
+    return (
+        DailyBatch.objects.filter(status__in=[DailyBatch.Status.APPROVED, DailyBatch.Status.SENT])
+        .exclude(issue__status=Issue.Status.CANCELLED)
+        .order_by("-date")
+        .first()
+    )
+
+
+@contextmanager
+def _one_tick_at_a_time():
+    """True inside when this process holds the tick (PostgreSQL advisory lock); a second
+    tick meanwhile gets False and leaves the work to the one running."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [TICK_LOCK])
+        got = cursor.fetchone()[0]
+    try:
+        yield got
+    finally:
+        if got:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [TICK_LOCK])
+
+
+def _due_chunk(*, now: datetime, since: datetime | None, after: tuple | None) -> list[_Due]:
+    rows = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, next_due_at__lte=now)
+    if since is not None:
+        rows = rows.filter(next_due_at__gt=since)
+    if after is not None:
+        rows = rows.filter(Q(next_due_at__gt=after[0]) | Q(next_due_at=after[0], pk__gt=after[1]))
+    fields = ("pk", "next_due_at", "time_zone", "delivery_hour", "frequency", "weekday")
+    return [
+        _Due(
+            subscriber_id=pk,
+            due_at=due_at,
+            rhythm=schedule.Rhythm(
+                zone=zone, hour=hour, frequency=frequency, weekday=weekday, paused_until=paused
+            ),
+        )
+        for pk, due_at, zone, hour, frequency, weekday, paused in rows.order_by(
+            "next_due_at", "pk"
+        ).values_list(*fields, "paused_until")[:TICK_CHUNK]
+    ]
+
+
+def _advance(readers: list[_Due], now: datetime) -> None:
+    """Each reader's next_due_at to their next slot after now."""
+    if not readers:
+        return
+    Subscriber.objects.bulk_update(
+        [
+            Subscriber(pk=r.subscriber_id, next_due_at=schedule.next_slot(r.rhythm, now))
+            for r in readers
+        ],
+        ["next_due_at"],
+        batch_size=500,
+    )
+
+
+def _tick_chunk(
+    chunk: list[_Due], *, now: datetime, batch: DailyBatch | None, the_day, report: TickReport
+) -> None:
+    ids = [r.subscriber_id for r in chunk]
+    mailable = set(subscribers_mailable().filter(pk__in=ids).values_list("pk", flat=True))
+    paused = {
+        r.subscriber_id
+        for r in chunk
+        if r.rhythm.paused_until is not None and r.local_day < r.rhythm.paused_until
+    }
+    gone = [r for r in chunk if r.subscriber_id not in mailable or r.subscriber_id in paused]
+    wanting = [r for r in chunk if r.subscriber_id in mailable and r.subscriber_id not in paused]
+    if batch is not None:
+        # Too old a batch is nobody's digest of the day: those readers wait for a new one.
+        fresh = [r for r in wanting if batch.date >= r.local_day - timedelta(days=FRESH_DAYS)]
+    else:
+        fresh = []
+    plan = None
+    if fresh:
+        plan = issue_plan(
+            batch=batch, subscriber_ids=[r.subscriber_id for r in fresh], the_day=the_day
+        )
+    with transaction.atomic():
+        served: list[_Due] = []
+        waiting = len(wanting) - len(fresh)
+        if fresh:
+            if report.issue_id is None:
+                report.issue_id = issue_for_batch(batch=batch).pk
+            issue = Issue.objects.select_for_update().get(pk=report.issue_id)
+            fresh_ids = [r.subscriber_id for r in fresh]
+            in_issue = set(
+                Delivery.objects.filter(issue=issue, subscriber_id__in=fresh_ids).values_list(
+                    "subscriber_id", flat=True
+                )
+            )
+            periods = {r.subscriber_id: r.period for r in fresh}
+            period_taken = {
+                s
+                for s, p in Delivery.objects.filter(
+                    subscriber_id__in=fresh_ids, period__in=set(periods.values())
+                ).values_list("subscriber_id", "period")
+                if periods.get(s) == p
+            }
+            # Got this batch already (and nothing newer exists): they wait for the next one.
+            # Their period served by an earlier batch (a changed hour, the same local day):
+            # they move on.
+            waiting += len(in_issue - period_taken)
+            gone += [r for r in fresh if r.subscriber_id in period_taken]
+            served = [r for r in fresh if r.subscriber_id not in in_issue | period_taken]
+            if served:
+                report.joined += issue_join(
+                    issue=issue,
+                    plan=plan,
+                    periods=periods,
+                    already_in=in_issue | period_taken,
+                )
+        # A served reader nothing matched has a skipped row for the period: nothing is sent
+        # on a day with nothing for them (unless they asked for the day's top papers).
+        _advance(served + gone, now)
+    report.due += len(chunk)
+    report.waiting += waiting
+    report.moved_on += len(gone)
+
+
+def due_tick(*, now: datetime | None = None) -> TickReport:
+    """Send whatever is due at `now`: one pass over the due readers, a chunk at a time."""
+    now = now or timezone.now()
+    report = TickReport()
+    with _one_tick_at_a_time() as mine:
+        if not mine:
+            report.busy = True
+            return report
+        batch = latest_batch()
+        mark = TickMark.objects.order_by("pk").first() or TickMark.objects.create()
+        # The same batch as the last complete tick: readers due before it were all looked
+        # at, and those still due are waiting for a newer batch.
+        since = mark.covered_until if batch is not None and mark.batch_id == batch.pk else None
+        the_day: ranking.Day | None = None
+        if batch is not None:
+            report.batch_id = batch.pk
+            report.issue_id = Issue.objects.filter(batch=batch).values_list("pk", flat=True).first()
+        after = None
+        while chunk := _due_chunk(now=now, since=since, after=after):
+            if the_day is None and batch is not None:
+                the_day = batch_day(batch)  # once per tick, only when someone is due
+            _tick_chunk(chunk, now=now, batch=batch, the_day=the_day, report=report)
+            after = (chunk[-1].due_at, chunk[-1].subscriber_id)
+        TickMark.objects.filter(pk=mark.pk).update(
+            batch=batch, covered_until=max(now, mark.covered_until or now)
+        )
+    if report.due:
+        logger.info("due tick", extra=vars(report))
+    return report

@@ -1,0 +1,212 @@
+"""The due tick over days of frozen time: each reader's email at their own local hour, once a
+period, across a DST change, a late approval and missed ticks."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.core import mail
+
+from digests.models import DailyBatch
+from newsletter.models import Delivery, Issue
+from newsletter.services.ticks import due_tick
+from subscriptions import schedule
+from tests.factories import (
+    BatchEntryFactory,
+    DailyBatchFactory,
+    PaperFactory,
+    SubscriberFactory,
+    TopicFactory,
+)
+from tests.newsletter.conftest import tag
+
+pytestmark = pytest.mark.django_db
+STEP = timedelta(minutes=5)
+
+
+@pytest.fixture(autouse=True)
+def anymail_test_backend(settings):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    settings.SITE_URL = "https://paperboy.example.org"
+
+
+@pytest.fixture
+def topic():
+    return TopicFactory(name="Robotics", slug="robotics")
+
+
+def reader(topic, *, zone="UTC", hour=7, frequency=schedule.EVERY_DAY, weekday=0, start, **kw):
+    rhythm = schedule.Rhythm(zone=zone, hour=hour, frequency=frequency, weekday=weekday)
+    return SubscriberFactory(
+        topics=[topic],
+        time_zone=zone,
+        delivery_hour=hour,
+        frequency=frequency,
+        weekday=weekday,
+        next_due_at=schedule.next_slot(rhythm, start),
+        **kw,
+    )
+
+
+def batch_of(day: date, topic, *, status=DailyBatch.Status.APPROVED, papers=3, upvotes=None):
+    batch = DailyBatchFactory(date=day, status=status)
+    for rank in range(1, papers + 1):
+        paper = PaperFactory(
+            title=f"{day} paper {rank}", upvotes=(upvotes or [10] * papers)[rank - 1]
+        )
+        tag(paper, topic)
+        BatchEntryFactory(batch=batch, paper=paper, rank=rank)
+    return batch
+
+
+def tick_at(moment: datetime, capture) -> list:
+    """One tick at `moment` with what it enqueued run (eager tasks); the emails it sent."""
+    before = len(mail.outbox)
+    with time_machine.travel(moment, tick=False), capture(execute=True):
+        due_tick()
+    return mail.outbox[before:]
+
+
+def run_ticks(start: datetime, end: datetime, capture, *, before_tick=None, skip=()):
+    """Ticks every STEP from start to end; {tick time: emails sent then}."""
+    sent = {}
+    moment = start
+    while moment <= end:
+        if before_tick is not None:
+            before_tick(moment)
+        if not any(a <= moment < b for a, b in skip):
+            emails = tick_at(moment, capture)
+            if emails:
+                sent[moment] = emails
+        moment += STEP
+    return sent
+
+
+def test_it_sends_a_new_york_daily_reader_one_email_a_day_at_seven_across_the_dst_change(
+    topic, django_capture_on_commit_callbacks
+):
+    # New York leaves daylight saving time on Sunday 1 November 2026: 07:00 is 11:00 UTC
+    # before and 12:00 UTC after.
+    start = datetime(2026, 10, 29, 0, 0, tzinfo=UTC)
+    end = datetime(2026, 11, 4, 23, 55, tzinfo=UTC)
+    new_york = ZoneInfo("America/New_York")
+    ny = reader(topic, zone="America/New_York", start=start)
+    elsewhere = reader(topic, zone="Asia/Kolkata", hour=9, start=start)
+
+    def approve_each_day(moment):  # each day's batch is ready at 03:00 UTC
+        if moment.hour == 3 and moment.minute == 0:
+            batch_of(moment.date(), topic)
+
+    sent = run_ticks(start, end, django_capture_on_commit_callbacks, before_tick=approve_each_day)
+
+    ny_sends = [(m, e) for m, emails in sent.items() for e in emails if e.to == [ny.email]]
+    local = [m.astimezone(new_york) for m, _ in ny_sends]
+    assert [(t.date().isoformat(), t.hour, t.minute) for t in local] == [
+        (f"2026-{d}", 7, 0) for d in ("10-29", "10-30", "10-31", "11-01", "11-02", "11-03", "11-04")
+    ]
+    assert [m.hour for m, _ in ny_sends] == [11, 11, 11, 12, 12, 12, 12]
+    # Each day's email is that day's batch, and each batch is one issue with both readers.
+    periods = Delivery.objects.filter(subscriber=ny).order_by("period")
+    assert [d.issue.batch.date for d in periods] == [
+        date(2026, 10, 29) + timedelta(days=n) for n in range(7)
+    ]
+    assert Issue.objects.count() == 7
+    assert {i.recipient_count for i in Issue.objects.all()} == {2}
+    other = [m for m, emails in sent.items() for e in emails if e.to == [elsewhere.email]]
+    assert {(m.astimezone(ZoneInfo("Asia/Kolkata")).hour) for m in other} == {9}
+    assert len(other) == 7
+
+
+def test_it_sends_a_late_approval_as_soon_as_it_is_approved_not_a_day_late(
+    topic, django_capture_on_commit_callbacks
+):
+    start = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)  # a Tuesday
+    someone = reader(topic, frequency=schedule.WEEKDAYS, start=start)
+    batch_of(date(2026, 12, 1), topic)
+    wednesday = batch_of(date(2026, 12, 2), topic, status=DailyBatch.Status.DRAFT)
+
+    def approve_late(moment):  # Wednesday's batch is approved at 10:02 UTC, after 07:00
+        if moment == datetime(2026, 12, 2, 10, 5, tzinfo=UTC):
+            DailyBatch.objects.filter(pk=wednesday.pk).update(status=DailyBatch.Status.APPROVED)
+
+    sent = run_ticks(
+        start,
+        datetime(2026, 12, 3, 6, 0, tzinfo=UTC),
+        django_capture_on_commit_callbacks,
+        before_tick=approve_late,
+    )
+
+    assert list(sent) == [
+        datetime(2026, 12, 1, 7, 0, tzinfo=UTC),  # Tuesday at 07:00
+        datetime(2026, 12, 2, 10, 5, tzinfo=UTC),  # Wednesday, at the first tick it could
+    ]
+    assert [len(emails) for emails in sent.values()] == [1, 1]
+    rows = Delivery.objects.filter(subscriber=someone).order_by("period")
+    assert [(d.period, d.issue.batch.date) for d in rows] == [
+        ("2026-12-01", date(2026, 12, 1)),
+        ("2026-12-02", date(2026, 12, 2)),
+    ]
+    someone.refresh_from_db()
+    assert someone.next_due_at == datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
+
+
+def test_it_catches_up_after_missed_ticks_and_never_sends_twice(
+    topic, django_capture_on_commit_callbacks
+):
+    start = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
+    readers = [reader(topic, hour=h, start=start) for h in (6, 7, 8)]
+    batch_of(date(2026, 12, 2), topic)
+
+    # Beat was down from 05:30 to 09:10: the first tick after sends everyone due, once.
+    down = (datetime(2026, 12, 2, 5, 30, tzinfo=UTC), datetime(2026, 12, 2, 9, 10, tzinfo=UTC))
+    sent = run_ticks(
+        start,
+        datetime(2026, 12, 2, 23, 55, tzinfo=UTC),
+        django_capture_on_commit_callbacks,
+        skip=[down],
+    )
+
+    assert list(sent) == [datetime(2026, 12, 2, 9, 10, tzinfo=UTC)]
+    assert sorted(a for e in sent[down[1]] for a in e.to) == sorted(r.email for r in readers)
+    # The same tick run again, or a second one at the same moment, sends nothing more.
+    assert tick_at(down[1], django_capture_on_commit_callbacks) == []
+    assert Delivery.objects.count() == 3
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+
+
+def test_it_sends_nothing_on_a_day_with_nothing_for_them_unless_they_asked_for_the_top(
+    topic, django_capture_on_commit_callbacks
+):
+    start = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
+    other_topic = TopicFactory(name="Vision", slug="vision")
+    plain = reader(other_topic, start=start)
+    wants_top = reader(other_topic, start=start, top_when_empty=True)
+    batch_of(date(2026, 12, 2), topic, upvotes=[5, 50, 20])
+
+    sent = tick_at(datetime(2026, 12, 2, 7, 0, tzinfo=UTC), django_capture_on_commit_callbacks)
+
+    assert [e.to for e in sent] == [[wants_top.email]]
+    assert Delivery.objects.get(subscriber=plain).status == Delivery.Status.SKIPPED
+    top = Delivery.objects.get(subscriber=wants_top)
+    assert (top.status, top.last_error) == (Delivery.Status.SENT, "")
+    assert "2026-12-02 paper 2" in sent[0].body  # the most upvoted first
+    plain.refresh_from_db()
+    assert plain.next_due_at == datetime(2026, 12, 3, 7, 0, tzinfo=UTC)  # once per period
+
+
+def test_a_tick_reads_only_due_readers(topic, django_capture_on_commit_callbacks):
+    start = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
+    due = [reader(topic, hour=7, start=start) for _ in range(3)]
+    for _ in range(5):
+        reader(topic, hour=20, start=start)
+    batch_of(date(2026, 12, 2), topic)
+
+    seven = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
+    with time_machine.travel(seven, tick=False), django_capture_on_commit_callbacks(execute=True):
+        report = due_tick()
+
+    assert (report.due, report.joined, report.waiting) == (3, 3, 0)
+    assert set(Delivery.objects.values_list("subscriber_id", flat=True)) == {r.pk for r in due}
