@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from newsletter import providers
 from newsletter.composition import FEEDBACK_URL, PREFERENCES_URL, UNSUBSCRIBE_URL
 from newsletter.models import Delivery, Issue, IssueContent
 from newsletter.rendering import IssueRenderer
-from newsletter.services import rate
+from newsletter.services import pacing, rate
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
 from newsletter.services.single_sends import chunk_single
 from subscriptions.addresses import email_problem
@@ -423,24 +422,22 @@ def _send(backend, messages: list[AnymailMessage]) -> AnymailError | None:
 
 
 def _send_paced(backend, messages: list[AnymailMessage], gate) -> AnymailError | None:
-    """``_send``, with each HTTP call waiting for its slot of the shared send rate.
+    """``_send``, with each provider call taking its turn of the shared send rate right
+    before it goes out (newsletter/services/pacing.py).
 
-    Raises rate.RateWait (nothing of the call sent) when the slot, or a provider's pause, is
+    Raises rate.RateWait (nothing of the call sent) when the turn, or a provider's pause, is
     further off than a worker sleeps; the messages sent before it carry their status.
     """
     if gate is None:
         return _send(backend, messages)
+    pacer = pacing.paced_backend(backend, gate)
     calls = [messages] if providers.provider().one_call_per_chunk else [[m] for m in messages]
     for call in calls:
-        while True:
-            slot = gate.slot(sum(len(m.to) for m in call))
-            if not slot.now:
-                raise rate.RateWait("waiting for the provider's send rate", slot.wait)
-            time.sleep(slot.wait)
-            # A 429 met by another worker while this one slept: its slot fell inside the
-            # pause, so it takes a new one after it.
-            if not gate.paused_for():
-                break
+        count = sum(len(m.to) for m in call)
+        if pacer is None:
+            pacing.call_admitted(gate, count)
+        else:
+            pacer.count = count  # the adapter takes the turn once the request is built
         error = _send(backend, call)
         if error is not None:
             return error
@@ -485,8 +482,15 @@ def _chunk_send(chunk: _Chunk, gate=None) -> tuple[int, bool]:
     TransientSendError when the claim should be retried later, ClaimUnsettled when the
     provider may have taken a call it did not answer.
     """
-    handed, todo = 0, list(range(len(chunk.messages)))
     backend = get_connection()
+    try:
+        return _chunk_send_through(chunk, backend, gate)
+    finally:
+        backend.close()  # the paced session, kept open across the chunk's calls
+
+
+def _chunk_send_through(chunk: _Chunk, backend, gate) -> tuple[int, bool]:
+    handed, todo = 0, list(range(len(chunk.messages)))
     while todo:
         try:
             error = _send_paced(backend, [chunk.messages[i] for i in todo], gate)
