@@ -120,10 +120,15 @@ class ClaimUnsettled(Exception):
 
 def settle_after() -> timedelta:
     """How old a call must be before "the provider's search does not have it" means it was
-    not taken: our client's timeout plus the time the provider may still take after it."""
-    return timedelta(
-        seconds=settings.ANYMAIL_TIMEOUT_SECONDS + settings.DIGEST_LEASE_MARGIN_SECONDS
-    )
+    not taken: our client's timeout plus the time the provider may still take after it.
+
+    Rows are stamped handed when they are claimed; under a per-second send rate the call
+    itself may leave up to rate.MAX_SLEEP_SECONDS later (waiting for its turn), so that is
+    added."""
+    seconds = settings.ANYMAIL_TIMEOUT_SECONDS + settings.DIGEST_LEASE_MARGIN_SECONDS
+    if settings.SEND_RATE_PER_SECOND:
+        seconds += rate.MAX_SLEEP_SECONDS
+    return timedelta(seconds=seconds)
 
 
 def _deliveries_claim(issue: Issue, limit: int, *, claim: str, stamp) -> int:

@@ -142,6 +142,31 @@ def test_a_departure_inside_a_pause_waits_or_gives_its_reservation_up(redis_url)
     assert admissions(gate) == []  # past what the worker waits: nothing stays reserved
 
 
+def test_a_turn_pushed_past_what_a_worker_waits_raises_and_keeps_nothing_reserved(redis_url):
+    from newsletter.services.pacing import call_admitted
+
+    gate = limiter(redis_url, per_second=50)
+    call_admitted(gate, 50)  # goes at once
+    assert len(admissions(gate)) == 1
+    gate.pause(rate.MAX_SLEEP_SECONDS + 10)  # a 429 asked for longer than a worker sleeps
+    with pytest.raises(rate.RateWait) as waited:
+        call_admitted(gate, 50)
+    assert waited.value.seconds > rate.MAX_SLEEP_SECONDS
+    assert len(admissions(gate)) == 1  # only the call that went
+
+
+def test_a_call_waiting_for_its_turn_is_not_taken_for_unanswered_too_early(settings):
+    from newsletter.services.sending import settle_after
+
+    settings.ANYMAIL_TIMEOUT_SECONDS, settings.DIGEST_LEASE_MARGIN_SECONDS = 30, 30
+    settings.SEND_RATE_PER_SECOND = 0
+    assert settle_after().total_seconds() == 60
+    # Rows are stamped handed when claimed; the call may leave up to a worker's longest sleep
+    # later, so a crashed call is settled that much later too.
+    settings.SEND_RATE_PER_SECOND = 50
+    assert settle_after().total_seconds() == 60 + rate.MAX_SLEEP_SECONDS
+
+
 @pytest.mark.django_db(transaction=True)
 def test_each_call_is_admitted_when_it_goes_out_not_before_its_payload_is_built(
     day_batch, settings, redis_url
