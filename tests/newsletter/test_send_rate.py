@@ -115,7 +115,7 @@ def test_a_call_that_leaves_late_is_counted_from_then_and_pushes_the_next(redis_
     gate = limiter(redis_url, per_second=50)
     first = gate.slot(50)
     second = gate.slot(50)  # another worker's call, reserved a window after the first
-    assert first.wait == 0 and second.wait == pytest.approx(rate.WINDOW_SECONDS, abs=0.02)
+    assert first.wait == 0 and second.wait == pytest.approx(rate.WINDOW_SECONDS, abs=0.05)
     time.sleep(0.3)  # the first worker woke late, or built its payload slowly
 
     assert gate.depart(first).now
@@ -125,7 +125,7 @@ def test_a_call_that_leaves_late_is_counted_from_then_and_pushes_the_next(redis_
 
     # Going at its reserved time would put it 0.725 s after the first: it waits the rest.
     assert turn.verdict == "wait"
-    assert turn.wait == pytest.approx(0.3, abs=0.05)
+    assert turn.wait == pytest.approx(0.3, abs=0.1)  # less what the sleep overran
     assert admissions(gate)[1][0] == pytest.approx(left + rate.WINDOW_SECONDS, abs=0.001)
     time.sleep(turn.wait)
     assert gate.depart(second).now
