@@ -68,8 +68,19 @@ class GuardedTrackingMixin:
     """Anymail's ``post`` with malformed payloads answered 400 instead of raising."""
 
     batched = False  # the provider posts a JSON list of events
+    # Amazon SNS sends the credentials of a URL's basic auth only after a 401 asking for them
+    # (Anymail's SES view answers so; its post is replaced here, so the answer is kept).
+    challenge_missing_auth = False
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if (
+            self.challenge_missing_auth
+            and self.basic_auth
+            and not request.META.get("HTTP_AUTHORIZATION")
+        ):
+            response = HttpResponse(status=401)
+            response["WWW-Authenticate"] = 'Basic realm="Anymail WEBHOOK_SECRET"'
+            return response
         try:
             self.run_validators(request)
             events, refused = self._events(request)
@@ -119,13 +130,28 @@ class GuardedTrackingMixin:
         return HttpResponseBadRequest("malformed payload\n", content_type="text/plain")
 
 
-def _guarded(view_class: type, *, batched: bool = False):
+def _guarded(view_class: type, *, batched: bool = False, **attributes):
     guarded = type(
         f"Guarded{view_class.__name__}",
         (GuardedTrackingMixin, view_class),
-        {"batched": batched, "__module__": __name__},
+        {"batched": batched, "__module__": __name__, **attributes},
     )
     return guarded.as_view()
+
+
+class SnsConfirmingView(AmazonSESTrackingWebhookView):
+    """Anymail's SES tracking view, confirming SNS subscriptions at SNS itself.
+
+    Anymail confirms a SubscriptionConfirmation (basic auth proving it is meant for us) with
+    boto3's SNS ConfirmSubscription in the topic's region, built from the SES client's
+    parameters; ANYMAIL_API_URL, when set, is SES's endpoint (config/mail_providers.py) and
+    would send that call to SES. So the SNS client gets every parameter but the endpoint
+    (boto3's own AWS_ENDPOINT_URL_SNS still applies).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.client_params = {k: v for k, v in self.client_params.items() if k != "endpoint_url"}
 
 
 # The providers Paperboy can send through (config/settings.py, ANYMAIL_ESP_KEYS), each with
@@ -140,7 +166,8 @@ TRACKING_VIEWS = {
     "brevo": _guarded(BrevoTrackingWebhookView),
     "mailjet": _guarded(MailjetTrackingWebhookView),
     "sparkpost": _guarded(SparkPostTrackingWebhookView),
-    "amazon_ses": _guarded(AmazonSESTrackingWebhookView),
+    # Needs boto3 (django-anymail[amazon-ses]), as sending through SES does.
+    "amazon_ses": _guarded(SnsConfirmingView, challenge_missing_auth=True),
 }
 
 

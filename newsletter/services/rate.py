@@ -35,6 +35,7 @@ from django.conf import settings
 from newsletter import providers
 
 WINDOW_GUARD_SECONDS = 0.025  # measured arrival jitter at a local provider: a few ms
+WINDOW_SECONDS = 1.0 + WINDOW_GUARD_SECONDS
 MAX_SLEEP_SECONDS = 30.0  # a worker waits this long for its turn; longer, the task retries
 HISTORY_SECONDS = 60  # admissions kept for the admin's "current rate"
 DEFAULT_PAUSE_SECONDS = 5.0  # a 429 without a usable Retry-After
@@ -138,6 +139,52 @@ end
 return {'ok', tostring(wait), tostring(n)}
 """
 
+# KEYS: log, pause. ARGV: member (a reserved call's "n:token"), per_second, window, max_wait.
+# Right before a reserved call goes out. It goes now if no pause holds and the emails of the
+# calls admitted in the window before now (itself left out) plus its own stay within the limit;
+# its entry then moves to now, its real departure, which later calls count from. Otherwise its
+# entry moves to the earliest moment that holds (found among the calls admitted so far; the
+# next look, at that moment, decides) and the answer is the wait; beyond max_wait the entry is
+# removed (nothing reserved). Returns {verdict "ok" or "wait", wait seconds}.
+_DEPART = """
+local member = ARGV[1]
+local n = tonumber(string.match(member, '^(%d+):'))
+local per_second = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local at = now
+local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
+if pause > at then at = pause end
+if per_second > 0 then
+  local entries = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (at - window), at, 'WITHSCORES')
+  local sum = 0
+  for i = 1, #entries, 2 do
+    if entries[i] ~= member then sum = sum + tonumber(string.match(entries[i], '^(%d+):')) end
+  end
+  for i = 1, #entries, 2 do
+    if entries[i] ~= member then
+      local score = tonumber(entries[i + 1])
+      if score > at - window then
+        if sum + n <= per_second then break end
+        at = score + window
+      end
+      sum = sum - tonumber(string.match(entries[i], '^(%d+):'))
+    end
+  end
+end
+local wait = at - now
+if wait > max_wait then
+  redis.call('ZREM', KEYS[1], member)
+  return {'wait', tostring(wait)}
+end
+redis.call('ZADD', KEYS[1], at, member)
+redis.call('EXPIRE', KEYS[1], 120)
+if wait > 0 then return {'wait', tostring(wait)} end
+return {'ok', '0'}
+"""
+
 # KEYS: pause. ARGV: seconds. Pauses until now + seconds unless already paused longer;
 # returns the seconds left of the pause.
 _PAUSE = """
@@ -192,6 +239,7 @@ class Room:
     verdict: str
     wait: float
     count: int
+    member: str = ""  # a reserved slot's entry in the log (slot() only)
 
     @property
     def now(self) -> bool:
@@ -223,6 +271,7 @@ class RateLimiter:
         self.keys = [f"{prefix}:log", f"{prefix}:pause", f"{prefix}:hour", f"{prefix}:day"]
         self._script = client.register_script(_SCRIPT)
         self._pause = client.register_script(_PAUSE)
+        self._depart = client.register_script(_DEPART)
 
     def _run(self, mode: str, count: int, max_wait: float = MAX_SLEEP_SECONDS) -> Room:
         limits = self.limits
@@ -231,22 +280,24 @@ class RateLimiter:
             if limits.warmup_start and limits.warmup_caps
             else -1
         )
+        token = uuid.uuid4().hex
         verdict, wait, fit = self._script(
             keys=self.keys,
             args=[
                 count,
                 limits.per_second,
-                1.0 + WINDOW_GUARD_SECONDS,
+                WINDOW_SECONDS,
                 limits.per_hour,
                 limits.per_day,
                 max_wait,
                 mode,
-                uuid.uuid4().hex,
+                token,
                 warm_start,
                 *limits.warmup_caps,
             ],
         )
-        return Room(verdict.decode(), max(0.0, float(wait)), int(fit))
+        member = f"{int(fit)}:{token}" if mode == "slot" and verdict == b"ok" else ""
+        return Room(verdict.decode(), max(0.0, float(wait)), int(fit), member)
 
     def room(self, wanted: int) -> Room:
         """How many of `wanted` emails may be claimed now (nothing is taken)."""
@@ -265,6 +316,17 @@ class RateLimiter:
         """Reserve the per-second slot of a call of `count` emails; "ok" with the seconds to
         sleep before making it, or "wait" (nothing reserved) if that is beyond `max_wait`."""
         return self._run("slot", count, max_wait)
+
+    def depart(self, slot: Room, max_wait: float = MAX_SLEEP_SECONDS) -> Room:
+        """The last look before a reserved call goes out: "ok" (go now; its admission is now
+        counted from this moment) or "wait" with the seconds until its turn, which moved
+        because a call before it left late or a pause began (beyond `max_wait` the
+        reservation is dropped)."""
+        verdict, wait = self._depart(
+            keys=self.keys[:2],
+            args=[slot.member, self.limits.per_second, WINDOW_SECONDS, max_wait],
+        )
+        return Room(verdict.decode(), max(0.0, float(wait)), slot.count, slot.member)
 
     def pause(self, seconds: float) -> float:
         """Stop every worker's sends for `seconds` (a 429); the seconds the pause lasts."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from newsletter.composition import (
 )
 from newsletter.models import Delivery, Issue, IssueContent
 from newsletter.rendering import IssueRenderer, schedule_words
-from newsletter.services import rate
+from newsletter.services import pacing, rate
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
 from newsletter.services.single_sends import chunk_single
 from subscriptions.addresses import email_problem
@@ -127,10 +126,15 @@ class ClaimUnsettled(Exception):
 
 def settle_after() -> timedelta:
     """How old a call must be before "the provider's search does not have it" means it was
-    not taken: our client's timeout plus the time the provider may still take after it."""
-    return timedelta(
-        seconds=settings.ANYMAIL_TIMEOUT_SECONDS + settings.DIGEST_LEASE_MARGIN_SECONDS
-    )
+    not taken: our client's timeout plus the time the provider may still take after it.
+
+    Rows are stamped handed when they are claimed; under a per-second send rate the call
+    itself may leave up to rate.MAX_SLEEP_SECONDS later (waiting for its turn), so that is
+    added."""
+    seconds = settings.ANYMAIL_TIMEOUT_SECONDS + settings.DIGEST_LEASE_MARGIN_SECONDS
+    if settings.SEND_RATE_PER_SECOND:
+        seconds += rate.MAX_SLEEP_SECONDS
+    return timedelta(seconds=seconds)
 
 
 def _deliveries_claim(issue: Issue, limit: int, *, claim: str, stamp) -> int:
@@ -447,24 +451,22 @@ def _send(backend, messages: list[AnymailMessage]) -> AnymailError | None:
 
 
 def _send_paced(backend, messages: list[AnymailMessage], gate) -> AnymailError | None:
-    """``_send``, with each HTTP call waiting for its slot of the shared send rate.
+    """``_send``, with each provider call taking its turn of the shared send rate right
+    before it goes out (newsletter/services/pacing.py).
 
-    Raises rate.RateWait (nothing of the call sent) when the slot, or a provider's pause, is
+    Raises rate.RateWait (nothing of the call sent) when the turn, or a provider's pause, is
     further off than a worker sleeps; the messages sent before it carry their status.
     """
     if gate is None:
         return _send(backend, messages)
+    pacer = pacing.paced_backend(backend, gate)
     calls = [messages] if providers.provider().one_call_per_chunk else [[m] for m in messages]
     for call in calls:
-        while True:
-            slot = gate.slot(sum(len(m.to) for m in call))
-            if not slot.now:
-                raise rate.RateWait("waiting for the provider's send rate", slot.wait)
-            time.sleep(slot.wait)
-            # A 429 met by another worker while this one slept: its slot fell inside the
-            # pause, so it takes a new one after it.
-            if not gate.paused_for():
-                break
+        count = sum(len(m.to) for m in call)
+        if pacer is None:
+            pacing.call_admitted(gate, count)
+        else:
+            pacer.count = count  # the adapter takes the turn once the request is built
         error = _send(backend, call)
         if error is not None:
             return error
@@ -509,8 +511,15 @@ def _chunk_send(chunk: _Chunk, gate=None) -> tuple[int, bool]:
     TransientSendError when the claim should be retried later, ClaimUnsettled when the
     provider may have taken a call it did not answer.
     """
-    handed, todo = 0, list(range(len(chunk.messages)))
     backend = get_connection()
+    try:
+        return _chunk_send_through(chunk, backend, gate)
+    finally:
+        backend.close()  # the paced session, kept open across the chunk's calls
+
+
+def _chunk_send_through(chunk: _Chunk, backend, gate) -> tuple[int, bool]:
+    handed, todo = 0, list(range(len(chunk.messages)))
     while todo:
         try:
             error = _send_paced(backend, [chunk.messages[i] for i in todo], gate)

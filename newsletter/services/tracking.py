@@ -137,6 +137,67 @@ def _resend(event) -> str | None:
     return Reason.BOUNCED
 
 
+def _brevo(event) -> str | None:
+    # Anymail reports Brevo's "soft_bounce" (a full mailbox, a domain without MX for now) as a
+    # bounce too; only "hard_bounce", "invalid_email" and "blocked" (Brevo will not send to
+    # the address: it is on its blocklist after an earlier bounce or complaint) last.
+    kind = _raw(event).get("event")
+    return Reason.BOUNCED if kind in {"hard_bounce", "invalid_email", "blocked"} else None
+
+
+# Mailjet's "blocked" errors that are about the address (it never tried to deliver); the
+# others are about the message or the account ("content blocked", "duplicate in campaign").
+MAILJET_BLOCKED = {
+    "user unknown": Reason.BOUNCED,
+    "mailbox inactive": Reason.BOUNCED,
+    "invalid domain": Reason.BOUNCED,
+    "no mail host": Reason.BOUNCED,
+    "typofix": Reason.BOUNCED,
+    "preblocked": Reason.BOUNCED,  # an earlier hard bounce or spam report
+    "blacklisted": Reason.BOUNCED,  # on the account's exclusion list
+    "spam reporter": Reason.COMPLAINED,
+}
+
+
+def _mailjet(event) -> str | None:
+    """Mailjet's "bounce" says itself whether it is for good (`hard_bounce`); its "blocked"
+    event is permanent only for errors about the address."""
+    raw = _raw(event)
+    if raw.get("event") == "blocked":
+        return MAILJET_BLOCKED.get(str(raw.get("error") or "").lower())
+    return Reason.BOUNCED if raw.get("hard_bounce") is True else None
+
+
+# SparkPost's bounce classes that it treats as hard (and suppresses): 10 invalid recipient,
+# 30 no RCPT; 25 is an address its policy refuses (on the suppression list). 90, an
+# unsubscribe, Anymail already reports as one. The rest (mailbox full, DNS, blocks, spam
+# blocks, auto-replies) are soft or about the message.
+SPARKPOST_HARD_CLASSES = {"10", "25", "30"}
+
+
+def _sparkpost(event) -> str | None:
+    raw = _raw(event).get("msys")
+    inner = next(iter(raw.values()), {}) if isinstance(raw, dict) and raw else {}
+    if not isinstance(inner, dict):
+        return None
+    if inner.get("type") == "generation_rejection":
+        return Reason.BOUNCED  # SparkPost would not even build it: a suppressed address
+    return Reason.BOUNCED if str(inner.get("bounce_class")) in SPARKPOST_HARD_CLASSES else None
+
+
+def _amazon_ses(event) -> str | None:
+    # SES classifies each bounce: "Transient" (full mailbox, too large, a temporary failure)
+    # says nothing lasting; "Permanent" and "Undetermined" do (SES's own guidance: remove the
+    # address). Its "Reject" is SES refusing the message (a virus), not the address.
+    raw = _raw(event)
+    if event.event_type == "rejected":
+        return None
+    bounce = raw.get("bounce")
+    if isinstance(bounce, dict) and bounce.get("bounceType") == "Transient":
+        return None
+    return Reason.BOUNCED
+
+
 def _normalized_only(event) -> str | None:
     # A provider without a rule of its own: Anymail's "bounced" and "rejected" as permanent.
     return Reason.BOUNCED
@@ -147,6 +208,11 @@ PERMANENCE: dict[str, Callable[[object], str | None]] = {
     "sendgrid": _sendgrid,
     "mailgun": _mailgun,
     "resend": _resend,
+    "brevo": _brevo,
+    "mailjet": _mailjet,
+    "sparkpost": _sparkpost,
+    "amazon ses": _amazon_ses,  # Anymail's esp_name
+    "amazon_ses": _amazon_ses,
 }
 
 

@@ -3,6 +3,7 @@ when the day's budget runs out: the rest waits, pending and in order, and is not
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -108,6 +109,114 @@ def test_the_hours_quota_holds_too(redis_url):
     assert gate.take_quota(30).now
     assert gate.room(1).verdict == "hour"
     assert 0 < gate.room(1).wait <= 3600
+
+
+def test_a_call_that_leaves_late_is_counted_from_then_and_pushes_the_next(redis_url):
+    gate = limiter(redis_url, per_second=50)
+    first = gate.slot(50)
+    second = gate.slot(50)  # another worker's call, reserved a window after the first
+    assert first.wait == 0 and second.wait == pytest.approx(rate.WINDOW_SECONDS, abs=0.05)
+    time.sleep(0.3)  # the first worker woke late, or built its payload slowly
+
+    assert gate.depart(first).now
+    left = admissions(gate)[0][0]  # the first call's entry moved to its real departure
+    time.sleep(second.wait - 0.3)
+    turn = gate.depart(second)
+
+    # Going at its reserved time would put it 0.725 s after the first: it waits the rest.
+    assert turn.verdict == "wait"
+    assert turn.wait == pytest.approx(0.3, abs=0.1)  # less what the sleep overran
+    assert admissions(gate)[1][0] == pytest.approx(left + rate.WINDOW_SECONDS, abs=0.001)
+    time.sleep(turn.wait)
+    assert gate.depart(second).now
+    assert peak_in_any_second(admissions(gate)) == 50
+
+
+def test_a_departure_inside_a_pause_waits_or_gives_its_reservation_up(redis_url):
+    gate = limiter(redis_url, per_second=50)
+    slot = gate.slot(10)
+    gate.pause(2)  # another worker met a 429 while this one slept
+    turn = gate.depart(slot)
+    assert turn.verdict == "wait" and turn.wait == pytest.approx(2, abs=0.1)
+    assert gate.depart(slot, max_wait=1).verdict == "wait"
+    assert admissions(gate) == []  # past what the worker waits: nothing stays reserved
+
+
+def test_a_turn_pushed_past_what_a_worker_waits_raises_and_keeps_nothing_reserved(redis_url):
+    from newsletter.services.pacing import call_admitted
+
+    gate = limiter(redis_url, per_second=50)
+    call_admitted(gate, 50)  # goes at once
+    assert len(admissions(gate)) == 1
+    gate.pause(rate.MAX_SLEEP_SECONDS + 10)  # a 429 asked for longer than a worker sleeps
+    with pytest.raises(rate.RateWait) as waited:
+        call_admitted(gate, 50)
+    assert waited.value.seconds > rate.MAX_SLEEP_SECONDS
+    assert len(admissions(gate)) == 1  # only the call that went
+
+
+def test_a_call_waiting_for_its_turn_is_not_taken_for_unanswered_too_early(settings):
+    from newsletter.services.sending import settle_after
+
+    settings.ANYMAIL_TIMEOUT_SECONDS, settings.DIGEST_LEASE_MARGIN_SECONDS = 30, 30
+    settings.SEND_RATE_PER_SECOND = 0
+    assert settle_after().total_seconds() == 60
+    # Rows are stamped handed when claimed; the call may leave up to a worker's longest sleep
+    # later, so a crashed call is settled that much later too.
+    settings.SEND_RATE_PER_SECOND = 50
+    assert settle_after().total_seconds() == 60 + rate.MAX_SLEEP_SECONDS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_call_is_admitted_when_it_goes_out_not_before_its_payload_is_built(
+    day_batch, settings, redis_url
+):
+    """Through the real Postmark batch backend and the fake Postmark over HTTP: every call
+    reaches the provider within the window's guard of its admission, so the provider counts
+    what the limiter counted, however long the call took to build. Building is made slow here
+    as on a loaded machine (100 ms in Anymail's pre_send signal, which runs before the
+    payload is built); a turn taken before building would arrive 100 ms after it."""
+    require_postgres()
+    from anymail.signals import pre_send
+
+    from devtools.fakes.postmark import TOKEN, FakePostmark
+
+    def slow_build(sender, message, esp_name, **kwargs):
+        time.sleep(0.1)
+
+    pre_send.connect(slow_build, dispatch_uid="test-slow-build")
+
+    robotics = day_batch.topics["robotics"]
+    Subscriber.objects.bulk_create(
+        SubscriberFactory.build(email=f"reader{i:03}@example.org") for i in range(150)
+    )
+    for subscriber in Subscriber.objects.all():
+        subscriber.topics.add(robotics)
+    with FakePostmark() as fake:
+        settings.ANYMAIL_ESP = "postmark"
+        settings.EMAIL_BACKEND = "newsletter.backends.PostmarkBatchEmailBackend"
+        settings.ANYMAIL = {
+            **settings.ANYMAIL,
+            "POSTMARK_SERVER_TOKEN": TOKEN,
+            "POSTMARK_API_URL": fake.url,
+        }
+        settings.SITE_URL = "https://paperboy.example.org"
+        settings.SEND_RATE_PER_SECOND = 50
+        issue = issue_create(batch=day_batch.batch)
+        Issue.objects.filter(pk=issue.pk).update(status=Issue.Status.SENDING)
+        try:
+            sent = sum(deliveries_send_chunk(issue_id=issue.pk) for _ in range(3))
+        finally:
+            pre_send.disconnect(dispatch_uid="test-slow-build")
+        arrivals = sorted(fake.state.arrivals)
+
+    assert sent == 150 and [n for _, n in arrivals] == [50, 50, 50]
+    gate = rate.limiter()
+    admitted = admissions(gate)
+    assert [n for _, n in admitted] == [50, 50, 50]
+    for (when, _), (arrived, _) in zip(admitted, arrivals, strict=True):
+        assert 0 <= arrived - when < rate.WINDOW_GUARD_SECONDS, (admitted, arrivals)
+    assert fake.state.peak_per_second() == 50
 
 
 @pytest.mark.parametrize(

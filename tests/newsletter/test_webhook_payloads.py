@@ -220,7 +220,20 @@ def _anymail_routes() -> list[str]:
     return routes
 
 
-@pytest.mark.parametrize("esp", ["postmark", "mailgun", "sendgrid", ""])
+@pytest.mark.parametrize(
+    "esp",
+    [
+        "postmark",
+        "mailgun",
+        "sendgrid",
+        "resend",
+        "brevo",
+        "mailjet",
+        "sparkpost",
+        "amazon_ses",
+        "",
+    ],
+)
 def test_it_serves_only_the_configured_providers_tracking_url(client, settings, esp):
     configure(settings, esp)
     client.raise_request_exception = False
