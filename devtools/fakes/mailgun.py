@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import email.parser
-import email.policy
 import json
 import re
 import uuid
@@ -37,22 +35,34 @@ API_KEY = "mailgun-test-key"
 BATCH_LIMIT = 1000
 ADDRESS = re.compile(r"^[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+$")
 RECIPIENT_VARIABLE = re.compile(r"%recipient\.([^%\s]+)%")
+BOUNDARY = re.compile(r"boundary=([^;]+)")
+PART_NAME = re.compile(rb'Content-Disposition: form-data; name="([^"]*)"', re.IGNORECASE)
 MESSAGES_PATH = re.compile(r"^/v3/([^/]+)/messages$")
 ERROR_MESSAGES = {429: "Too many requests", 500: "Internal server error", 503: "Unavailable"}
 
 
 def form_fields(content_type: str, raw: bytes) -> list[tuple[str, str]]:
-    """The (name, value) pairs of a multipart or urlencoded form, in order."""
-    if content_type.startswith("multipart/form-data"):
-        parser = email.parser.BytesParser(policy=email.policy.HTTP)
-        message = parser.parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
-        fields = []
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True) or b""
-            fields.append((name, payload.decode(part.get_content_charset() or "utf-8")))
-        return fields
-    return parse_qsl(raw.decode(), keep_blank_values=True)
+    """The (name, value) pairs of a multipart or urlencoded form, in order.
+
+    Multipart is split at its boundary by hand: the standard library's MIME parser took most
+    of the fake's time at benchmark volumes, on the cores it shares with the workers.
+    """
+    if not content_type.startswith("multipart/form-data"):
+        return parse_qsl(raw.decode(), keep_blank_values=True)
+    boundary = BOUNDARY.search(content_type)
+    if boundary is None:
+        raise ValueError("multipart without a boundary")
+    delimiter = b"--" + boundary.group(1).strip('"').encode()
+    fields = []
+    for part in raw.split(delimiter)[1:]:
+        if part.startswith(b"--"):
+            break  # the closing delimiter
+        head, _, value = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        name = PART_NAME.search(head)
+        if name is None:
+            raise ValueError("a form-data part without a name")
+        fields.append((name.group(1).decode(), value.removesuffix(b"\r\n").decode()))
+    return fields
 
 
 def addr_spec(value: str) -> str:
