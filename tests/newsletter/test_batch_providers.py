@@ -181,3 +181,33 @@ def test_an_unanswered_send_is_marked_unknown_never_resent(provider, day_batch, 
     assert delivery.status == Delivery.Status.UNKNOWN  # neither provider can be asked
     assert deliveries_send_chunk(issue_id=issue.pk) == 0
     assert provider.state.recipients() == ["first@example.org"]  # exactly once
+
+
+def test_mailgun_gets_the_same_copies_in_fewer_bytes_than_from_anymails_backend(
+    provider, day_batch, sending, settings
+):
+    if provider.name != "mailgun":
+        pytest.skip("Mailgun's backend only")
+    robotics = day_batch.topics["robotics"]
+    for i in range(20):
+        SubscriberFactory(email=f"reader{i}@example.org", topics=[robotics])
+    copies, sizes = {}, {}
+    now = timezone.now()  # signed links carry their time: the same in both sends
+    for backend in ("anymail.backends.mailgun.EmailBackend", settings.EMAIL_BACKEND):
+        settings.EMAIL_BACKEND = backend
+        provider.state.reset()
+        Delivery.objects.all().delete()
+        Issue.objects.all().delete()
+        with time_machine.travel(now, tick=False):
+            issue = sending()
+            assert deliveries_send_chunk(issue_id=issue.pk) == 20
+        [sizes[backend]] = provider.state.call_bytes
+        copies[backend] = sorted(
+            # Less what differs from issue to issue: ids of the issue, claim and delivery.
+            ({k: v for k, v in c.items() if k not in ("_id", "v:issue", "v:claim",
+             "v:delivery")} for c in provider.state.copies),
+            key=lambda c: c["to"],
+        )  # fmt: skip
+    ours, anymails = settings.EMAIL_BACKEND, "anymail.backends.mailgun.EmailBackend"
+    assert copies[ours] == copies[anymails]  # every reader's copy, headers and all
+    assert sizes[ours] < 0.8 * sizes[anymails], sizes
