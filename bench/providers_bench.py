@@ -39,6 +39,7 @@ from bench.environment import (  # noqa: E402
     DEFAULT_REDIS_URL,
     PROVIDER_FAKES,
     database_create,
+    database_drop,
     django_setup,
     free_port,
     with_database,
@@ -71,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--fresh", action="store_true", help="recreate the bench databases")
+    parser.add_argument("--drop", action="store_true", help="drop the bench databases at the end")
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
@@ -201,6 +203,13 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         for fake, _ in fakes.values():
             fake.stop()
+        if args.drop:
+            from django.db import connections
+
+            connections.close_all()
+            database_drop(args.database_url)
+            if not args.no_baseline:
+                database_drop(args.baseline_database_url)
     result = {
         "name": f"providers-{args.name}",
         "subscribers": args.subscribers,
