@@ -13,7 +13,16 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from devtools.fakes import mailgun, sendgrid
 from devtools.fakes.postmark import TOKEN as FAKE_TOKEN
+
+# Each provider the benchmark can send through: its fake's module, the key the fake takes,
+# and the path its API sits under on the fake (Anymail appends the endpoint to it).
+PROVIDER_FAKES = {
+    "postmark": ("devtools.fakes.postmark", FAKE_TOKEN, ""),
+    "mailgun": ("devtools.fakes.mailgun", mailgun.API_KEY, "v3/"),
+    "sendgrid": ("devtools.fakes.sendgrid", sendgrid.API_KEY, "v3/"),
+}
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/pb_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
@@ -54,6 +63,8 @@ def database_drop(url: str) -> None:
 
 def pipeline_env(args: argparse.Namespace, fake_url: str, query_dir: Path) -> dict[str, str]:
     """Production-like settings (DEBUG off) pointing at the bench database, broker and fake."""
+    provider = getattr(args, "provider", "postmark")
+    _, key, api_path = PROVIDER_FAKES[provider]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
@@ -66,14 +77,18 @@ def pipeline_env(args: argparse.Namespace, fake_url: str, query_dir: Path) -> di
         DATABASE_URL=args.database_url,
         DATABASE_CONN_MAX_AGE="60",  # as docker-compose.yml runs production
         CELERY_BROKER_URL=args.redis_url,
-        ANYMAIL_ESP="postmark",
-        ANYMAIL_API_KEY=FAKE_TOKEN,
-        ANYMAIL_API_URL=fake_url,
+        ANYMAIL_ESP=provider,
+        ANYMAIL_API_KEY=key,
+        ANYMAIL_API_URL=fake_url + api_path,
         DIGEST_BATCH_SIZE=str(args.batch_size),
         LOG_LEVEL="INFO",
         PAPERBOY_BENCH_QUERY_DIR=str(query_dir),
         PYTHONUNBUFFERED="1",
     )
+    if getattr(args, "email_backend", ""):
+        # Another backend for the same provider (bench/celery_app.py): Anymail's own, say,
+        # to compare with Paperboy's in the same invocation.
+        env["PAPERBOY_BENCH_EMAIL_BACKEND"] = args.email_backend
     if getattr(args, "rate", 0):
         # The shared send rate (newsletter/services/rate.py), its budget in the bench's Redis.
         env.update(SEND_RATE_PER_SECOND=str(args.rate), SEND_RATE_REDIS_URL=args.redis_url)

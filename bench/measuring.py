@@ -130,7 +130,9 @@ def _paperboy_measure(args, batch, fake_url, fake_pid, workers, env, workdir, qu
         "db_transactions_per_1000_emails": round(1000 * commits / max(sent, 1), 1),
         "http_calls": provider["http_calls"],
         "http_bytes_sent": provider["bytes_in"],
+        "http_bytes_sent_per_email": round(provider["bytes_in"] / max(sent, 1)),
         "http_bytes_received": provider["bytes_out"],
+        "largest_call_bytes": provider.get("largest_call_bytes"),
         "provider_accepted": provider["accepted"],
         "provider_duplicates": provider["duplicates"],
         # Most emails the fake accepted in calls that arrived within any one second.

@@ -14,10 +14,14 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import env_int, env_str, env_url
 
 # Postmark goes through its batch backend (merge fields filled in the bodies, see
-# newsletter/backends.py); SMTP through Django's own backend wrapped so it answers recipient by
-# recipient as the Anymail ones do (newsletter/smtp.py).
+# newsletter/backends.py); Mailgun and SendGrid through Anymail's, a refused address failing
+# alone and Mailgun posting fewer bytes (newsletter/mailgun.py, newsletter/sendgrid.py); SMTP
+# through Django's own backend wrapped so it answers recipient by recipient as the Anymail ones
+# do (newsletter/smtp.py).
 BACKENDS = {
     "postmark": "newsletter.backends.PostmarkBatchEmailBackend",
+    "mailgun": "newsletter.mailgun.MailgunLeanEmailBackend",
+    "sendgrid": "newsletter.sendgrid.SendGridEmailBackend",
     "smtp": "newsletter.smtp.SmtpEmailBackend",
 }
 

@@ -69,8 +69,25 @@ def merge_field(name: str) -> str:
     return provider().merge_field_format.format(name)
 
 
-# The {{name}} spelling (the providers' default format): the one filled here.
+# The {{name}} spelling (the providers' default format).
 MERGE_FIELD = re.compile(r"(\{\{\s*([A-Za-z0-9_]+)\s*\}\})")
+
+
+@functools.lru_cache(maxsize=8)
+def _field_pattern(field_format: str) -> re.Pattern:
+    if field_format == "{{{{{}}}}}":
+        return MERGE_FIELD
+    before, after = field_format.format("\0").split("\0")
+    return re.compile(f"({re.escape(before)}([A-Za-z0-9_]+){re.escape(after)})")
+
+
+def merge_pattern() -> re.Pattern:
+    """How the configured provider's merge fields are found in a body (written, name).
+
+    The bodies are rendered with the provider's spelling (Mailgun's ``%recipient.name%``), so
+    the copies filled here (preview, outbox, single sends) must find that spelling too.
+    """
+    return _field_pattern(provider().merge_field_format)
 
 
 class MergeBody(str):
@@ -89,7 +106,7 @@ class MergeBody(str):
 def merge_split(text: str) -> MergeBody:
     """``text``, split around its merge fields."""
     body = MergeBody(text)
-    body.merge_parts = tuple(MERGE_FIELD.split(text))
+    body.merge_parts = tuple(merge_pattern().split(text))
     return body
 
 
@@ -110,18 +127,19 @@ def merge_join(pieces: list[MergeBody]) -> MergeBody:
 
 
 @functools.lru_cache(maxsize=64)
-def _merge_parts(text: str) -> tuple[str, ...]:
+def _merge_parts(text: str, pattern: re.Pattern) -> tuple[str, ...]:
     # Cached because one body is filled for every recipient of a batch message: the scan for
     # fields then happens once per body instead of once per recipient.
-    return tuple(MERGE_FIELD.split(text))
+    return tuple(pattern.split(text))
 
 
 def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) -> str:
-    """Replace ``{{name}}`` merge fields with a recipient's values (escaped for HTML bodies).
+    """Replace the provider's merge fields (``{{name}}``) with a recipient's values (escaped
+    for HTML bodies).
 
     Unknown fields are left as they are, as a provider would.
     """
-    parts = getattr(text, "merge_parts", None) or _merge_parts(text)
+    parts = getattr(text, "merge_parts", None) or _merge_parts(text, merge_pattern())
     if len(parts) == 1:
         return str(text)
     # Each value escaped once, not at each of its slots (a digest has 22 slots, 3 values).

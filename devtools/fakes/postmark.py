@@ -62,6 +62,7 @@ class FakePostmarkState:
     arrivals: list[tuple[float, int]] = field(default_factory=list)
     bytes_in: int = 0
     bytes_out: int = 0
+    largest_call: int = 0  # bytes of the largest request body
     accepted: int = 0
     refused: int = 0
     duplicates: int = 0
@@ -114,6 +115,7 @@ class FakePostmarkState:
                 "http_calls": sum(self.calls.values()),
                 "bytes_in": self.bytes_in,
                 "bytes_out": self.bytes_out,
+                "largest_call_bytes": self.largest_call,
                 "accepted": self.accepted,
                 "refused": self.refused,
                 "distinct_recipients": len(self._seen),
@@ -129,6 +131,7 @@ class FakePostmarkState:
             self._seen.clear()
             self.arrivals.clear()
             self.bytes_in = self.bytes_out = self.accepted = self.refused = self.duplicates = 0
+            self.largest_call = 0
 
     def _record(self, message: dict, message_id: str) -> None:
         # 8 bytes per recipient address: enough to count repeats at a million recipients.
@@ -224,6 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.calls[self.path] += 1
             state.bytes_in += len(raw)
+            state.largest_call = max(state.largest_call, len(raw))
         if self.path not in {"/email", "/email/batch"}:
             return self._reply(404, {"ErrorCode": 404, "Message": "Not found"})
         if state.delay:

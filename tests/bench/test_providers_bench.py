@@ -1,0 +1,51 @@
+"""The per-provider benchmark stays runnable: a smoke run at N=300 through every variant.
+
+Only the shape and the bookkeeping of the results are asserted, never timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.external import ROOT, database_url_for_subprocess, require_postgres, require_redis
+
+pytestmark = pytest.mark.slow
+
+
+def test_it_sends_through_every_provider_and_writes_well_formed_results(tmp_path):
+    require_postgres()
+    redis_url = require_redis()
+    database_url = database_url_for_subprocess() + "_providers_bench"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    command = [
+        sys.executable, "bench/providers_bench.py", "--subscribers", "300",
+        "--baseline-subscribers", "20", "--name", "smoke", "--results-dir", str(tmp_path),
+        "--database-url", database_url, "--redis-url", redis_url, "--fresh", "--drop",
+        "--timeout", "300",
+    ]  # fmt: skip
+    run = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    result = json.loads((tmp_path / "providers-smoke.json").read_text())
+    variants = {v["variant"]: v for v in result["variants"]}
+    assert set(variants) == {"postmark", "mailgun-anymail", "mailgun", "sendgrid"}
+    for variant in variants.values():
+        assert variant["emails"] == 300
+        assert variant["http_calls"] > 0 and variant["bytes_sent_per_email"] > 0
+        assert variant["largest_call_bytes"] > 0 and variant["peak_rss_mb"] > 0
+    # The same contents go out as one call each through Mailgun and SendGrid.
+    assert variants["mailgun"]["http_calls"] == variants["mailgun"]["distinct_contents"]
+    assert variants["sendgrid"]["http_calls"] == variants["sendgrid"]["distinct_contents"]
+    assert (
+        variants["mailgun"]["bytes_sent_per_email"]
+        < variants["mailgun-anymail"]["bytes_sent_per_email"]
+    )
+    assert result["baseline"]["subscribers"] == 20
+    assert (tmp_path / "providers-smoke.md").read_text().startswith("300 subscribers")
