@@ -210,17 +210,26 @@ def _claimed_rows(issue: Issue, claim: str, *, stamp) -> tuple[list[Delivery], d
     """
     mine = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING, handed_at=stamp)
     with transaction.atomic():
-        # Only what sending reads: the address and link key of each subscriber, and whether
-        # they may still be mailed, asked of these subscribers only ("NOT IN (every sendable
-        # subscriber)" became a scan of the whole table per row at 1M subscribers).
+        # Only what sending reads: the address and link key of each subscriber.
         rows = list(
             mine.select_related("subscriber")
             .only(
                 "id", "issue_id", "attempts", "content_key", "subscriber__email", "subscriber__key"
             )
-            .annotate(sendable=Exists(subscribers_sendable().filter(pk=OuterRef("subscriber_id"))))
             .order_by("content_key", "id")
         )
+        # Whether they may still be mailed, asked of these subscribers only, by their ids in
+        # a query of its own: "NOT IN (every sendable subscriber)" became a scan of the whole
+        # table per row at 1M subscribers, and an EXISTS per row in the same SELECT was
+        # planned as one hashed scan of every subscriber per chunk (63 ms of PostgreSQL's
+        # time per 500 emails at 100k, 2 ms this way).
+        sendable = set(
+            subscribers_sendable()
+            .filter(pk__in={row.subscriber_id for row in rows})
+            .values_list("pk", flat=True)
+        )
+        for row in rows:
+            row.sendable = row.subscriber_id in sendable
         gone = [row.pk for row in rows if not row.sendable]
         if gone:
             Delivery.objects.filter(id__in=gone, status=Delivery.Status.SENDING).update(
