@@ -181,6 +181,8 @@ class PostmarkBatchPayload(PostmarkPayload):
             return None
         if not all(getattr(message, a, UNSET) is not UNSET for a in cls.batch_attrs):
             return None  # merge data, headers and metadata all set, as `first` has them
+        if not message.merge_data:
+            return None  # not a batch send: its one payload goes out as it is, To and all
         to = recipients_parse(message.to, field="to")
         payload = copy.copy(first)
         payload.message = message
@@ -188,8 +190,9 @@ class PostmarkBatchPayload(PostmarkPayload):
         payload.to_emails, payload.cc_and_bcc_emails = to, list(first.cc_and_bcc_emails)
         payload.generated_message_ids = {}
         payload._batch_attrs_used = dict.fromkeys(cls.batch_attrs, True)
-        idna = first.backend.idna_encode
-        data["To"] = ", ".join([email.format(idna_encode=idna) for email in to])
+        # The To of each copy is its recipient's (data_for_recipient): the message's joined
+        # list never reaches the provider, so it is not formatted (27 us an address).
+        data.pop("To", None)
         data["Subject"] = force_non_lazy(message.subject)
         data["TextBody"] = force_non_lazy(message.body)
         data["HtmlBody"] = force_non_lazy(alternatives[0][0])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from itertools import groupby
 
+import orjson
 import requests
 from anymail.exceptions import (
     AnymailAPIError,
@@ -29,7 +30,8 @@ from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, Min, OuterRef, Q, Value, When
+from django.db.models import Case, Exists, F, Min, OuterRef, Q, TextField, Value, When
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from newsletter import providers
@@ -249,12 +251,14 @@ def _claimed_rows(issue: Issue, claim: str, *, stamp) -> tuple[list[Delivery], d
                     last_error=f"address not supported: {problem}",
                 )
         rows = [row for row in rows if not unsendable[row.pk]]
-    selections = dict(
-        IssueContent.objects.filter(
-            issue=issue, key__in={row.content_key for row in rows}
-        ).values_list("key", "selection")
+    # Read as text and parsed by orjson: Django's JSONField parses each with json.loads, a
+    # tenth of the time a chunk spent outside the provider call with every content distinct.
+    texts = (
+        IssueContent.objects.filter(issue=issue, key__in={row.content_key for row in rows})
+        .annotate(text=Cast("selection", TextField()))
+        .values_list("key", "text")
     )
-    return rows, selections
+    return rows, {key: orjson.loads(text) for key, text in texts}
 
 
 # --- The message --------------------------------------------------------------------------------
