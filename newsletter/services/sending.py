@@ -42,7 +42,7 @@ from newsletter.services import rate
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
 from newsletter.services.single_sends import chunk_single
 from subscriptions.addresses import email_problem
-from subscriptions.links import preferences_url, unsubscribe_url
+from subscriptions.links import KeyLinks
 from subscriptions.selectors import subscribers_sendable
 
 logger = logging.getLogger(__name__)
@@ -265,10 +265,17 @@ def _claimed_rows(issue: Issue, claim: str, *, stamp) -> tuple[list[Delivery], d
 
 
 def digest_message(
-    renderer: IssueRenderer, deliveries: list[Delivery], *, selection: list, claim: str = ""
+    renderer: IssueRenderer,
+    deliveries: list[Delivery],
+    *,
+    selection: list,
+    claim: str = "",
+    key_links: KeyLinks | None = None,
 ) -> AnymailMessage:
     """One provider batch: the deliveries' shared content (`selection`), one To per
-    recipient, personal links merged in."""
+    recipient, personal links merged in (`key_links`: the chunk's, made once for all its
+    messages)."""
+    key_links = key_links or KeyLinks()
     first = deliveries[0]
     rendered = renderer.render(selection, first.content_key)
     message = AnymailMessage(
@@ -287,10 +294,10 @@ def digest_message(
     links = renderer.feedback_links
     for delivery in deliveries:
         address = delivery.subscriber.email
-        unsubscribe = unsubscribe_url(delivery.subscriber)
+        unsubscribe = key_links.unsubscribe(delivery.subscriber)
         message.merge_data[address] = {
             UNSUBSCRIBE_URL: unsubscribe,
-            PREFERENCES_URL: preferences_url(delivery.subscriber),
+            PREFERENCES_URL: key_links.preferences(delivery.subscriber),
             # One signed token for all of the recipient's 👍/👎 links (subscriptions.links).
             FEEDBACK_URL: links.base(delivery.subscriber.key),
         }
@@ -594,8 +601,15 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
             return _rate_wait(issue, None, quota)
     renderer = _issue_renderer(issue)
     groups = [list(g) for _, g in groupby(rows, key=lambda d: d.content_key)]
+    key_links = KeyLinks()
     messages = [
-        digest_message(renderer, group, selection=selections[group[0].content_key], claim=claim)
+        digest_message(
+            renderer,
+            group,
+            selection=selections[group[0].content_key],
+            claim=claim,
+            key_links=key_links,
+        )
         for group in groups
     ]
     if not providers.provider().merges:
