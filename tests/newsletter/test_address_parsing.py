@@ -7,6 +7,7 @@ import orjson
 import pytest
 import requests
 from anymail.backends.postmark import EmailBackend as PostmarkBackend
+from anymail.backends.postmark import PostmarkPayload
 from anymail.exceptions import AnymailInvalidAddress
 from anymail.message import AnymailMessage
 from anymail.utils import UNSET, parse_address_list
@@ -179,3 +180,26 @@ def test_it_leaves_messages_to_anymail_when_send_defaults_set_their_own_parts(se
     first = backend.build_message_payload(_digest("One", ["a@example.org"]), backend.send_defaults)
 
     assert PostmarkBatchPayload.like(first, _digest("Two", ["b@example.org"])) is None
+
+
+@pytest.mark.parametrize(
+    "merge_headers",
+    [
+        {"List-Unsubscribe": "<https://x.example/u/a>"},
+        {"list-id": "lower case replaces List-Id in place", "X-New": "1"},
+        {},
+    ],
+)
+def test_it_merges_a_copy_s_headers_as_anymail_does(settings, merge_headers):
+    settings.ANYMAIL = {**settings.ANYMAIL, "POSTMARK_SERVER_TOKEN": "token"}
+    backend = PostmarkBatchEmailBackend()
+    message = _digest("One", ["a@example.org", "b@example.org"])
+    message.merge_headers = {"a@example.org": merge_headers}  # b@ has none
+    ours = backend.build_message_payload(message, backend.send_defaults)
+    anymails = PostmarkPayload(message, backend.send_defaults, backend)
+
+    for to in ours.to_emails:
+        mine = ours.data_for_recipient(to)
+        theirs = PostmarkPayload.data_for_recipient(anymails, to)
+        assert mine["Headers"] == theirs["Headers"]
+        assert mine["Metadata"] == theirs["Metadata"] and mine["To"] == theirs["To"]
