@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 FIGURES = ("emails_per_s", "wall_s", "peak_rss_mb", "cpu_s_per_1000_emails")
+DETAILS = ("cpu_s_by_process", "phases_s", "other_processes_cpu_s", "commit")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -65,7 +66,11 @@ def run_once(tree: Path, label: str, args: argparse.Namespace, out: Path) -> dic
     ]  # fmt: skip
     subprocess.run(command, cwd=tree, check=True)
     result = json.loads((out / f"{name}.json").read_text())
-    return {key: result[key] for key in FIGURES}
+    # Which process used the CPU, and the phases: PostgreSQL's figure counts every server
+    # process of the machine, so on a shared machine the workers' and the fake's are the
+    # ones that belong to this run alone.
+    extra = {k: result.get(k) for k in DETAILS}
+    return {**{key: result[key] for key in FIGURES}, **extra}
 
 
 def medians(runs: list[dict]) -> dict:
