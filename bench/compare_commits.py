@@ -6,9 +6,9 @@ Each commit is checked out into a temporary worktree (sharing this checkout's ``
 runs its own ``bench/send_bench.py --no-baseline --repeats 1`` against its own bench database,
 alternating with the other, so that the drift of a shared machine's speed falls on both alike.
 The figures of every run and the medians go to ``bench/results/compare-<a>-<b>-<n>.json`` and a
-Markdown table beside it. The ratio that matters is B's median over A's; CPU seconds per 1,000
-emails (workers, fake provider, PostgreSQL) is the steadier of the two when other work shares
-the machine.
+Markdown table beside it (``-distinct`` added to the name with ``--distinct``). The ratio that
+matters is B's median over A's; CPU seconds per 1,000 emails (workers, fake provider,
+PostgreSQL) is the steadier of the two when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 FIGURES = ("emails_per_s", "wall_s", "peak_rss_mb", "cpu_s_per_1000_emails")
+DETAILS = ("cpu_s_by_process", "phases_s", "other_processes_cpu_s", "commit")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -32,11 +33,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("b", help="the commit after")
     parser.add_argument("--subscribers", "-n", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each commit")
+    parser.add_argument(
+        "--distinct", action="store_true", help="every selection distinct (send_bench --distinct)"
+    )
+    parser.add_argument(
+        "--database-prefix", default="pb_ab", help="bench databases: <prefix>_a and <prefix>_b"
+    )
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
-    parser.add_argument(
-        "--database-prefix", default="pb_ab", help="bench databases <prefix>_a and <prefix>_b"
-    )
     parser.add_argument(
         "--rate", type=int, default=0, help="SEND_RATE_PER_SECOND of both (send_bench --rate)"
     )
@@ -61,18 +65,21 @@ def run_once(tree: Path, label: str, args: argparse.Namespace, out: Path) -> dic
         "--name", name, "--results-dir", str(out),
         "--database-url", f"{args.postgres}/{args.database_prefix}_{label}",
         "--redis-url", args.redis_url,
+        *(["--distinct"] if args.distinct else []),
     ]  # fmt: skip
     if args.rate:
         command += ["--rate", str(args.rate)]
     subprocess.run(command, cwd=tree, check=True)
     result = json.loads((out / f"{name}.json").read_text())
-    figures = {key: result[key] for key in FIGURES}
-    # With a rate: the most emails the fake provider saw in any one second, and the machine's
-    # other load during the run (an overshoot shows on a busy machine).
+    # Which process used the CPU, and the phases: PostgreSQL's figure counts every server
+    # process of the machine, so on a shared machine the workers' and the fake's are the
+    # ones that belong to this run alone. With a rate: the most emails the fake provider saw
+    # in any one second, and the machine's other load during the run.
+    extra = {k: result.get(k) for k in DETAILS}
     for key in ("provider_peak_per_second", "other_processes_cpu_s"):
         if key in result:
-            figures[key] = result[key]
-    return figures
+            extra[key] = result[key]
+    return {**{key: result[key] for key in FIGURES}, **extra}
 
 
 def medians(runs: list[dict]) -> dict:
@@ -81,9 +88,10 @@ def medians(runs: list[dict]) -> dict:
 
 def markdown(report: dict) -> str:
     a, b = report["a"], report["b"]
+    distinct = ", every selection distinct" if report.get("distinct") else ""
     lines = [
-        f"Send benchmark, {report['subscribers']:,} subscribers, {report['rounds']} runs of each"
-        f" commit interleaved A B A B (medians).",
+        f"Send benchmark, {report['subscribers']:,} subscribers{distinct}, {report['rounds']}"
+        " runs of each commit interleaved A B A B (medians).",
         "",
         "| commit | emails/s | wall s | peak RSS MB | CPU s per 1,000 emails |",
         "|---|---|---|---|---|",
@@ -126,7 +134,12 @@ def main(argv: list[str]) -> int:
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
-    report = {"subscribers": args.subscribers, "rounds": args.rounds, "rate": args.rate}
+    report = {
+        "subscribers": args.subscribers,
+        "rounds": args.rounds,
+        "rate": args.rate,
+        "distinct": args.distinct,
+    }
     for side in "ab":
         report[side] = {"commit": getattr(args, side), "runs": runs[side]}
         report[side]["median"] = medians(runs[side])
@@ -135,7 +148,8 @@ def main(argv: list[str]) -> int:
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
     rated = f"-rate{args.rate}" if args.rate else ""
-    stem = args.results_dir / f"compare-{args.a}-{args.b}-{args.subscribers}{rated}"
+    distinct = "-distinct" if args.distinct else ""
+    stem = args.results_dir / f"compare-{args.a}-{args.b}-{args.subscribers}{distinct}{rated}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))

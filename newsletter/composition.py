@@ -145,9 +145,10 @@ def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) ->
     # Each value escaped once, not at each of its slots (a digest has 22 slots, 3 values).
     values = {k: html.escape(str(v)) if html_escape else str(v) for k, v in data.items() if k}
     filled = [parts[0]]
-    for index in range(1, len(parts), 3):
-        written, name, literal = parts[index : index + 3]
-        filled += (values.get(name, written), literal)
+    rest = iter(parts[1:])
+    for written, name, literal in zip(rest, rest, rest, strict=True):
+        filled.append(values.get(name, written))
+        filled.append(literal)
     return "".join(filled)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from itertools import groupby
 
+import orjson
 import requests
 from anymail.exceptions import (
     AnymailAPIError,
@@ -28,7 +29,8 @@ from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, Min, OuterRef, Q, Value, When
+from django.db.models import Case, Exists, F, Min, OuterRef, Q, TextField, Value, When
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from newsletter import providers
@@ -45,7 +47,7 @@ from newsletter.services import pacing, rate
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
 from newsletter.services.single_sends import chunk_single
 from subscriptions.addresses import email_problem
-from subscriptions.links import preferences_url, unsubscribe_url, view_token
+from subscriptions.links import KeyLinks, view_token
 from subscriptions.selectors import subscribers_sendable
 
 logger = logging.getLogger(__name__)
@@ -220,9 +222,7 @@ def _claimed_rows(issue: Issue, claim: str, *, stamp) -> tuple[list[Delivery], d
     """
     mine = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING, handed_at=stamp)
     with transaction.atomic():
-        # Only what sending reads: the address and link key of each subscriber, and whether
-        # they may still be mailed, asked of these subscribers only ("NOT IN (every sendable
-        # subscriber)" became a scan of the whole table per row at 1M subscribers).
+        # Only what sending reads: the address and link key of each subscriber.
         rows = list(
             mine.select_related("subscriber")
             .only(
@@ -238,9 +238,20 @@ def _claimed_rows(issue: Issue, claim: str, *, stamp) -> tuple[list[Delivery], d
                 "subscriber__frequency",
                 "subscriber__weekday",
             )
-            .annotate(sendable=Exists(subscribers_sendable().filter(pk=OuterRef("subscriber_id"))))
             .order_by("content_key", "id")
         )
+        # Whether they may still be mailed, asked of these subscribers only, by their ids in
+        # a query of its own: "NOT IN (every sendable subscriber)" became a scan of the whole
+        # table per row at 1M subscribers, and an EXISTS per row in the same SELECT was
+        # planned as one hashed scan of every subscriber per chunk (63 ms of PostgreSQL's
+        # time per 500 emails at 100k, 2 ms this way).
+        sendable = set(
+            subscribers_sendable()
+            .filter(pk__in={row.subscriber_id for row in rows})
+            .values_list("pk", flat=True)
+        )
+        for row in rows:
+            row.sendable = row.subscriber_id in sendable
         gone = [row.pk for row in rows if not row.sendable]
         if gone:
             Delivery.objects.filter(id__in=gone, status=Delivery.Status.SENDING).update(
@@ -260,22 +271,31 @@ def _claimed_rows(issue: Issue, claim: str, *, stamp) -> tuple[list[Delivery], d
                     last_error=f"address not supported: {problem}",
                 )
         rows = [row for row in rows if not unsendable[row.pk]]
-    selections = dict(
-        IssueContent.objects.filter(
-            issue=issue, key__in={row.content_key for row in rows}
-        ).values_list("key", "selection")
+    # Read as text and parsed by orjson: Django's JSONField parses each with json.loads, a
+    # tenth of the time a chunk spent outside the provider call with every content distinct.
+    texts = (
+        IssueContent.objects.filter(issue=issue, key__in={row.content_key for row in rows})
+        .annotate(text=Cast("selection", TextField()))
+        .values_list("key", "text")
     )
-    return rows, selections
+    return rows, {key: orjson.loads(text) for key, text in texts}
 
 
 # --- The message --------------------------------------------------------------------------------
 
 
 def digest_message(
-    renderer: IssueRenderer, deliveries: list[Delivery], *, selection: list, claim: str = ""
+    renderer: IssueRenderer,
+    deliveries: list[Delivery],
+    *,
+    selection: list,
+    claim: str = "",
+    key_links: KeyLinks | None = None,
 ) -> AnymailMessage:
     """One provider batch: the deliveries' shared content (`selection`), one To per
-    recipient, personal links merged in."""
+    recipient, personal links merged in (`key_links`: the chunk's, made once for all its
+    messages)."""
+    key_links = key_links or KeyLinks()
     first = deliveries[0]
     rendered = renderer.render(selection, first.content_key)
     message = AnymailMessage(
@@ -294,10 +314,10 @@ def digest_message(
     links = renderer.feedback_links
     for delivery in deliveries:
         address = delivery.subscriber.email
-        unsubscribe = unsubscribe_url(delivery.subscriber)
+        unsubscribe = key_links.unsubscribe(delivery.subscriber)
         message.merge_data[address] = {
             UNSUBSCRIBE_URL: unsubscribe,
-            PREFERENCES_URL: preferences_url(delivery.subscriber),
+            PREFERENCES_URL: key_links.preferences(delivery.subscriber),
             # One signed token for all of the recipient's 👍/👎 links (subscriptions.links).
             FEEDBACK_URL: links.base(delivery.subscriber.key),
             VIEW_TOKEN: view_token(delivery.subscriber),
@@ -614,8 +634,15 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
             return _rate_wait(issue, None, quota)
     renderer = _issue_renderer(issue)
     groups = [list(g) for _, g in groupby(rows, key=lambda d: d.content_key)]
+    key_links = KeyLinks()
     messages = [
-        digest_message(renderer, group, selection=selections[group[0].content_key], claim=claim)
+        digest_message(
+            renderer,
+            group,
+            selection=selections[group[0].content_key],
+            claim=claim,
+            key_links=key_links,
+        )
         for group in groups
     ]
     if not providers.provider().merges:

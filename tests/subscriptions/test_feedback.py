@@ -16,6 +16,7 @@ from subscriptions import links, profiles
 from subscriptions.links import (
     SALT_PREFERENCES,
     FeedbackLinks,
+    KeyLinks,
     TokenExpired,
     TokenInvalid,
     feedback_base_url,
@@ -26,6 +27,7 @@ from subscriptions.links import (
     feedback_token_read,
     feedback_url,
     preferences_url,
+    unsubscribe_url,
 )
 from subscriptions.models import Feedback, Profile
 from tests.factories import PaperFactory, SubscriberFactory
@@ -74,6 +76,17 @@ def test_its_fast_tokens_are_timestamp_signers(subscriber, paper, settings):
         token = fast.token(subscriber.key)
         assert token == feedback_reader_token(subscriber)
         assert feedback_reader_token_read(token) == str(subscriber.key)
+
+
+def test_its_chunk_links_are_the_link_functions_own(subscriber, settings):
+    settings.SITE_URL = "https://paperboy.example"
+    chunk = KeyLinks()
+    assert chunk.unsubscribe(subscriber) == unsubscribe_url(subscriber)
+    assert chunk.preferences(subscriber) == preferences_url(subscriber)
+    assert chunk.unsubscribe(subscriber) != chunk.preferences(subscriber)
+    settings.SECRET_KEY = "another-secret-" + "y" * 40  # a new secret: new links made after it
+    assert KeyLinks().unsubscribe(subscriber) == unsubscribe_url(subscriber)
+    assert KeyLinks().unsubscribe(subscriber) != chunk.unsubscribe(subscriber)
 
 
 def test_it_refuses_tampered_foreign_and_old_tokens(subscriber, paper, settings):
