@@ -110,7 +110,8 @@ def main() -> None:
         f"AUC among the candidates, mean over {result['reader_days']} reader-days (day "
         f"{FIRST_DAY} on, readers with likes and dislikes), seeds {E.SEEDS}.\n\n"
         "| signal | AUC |\n|---|---|\n" + rows + "\n\n"
-        f"Over all reader-days from day {FIRST_DAY} of readers with likes and dislikes: {result['candidates']} candidates, "
+        f"Over all reader-days from day {FIRST_DAY} of readers with likes and dislikes: "
+        f"{result['candidates']} candidates, "
         f"{result['relevant_papers']} relevant papers, of which "
         f"{result['relevant_papers_among_candidates']} are candidates.\n"
     )
