@@ -2,8 +2,10 @@
 
 The baseline of bench/ranking_cost.py (old and new ranking timed in turns over the same
 readers) and the oracle of tests/newsletter/test_ranking_equivalence.py: the vectorized
-newsletter.ranking must pick the same papers for the same reasons. Kept as it was; only the
-shared parts (Day, Reader, FeedbackPapers, weights, reason codes) come from newsletter.ranking.
+newsletter.ranking must pick the same papers for the same reasons. Kept as it was but for the
+rule of what is eligible, which follows newsletter.ranking (similarity to a liked paper counts
+towards the threshold only above LIKED_FLOOR); the shared parts (Day, Reader, FeedbackPapers,
+weights, reason codes) come from newsletter.ranking.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from newsletter.ranking import (
     DISLIKED,
     DISLIKED_TOPIC,
     LIKED,
+    LIKED_FLOOR,
     LIKED_REASON,
     PER_GROUP,
     PINNED,
@@ -169,7 +172,11 @@ def rank_readers(
     parts = np.stack([TOPIC * topic_term, TEXT * text_term, LIKED * liked_term])  # (3, S, P)
     relevance = parts.sum(axis=0) - DISLIKED * disliked_term
     score = (1.0 - focus) * relevance + focus * the_day.popularity[None, :]
-    eligible = relevance >= THRESHOLD * (1.0 - focus)
+    # A 👍 reorders the papers that topics, free text and dislikes let in; it lets no more in.
+    # (Counting the closest-liked similarity towards the threshold filled the simulated
+    # readers' emails with off-interest neighbours of what they liked: bench/ranking_eval.py.)
+    let_in = relevance - LIKED * np.minimum(liked_term, LIKED_FLOOR)
+    eligible = let_in >= THRESHOLD * (1.0 - focus)
     eligible |= chunk.follows | the_day.pinned[None, :]
     eligible &= ~chunk.muted & ~chunk.excluded
 

@@ -15,7 +15,10 @@ against all of them at once:
     score     = (1 - focus) * relevance + focus * popularity
 
 `focus` is the reader's own control, 0 = "just my field", 1 = "what's hot". A paper is eligible
-when its relevance clears a threshold that the focus lowers; muted keywords and papers already
+when its relevance clears a threshold that the focus lowers, where similarity to a liked paper
+counts only above LIKED_FLOOR (a 👍 moves papers up; it brings in only papers very close to
+the liked one, since the nearest liked paper is also close to many papers of neighbouring
+subfields the reader does not want); muted keywords and papers already
 sent are never eligible; pinned papers and papers by followed authors always are, and come
 first. Near-duplicates (papers closer than `NEAR_DUPLICATE`) share a group, and a group fills at
 most `PER_GROUP` places of one email.
@@ -51,6 +54,11 @@ TEXT = 2.0
 LIKED = 2.0
 DISLIKED = 1.0
 DISLIKED_TOPIC = 1.0  # how much the topics of disliked papers push papers of those topics
+# Similarity to the closest liked paper (above the baseline, in [0, 1]) up to this much only
+# reorders; only what is above it counts towards the threshold, so a 👍 lets in a paper of
+# another field only when it is very close to the liked one. Chosen on the odd-numbered
+# simulated readers of bench/ranking_eval.py (0 was the rule before: every neighbour counted).
+LIKED_FLOOR = 0.3
 # Relevance a paper needs to be picked at focus 0; at focus 1 anything not disliked is eligible.
 THRESHOLD = 0.2
 # Papers at least this similar are one group, and a group fills at most PER_GROUP places of an
@@ -434,7 +442,11 @@ def _scores(
 
     parts = np.stack([TOPIC * topic_term, TEXT * text_term, LIKED * liked_term])  # (3, S, P)
     relevance = parts.sum(axis=0) - DISLIKED * disliked_term
-    eligible = relevance >= THRESHOLD * (1.0 - focus)
+    # A 👍 reorders what topics, free text and dislikes let in and adds only papers very close
+    # to a liked one: counting every neighbour towards the threshold filled the simulated
+    # readers' emails with papers of nearby subfields they did not want (bench/ranking_eval.py).
+    let_in = relevance - LIKED * np.minimum(liked_term, LIKED_FLOOR)
+    eligible = let_in >= THRESHOLD * (1.0 - focus)
     eligible |= masks.follows | the_day.pinned[None, :]
     eligible &= ~masks.muted & ~masks.excluded
     return _Scores(

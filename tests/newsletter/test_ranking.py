@@ -96,6 +96,41 @@ def test_it_surfaces_what_is_like_a_liked_paper_and_names_it():
     assert dict(selection)[15] == [ranking.LIKED_REASON, 3, ""]
 
 
+def test_a_like_lets_in_only_what_is_very_close_to_the_liked_paper():
+    """A 👍 reorders what topics and free text let in; it brings a paper of another field into
+    the email only when the paper is very close to the liked one, not a loose neighbour."""
+    liked = np.zeros(DIMS, dtype=np.float32)
+    liked[SPEECH] = 1.0
+
+    def at(cosine: float, other_axis: int) -> np.ndarray:
+        v = np.zeros(DIMS, dtype=np.float32)
+        v[SPEECH], v[other_axis] = cosine, np.sqrt(1.0 - cosine**2)
+        return v
+
+    papers = [(11, ROBOTICS), (13, LLM), (14, LLM), (21, None), (22, None)]
+    vectors = np.stack([direction(ROBOTICS, 11), direction(LLM, 13), direction(LLM, 14)])
+    vectors = np.vstack([vectors, at(0.9, 8), at(0.35, 9)])  # 21: very close, 22: a neighbour
+    affinity = np.zeros((len(papers), len(TOPICS)), dtype=np.float32)
+    for row, (_, field) in enumerate(papers):
+        if field is not None:
+            affinity[row, field] = 1.0
+    the_day = ranking.day(
+        paper_ids=[pid for pid, _ in papers],
+        vectors=vectors,
+        affinity=affinity,
+        topic_ids=TOPICS,
+        upvotes=[10] * len(papers),
+        pinned=[False] * len(papers),
+        order=list(range(1, len(papers) + 1)),
+        texts=[""] * len(papers),
+        people=[[]] * len(papers),
+    )
+    reader = Reader(1, topics=frozenset({LLM}), liked=(3,), focus=0.0)
+    [selection] = rank_readers(the_day, [reader], FeedbackPapers.build(the_day, {3: liked}))
+    assert dict(selection)[21] == [ranking.LIKED_REASON, 3, ""]
+    assert set(ids(selection)) == {13, 14, 21}  # not 22, which the like alone would carry
+
+
 def test_it_reads_what_the_reader_works_on():
     the_day = make_day(DAY_TWO)
     reader = Reader(1, interest=direction(SPEECH), focus=0.0)
