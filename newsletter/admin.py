@@ -563,7 +563,15 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(TrackingEvent)
 class TrackingEventAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "event_type", "delivery", "occurred_at", "description"]
+    list_display = [
+        "received_at",
+        "event_type",
+        "delivery",
+        "occurred_at",
+        "reject_reason",
+        "description",
+        "click_url",
+    ]
     list_filter = ["event_type"]
     readonly_fields = [f.name for f in TrackingEvent._meta.fields]
 

@@ -17,7 +17,7 @@ from django.utils.safestring import SafeString
 
 WIDTH, HEIGHT = 640, 250
 LEFT, RIGHT, TOP, BOTTOM = 60, 26, 14, 36  # room for the axis labels
-FONT = 17  # in viewBox units: about 9 px on a phone, 20 px at the chart's widest
+FONT = 17  # in viewBox units: about 9 px on a phone, 17 px at the chart's widest (640 px)
 MAX_Y_INTERVALS = 4  # gridlines above zero, at most
 
 

@@ -64,7 +64,7 @@ def test_an_editor_curates_previews_approves_and_sends_in_a_browser(live_server,
     page.get_by_label("Password").fill("correct horse")
     shot("login")
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_text("Dashboard: subscribers, sends and opens")).to_be_visible()
+    expect(page.get_by_text("Dashboard: deliveries, signups, bounces and clicks")).to_be_visible()
     expect(page.get_by_role("link", name="Users")).to_have_count(0)
     shot("admin-index")
 

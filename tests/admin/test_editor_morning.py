@@ -141,7 +141,7 @@ def test_an_editor_s_morning_by_visible_labels(live_server, browser_page, width)
 
     # The dashboard, from the front page.
     page.get_by_role("link", name="Home").first.click()
-    page.get_by_role("link", name="Dashboard: subscribers, sends and opens").click()
+    page.get_by_role("link", name="Dashboard: deliveries, signups, bounces and clicks").click()
     expect(page.get_by_role("img", name="Deliveries per day, last 30 days")).to_be_visible()
     expect(page.get_by_role("link", name="90 days")).to_be_visible()
     expect(page.locator(".pb-legend").first).to_contain_text("Sent (1 in all)")
