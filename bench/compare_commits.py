@@ -34,6 +34,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each commit")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
+    parser.add_argument(
+        "--database-prefix",
+        default="pb_ab",
+        help="bench databases are <prefix>_a and <prefix>_b (another name: no clash with a "
+        "comparison running beside this one)",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     return parser.parse_args(argv)
 
@@ -53,7 +59,7 @@ def run_once(tree: Path, label: str, args: argparse.Namespace, out: Path) -> dic
         str(ROOT / ".venv" / "bin" / "python"), "bench/send_bench.py",
         "--subscribers", str(args.subscribers), "--no-baseline", "--repeats", "1",
         "--name", name, "--results-dir", str(out),
-        "--database-url", f"{args.postgres}/pb_ab_{label}",
+        "--database-url", f"{args.postgres}/{args.database_prefix}_{label}",
         "--redis-url", args.redis_url,
     ]  # fmt: skip
     subprocess.run(command, cwd=tree, check=True)
