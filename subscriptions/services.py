@@ -242,7 +242,6 @@ def subscriber_form_email_send(*, subscriber_id: int, kind: str) -> bool:
             return False
         context = {
             "preferences_url": preferences_url(subscriber),
-            "status": subscriber.get_status_display().lower(),
             "unsubscribed": subscriber.status == Status.UNSUBSCRIBED,
         }
     elif kind == FORM_EMAIL_WELCOME:

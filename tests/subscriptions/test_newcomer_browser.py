@@ -147,7 +147,7 @@ def test_a_newcomer_signs_up_reads_a_digest_and_leaves_on_another_port(dev_up):
             page.goto("about:blank")
             page.set_content(digest.get_body(("html",)).get_content())
             shot(name, "digest")
-            page.get_by_role("link", name="Change topics or pause").click()
+            page.get_by_role("link", name="Change topics, schedule or pause").click()
             assert page.url.startswith(url + "/p/")
             expect(page.get_by_role("heading", name="Your preferences")).to_be_visible()
             shot(name, "preferences")
