@@ -496,7 +496,7 @@ def deliveries_join(*, issue: Issue, plan: Plan, periods: dict[int, str] | None 
             row_periods.append(periods.get(subscriber_id, ""))
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {Delivery._meta.db_table} (issue_id, subscriber_id, status, "
+                f"INSERT INTO {Delivery._meta.db_table} (issue_id, subscriber_id, status, "  # noqa: S608
                 "content_key, period, attempts, claim, provider_message_id, last_error, "
                 "created_at) SELECT %s, u.s, u.st, u.k, u.p, 0, '', '', '', %s FROM "
                 "unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS u(s, st, k, p) "

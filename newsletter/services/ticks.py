@@ -127,7 +127,7 @@ def _advance(readers: list[_Due], now: datetime) -> None:
         # One UPDATE from two arrays: bulk_update's CASE per row costs seconds a chunk.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {Subscriber._meta.db_table} s SET next_due_at = v.due "
+                f"UPDATE {Subscriber._meta.db_table} s SET next_due_at = v.due "  # noqa: S608
                 "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, due) WHERE s.id = v.id",
                 [
                     [r.subscriber_id for r in readers],
