@@ -226,7 +226,7 @@ def issue_link_clicks(issue: Issue) -> list[LinkClicks]:
 
 # --- The admin's front page -----------------------------------------------------------------------
 
-SEND_SCHEDULE = "Send the daily digest"  # its name in config.schedules
+SEND_SCHEDULE = "Send due digests"  # the due tick's name in config.schedules
 
 
 @dataclass(frozen=True)
@@ -236,23 +236,26 @@ class EditorToday:
     today: date
     batch: object | None  # today's DailyBatch, if fetched
     issue: Issue | None  # today's issue, if the batch was sent or scheduled
-    next_send_at: datetime | None  # the scheduled send's next run, if it is enabled
+    next_send_at: datetime | None  # the next reader's slot, if the due tick is enabled
     last_issue: Issue | None  # the latest issue before today's, with c_* counts
     todo: list[str]
 
 
 def _next_send_at(now: datetime) -> datetime | None:
+    """The next reader's slot after now (one read of subscriber_due_idx), while the due tick
+    runs."""
     from django_celery_beat.models import PeriodicTask
 
-    task = (
-        PeriodicTask.objects.filter(name=SEND_SCHEDULE, enabled=True)
-        .select_related("crontab")
+    from subscriptions.models import Subscriber
+
+    if not PeriodicTask.objects.filter(name=SEND_SCHEDULE, enabled=True).exists():
+        return None
+    return (
+        Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, next_due_at__gt=now)
+        .order_by("next_due_at")
+        .values_list("next_due_at", flat=True)
         .first()
     )
-    if task is None or task.crontab is None:
-        return None
-    schedule = task.crontab.schedule
-    return now + schedule.remaining_estimate(now)
 
 
 def editor_today(*, now: datetime | None = None) -> EditorToday:

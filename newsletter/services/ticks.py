@@ -123,6 +123,18 @@ def _advance(readers: list[_Due], now: datetime) -> None:
     """Each reader's next_due_at to their next slot after now."""
     if not readers:
         return
+    if connection.vendor == "postgresql":
+        # One UPDATE from two arrays: bulk_update's CASE per row costs seconds a chunk.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Subscriber._meta.db_table} s SET next_due_at = v.due "  # noqa: S608
+                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, due) WHERE s.id = v.id",
+                [
+                    [r.subscriber_id for r in readers],
+                    [schedule.next_slot(r.rhythm, now) for r in readers],
+                ],
+            )
+        return
     Subscriber.objects.bulk_update(
         [
             Subscriber(pk=r.subscriber_id, next_due_at=schedule.next_slot(r.rhythm, now))

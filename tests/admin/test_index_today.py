@@ -42,6 +42,9 @@ def test_it_opens_with_the_draft_to_approve_the_send_time_and_the_last_issue(edi
             opened_at=timezone.now() if n < 2 else None,
         )
     DailyBatchFactory(date=NOW.date(), status=DailyBatch.Status.DRAFT)
+    # The next send is the next reader's slot (the due tick sends at each reader's hour).
+    SubscriberFactory(next_due_at=dt.datetime(2026, 3, 10, 13, 0, tzinfo=dt.UTC))
+    SubscriberFactory(next_due_at=dt.datetime(2026, 3, 11, 7, 0, tzinfo=dt.UTC))
     text = today_module(editor_client)
     assert "Today, Tuesday 10 March" in text
     assert "Today's batch: 2026-03-10, Draft" in text

@@ -95,6 +95,9 @@ def test_it_sends_a_new_york_daily_reader_one_email_a_day_at_seven_across_the_ds
     new_york = ZoneInfo("America/New_York")
     ny = reader(topic, zone="America/New_York", start=start)
     elsewhere = reader(topic, zone="Asia/Kolkata", hour=9, start=start)
+    weekly = reader(
+        topic, zone="Asia/Tokyo", hour=8, frequency=schedule.WEEKLY, weekday=0, start=start
+    )
 
     def approve_each_day(moment):  # each day's batch is ready at 03:00 UTC
         if moment.hour == 3 and moment.minute == 0:
@@ -114,10 +117,15 @@ def test_it_sends_a_new_york_daily_reader_one_email_a_day_at_seven_across_the_ds
         date(2026, 10, 29) + timedelta(days=n) for n in range(7)
     ]
     assert Issue.objects.count() == 7
-    assert {i.recipient_count for i in Issue.objects.all()} == {2}
     other = [m for m, emails in sent.items() for e in emails if e.to == [elsewhere.email]]
     assert {(m.astimezone(ZoneInfo("Asia/Kolkata")).hour) for m in other} == {9}
     assert len(other) == 7
+    # Weekly on Mondays at 08:00 in Tokyo: one email in the week, Monday 2 November 08:00 JST.
+    tokyo = [m for m, emails in sent.items() for e in emails if weekly.email in e.to]
+    assert [m.astimezone(ZoneInfo("Asia/Tokyo")).isoformat() for m in tokyo] == [
+        "2026-11-02T08:00:00+09:00"
+    ]
+    assert {i.recipient_count for i in Issue.objects.all()} <= {2, 3}
 
 
 def test_it_sends_a_late_approval_as_soon_as_it_is_approved_not_a_day_late(
@@ -210,3 +218,47 @@ def test_a_tick_reads_only_due_readers(topic, django_capture_on_commit_callbacks
 
     assert (report.due, report.joined, report.waiting) == (3, 3, 0)
     assert set(Delivery.objects.values_list("subscriber_id", flat=True)) == {r.pk for r in due}
+
+
+def test_an_editors_send_now_joins_everyone_the_tick_has_not_served_yet(
+    topic, django_capture_on_commit_callbacks
+):
+    from newsletter.services.issues import digest_send_for_day
+
+    start = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
+    early = reader(topic, zone="Asia/Tokyo", start=start)  # 07:00 JST is 22:00 UTC the day before
+    late = reader(topic, zone="America/Los_Angeles", start=start)
+    batch_of(date(2026, 12, 2), topic)
+    first = tick_at(datetime(2026, 12, 1, 22, 0, tzinfo=UTC), django_capture_on_commit_callbacks)
+    assert [e.to for e in first] == [[early.email]]
+
+    editor_at = datetime(2026, 12, 1, 22, 30, tzinfo=UTC)
+    with (
+        time_machine.travel(editor_at, tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        issue = digest_send_for_day(day=date(2026, 12, 2))
+
+    assert [a for e in mail.outbox for a in e.to] == [early.email, late.email]
+    assert issue.recipient_count == 2 and Issue.objects.count() == 1
+    # Los Angeles' slot comes later: they already have this batch, so nothing more is sent.
+    assert (
+        tick_at(datetime(2026, 12, 2, 15, 0, tzinfo=UTC), django_capture_on_commit_callbacks) == []
+    )
+
+
+def test_installing_schedules_replaces_the_single_daily_send_with_the_tick():
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    from config.schedules import schedules_install
+
+    crontab = CrontabSchedule.objects.create(minute="0", hour="13", day_of_week="1-5")
+    PeriodicTask.objects.create(
+        name="Send the daily digest", task="newsletter.tasks.send_daily_digest", crontab=crontab
+    )
+    assert "Send due digests" in schedules_install()
+    tasks = set(PeriodicTask.objects.values_list("task", flat=True))
+    assert "newsletter.tasks.send_due_digests" in tasks
+    assert "newsletter.tasks.send_daily_digest" not in tasks
+    tick = PeriodicTask.objects.get(name="Send due digests").crontab
+    assert (tick.minute, tick.hour) == ("*/5", "*")
