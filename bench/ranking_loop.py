@@ -172,9 +172,7 @@ def rank_readers(
     parts = np.stack([TOPIC * topic_term, TEXT * text_term, LIKED * liked_term])  # (3, S, P)
     relevance = parts.sum(axis=0) - DISLIKED * disliked_term
     score = (1.0 - focus) * relevance + focus * the_day.popularity[None, :]
-    # A 👍 reorders the papers that topics, free text and dislikes let in; it lets no more in.
-    # (Counting the closest-liked similarity towards the threshold filled the simulated
-    # readers' emails with off-interest neighbours of what they liked: bench/ranking_eval.py.)
+    # A like counts towards the threshold only above LIKED_FLOOR, as in newsletter.ranking.
     let_in = relevance - LIKED * np.minimum(liked_term, LIKED_FLOOR)
     eligible = let_in >= THRESHOLD * (1.0 - focus)
     eligible |= chunk.follows | the_day.pinned[None, :]
