@@ -137,6 +137,7 @@ class Candidates:
         title_closeness = title_vectors @ model.descriptions.T
         self.title = (title_closeness - title_closeness.max(axis=1, keepdims=True))[:, :, None]
         self.vectors, self.labels = vectors, labels
+        self.topic_columns = np.eye(labels.shape[1], dtype=np.float32)  # one-hot: (T, T)
 
     def previous(self, rows, examples=None, leave_self_out=False) -> np.ndarray:
         return np.concatenate([self.closeness[rows], self.current[rows]], axis=2)
@@ -169,6 +170,13 @@ class Candidates:
             ),
             "shipped + title closeness (relative)": lambda r, e, s: np.concatenate(
                 [self.shipped(r), self.title[r]], axis=2
+            ),
+            "shipped + an offset per topic": lambda r, e, s: np.concatenate(
+                [
+                    self.shipped(r),
+                    np.broadcast_to(self.topic_columns, (len(r), *self.topic_columns.shape)),
+                ],
+                axis=2,
             ),
         }
 
@@ -273,6 +281,11 @@ def write_results(result: dict) -> None:
         "How close each set's papers come to their closest topic description (mean over "
         "papers; no labels read): "
         + ", ".join(f"{name} {value:.3f}" for name, value in result["best_closeness"].items())
+        + "; with the upstream keywords left out of the embedded text: "
+        + ", ".join(
+            f"{name} {value:.3f}"
+            for name, value in result["best_closeness_without_keywords"].items()
+        )
         + ".",
     ]
     (RESULTS / "tagging_eval.md").write_text("\n".join(lines) + "\n")
@@ -341,10 +354,18 @@ def main() -> None:
     )
     before = phrase_tags(texts)
     best = closeness[:, :, 0].max(axis=1)
+    # The same without upstream keywords in the embedded text (the tuning papers have none).
+    bare = embedding.embed_texts(
+        [embedding.paper_text(title, abstract) for title, abstract, _ in texts]
+    )
+    best_bare = model.closeness(bare)[:, :, 0].max(axis=1)
     result = {
         "model": embedding.MODEL_NAME,
         "sets": {},
         "best_closeness": {name: float(best[rows].mean()) for name, rows in in_set.items()},
+        "best_closeness_without_keywords": {
+            name: float(best_bare[rows].mean()) for name, rows in in_set.items()
+        },
     }
     for name, rows in in_set.items():
         wanted = [truth[i] for i in rows]
