@@ -10,8 +10,8 @@ probability that an editor would give the paper that topic, from a logistic mode
   subjects, not merely near it. Only the relative closeness counts, not the raw one: how close
   a paper comes to any description depends on how it is written (its length, its upstream
   keywords, its field's vocabulary), and the upstream days came out less close to every
-  description than the tuning papers (the best topic at 0.47-0.49 against 0.52), which made a
-  model weighing raw closeness tag them less;
+  description than the tuning papers (the best topic at 0.47-0.49 against 0.52), so a model
+  weighing raw closeness gives every topic of such a paper a lower probability;
 - whether a phrase occurs as whole words in the title, or only in the abstract or upstream
   keywords (drawn from the abstract, a dozen a paper), and how many distinct phrases of the
   topic the abstract names (a subject named several ways is central, not a passing mention).
@@ -21,10 +21,9 @@ only when it clears `THIRD_THRESHOLD` (an editor gives three when each is clearl
 and always with its best topic when that one is at least `BEST_THRESHOLD`. The features and
 the rule were chosen by cross-validation on the tuning papers of
 bench/data/editor_labels.json (`bench/tagging_eval.py --cv`, which also tried a vote of the
-nearest editor-labelled papers and a separate title meaning: neither did better there), the
-weights fitted on all of them by `--fit`, and checked on the held-out upstream days (its
-table is in the README). Editors' corrections
-in admin lock a paper's topics (Paper.topics_locked): tagging never touches them again.
+nearest editor-labelled papers, a separate title meaning and an offset per topic: none did
+better there), the weights fitted on all of them by `--fit`, and checked on the held-out
+upstream days (its table is in the README). Editors' corrections in admin lock a paper's topics (Paper.topics_locked): tagging never touches them again.
 """
 
 from __future__ import annotations
