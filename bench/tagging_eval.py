@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -288,6 +289,13 @@ def write_results(result: dict) -> None:
         )
         + ".",
     ]
+    timing = result["seconds_for_a_day_of_50"]
+    lines += [
+        "",
+        f"Tagging a day of {timing['papers']} papers (vectors from ingest; medians of 5, "
+        f"interleaved): new model {timing['new model'] * 1000:.1f} ms, "
+        f"phrases alone {timing['before (phrases)'] * 1000:.1f} ms.",
+    ]
     (RESULTS / "tagging_eval.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -374,7 +382,25 @@ def main() -> None:
             "previous model": measure([old[i] for i in rows], wanted),
             "new model": measure([new[i] for i in rows], wanted),
         }
+    result["seconds_for_a_day_of_50"] = time_a_day(model, vectors, texts, in_set)
     write_results(result)
+
+
+def time_a_day(model, vectors, texts, in_set, rounds: int = 5) -> dict:
+    """Seconds to tag the two held-out days together (50 papers), given their vectors (stored
+    at ingest): the topic model against the phrase-only baseline, interleaved A B A B,
+    medians."""
+    rows = in_set["holdout-2026-05-08"] + in_set["holdout-2024-08-01"]
+    day_vectors, day_texts = vectors[rows], [texts[i] for i in rows]
+    seconds: dict[str, list[float]] = {"before (phrases)": [], "new model": []}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        phrase_tags(day_texts)
+        seconds["before (phrases)"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        model.score(day_vectors, day_texts)
+        seconds["new model"].append(time.perf_counter() - start)
+    return {"papers": len(rows), **{k: float(np.median(v)) for k, v in seconds.items()}}
 
 
 if __name__ == "__main__":
