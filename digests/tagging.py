@@ -23,7 +23,8 @@ the rule were chosen by cross-validation on the tuning papers of
 bench/data/editor_labels.json (`bench/tagging_eval.py --cv`, which also tried a vote of the
 nearest editor-labelled papers, a separate title meaning and an offset per topic: none did
 better there), the weights fitted on all of them by `--fit`, and checked on the held-out
-upstream days (its table is in the README). Editors' corrections in admin lock a paper's topics (Paper.topics_locked): tagging never touches them again.
+upstream days (its table is in the README). Editors' corrections in admin lock a paper's
+topics (Paper.topics_locked): tagging never touches them again.
 """
 
 from __future__ import annotations
