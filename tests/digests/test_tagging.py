@@ -2,10 +2,19 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pytest
 
+from digests import embedding, tagging
 from digests.models import Paper, PaperTopic, Topic
-from digests.services import batch_ingest, papers_tag, topic_matchers, topics_match
+from digests.services import (
+    batch_ingest,
+    paper_topics_lock,
+    papers_retag_recent,
+    papers_tag,
+    topic_matchers,
+    topics_match,
+)
 from tests.digests.conftest import API_SAMPLE, PAGE_SAMPLE, corpus_papers
 from tests.factories import PaperFactory, TopicFactory
 
@@ -106,3 +115,68 @@ def test_manual_tags_survive_retagging():
     papers_tag(papers=[paper])
 
     assert PaperTopic.objects.get(paper=paper, topic=topic).is_manual
+
+
+def test_a_third_topic_needs_a_high_probability_and_none_gets_more_than_three():
+    probability = np.array(
+        [
+            [0.90, 0.80, 0.75, 0.74, 0.01],  # three clearly central topics, a fourth too
+            [0.90, 0.80, 0.60, 0.01, 0.01],  # a third that is only likely: left off
+            [0.20, 0.10, 0.01, 0.01, 0.01],  # nothing clears: the best topic alone
+            [0.01, 0.01, 0.01, 0.01, 0.01],  # nothing near: untagged
+        ],
+        dtype=np.float32,
+    )
+
+    assert tagging.choose_tags(probability) == [[0, 1, 2], [0, 1], [0], []]
+    assert tagging.MAX_TAGS == 3 and tagging.THIRD_THRESHOLD > tagging.THRESHOLD
+
+
+def test_only_how_close_a_paper_is_relative_to_its_best_topic_counts():
+    # How close a paper comes to every description shifts with its writing (length, upstream
+    # keywords): moving all of a paper's closeness by the same amount changes nothing.
+    model = tagging.TopicModel.build()
+    texts = [("Legged locomotion for a humanoid robot", "We train a walking policy.", [])]
+    vectors = embedding.embed_texts([embedding.paper_text(*texts[0])])
+    closeness = model.closeness(vectors)
+
+    shifted = model.features(vectors, texts, closeness - 0.05)
+
+    assert np.allclose(tagging.probabilities(shifted), model.score(vectors, texts).probability)
+    assert model.score(vectors, texts).tags[0][0] == column_of(model, "robotics")
+
+
+def test_a_day_of_upstream_papers_gets_an_editors_few_topics():
+    batch_ingest(day=dt.date(2026, 5, 8), path=API_SAMPLE)
+
+    piano = slugs("2605.06627")  # PianoCoRe: a piano MIDI dataset that "supports pre-training"
+    assert "speech-audio" in piano
+    assert not piano & {"large-language-models", "alignment-rlhf", "retrieval-rag", "safety"}
+    survey = slugs("2605.04045")  # a survey of audio-visual foundation models
+    assert 1 <= len(survey) <= 3
+    counts = [paper.topics.count() for paper in Paper.objects.all()]
+    assert min(counts) >= 1 and max(counts) <= 3
+    assert 3 in counts  # the third topic is given where it is clearly central
+
+
+def test_an_editor_locked_paper_keeps_its_topics_through_a_retag():
+    batch_ingest(day=dt.date(2026, 5, 8), path=API_SAMPLE)
+    paper = Paper.objects.get(arxiv_id="2605.06627")
+    PaperTopic.objects.filter(paper=paper).delete()
+    PaperTopic.objects.create(
+        paper=paper, topic=Topic.objects.get(slug="data"), reason="editor", is_manual=True
+    )
+    paper_topics_lock(paper=paper)
+
+    papers_retag_recent(days=100000)
+    batch_ingest(day=dt.date(2026, 5, 8), path=API_SAMPLE)
+
+    assert slugs("2605.06627") == {"data"}
+
+
+def slugs(arxiv_id: str) -> set[str]:
+    return set(Paper.objects.get(arxiv_id=arxiv_id).topics.values_list("slug", flat=True))
+
+
+def column_of(model: tagging.TopicModel, slug: str) -> int:
+    return next(c for c, topic in enumerate(model.topics) if topic.slug == slug)
