@@ -257,6 +257,9 @@ class DailyBatchAdmin(CurationBatchAdmin):
             "pins_outside": self._pins_outside(batch, subscriber, preview),
             "test_to": request.POST.get("to") or request.user.email,
             "change_url": reverse("admin:digests_dailybatch_change", args=[batch.pk]),
+            # The phone and desktop previews (375 + 720 px) sit side by side only without
+            # the navigation sidebar at 1280 px; this page is about the email, not the menu.
+            "is_nav_sidebar_enabled": False,
         }
         return TemplateResponse(request, "admin/digests/dailybatch/preview.html", context)
 

@@ -117,6 +117,12 @@ def test_an_editor_s_morning_by_visible_labels(live_server, browser_page, width)
         expect(frame.get_by_text(PINNED)).to_be_visible()
         expect(frame.get_by_text(f"Editor's note: {NOTE}")).to_be_visible()
     expect(page.get_by_text("Pinned, so sent to everyone:")).to_be_visible()
+    if width >= 1280:
+        # On a desktop screen the two widths sit side by side, not one under the other.
+        phone = page.locator("iframe[title^='The email on a phone']").bounding_box()
+        desktop = page.locator("iframe[title^='The email on a desktop']").bounding_box()
+        assert phone["y"] == desktop["y"], "the two previews are stacked"
+        assert phone["x"] + phone["width"] <= desktop["x"]
     shot("preview")
     # Chromium leaves an iframe below the first screen blank in a full-page picture: each
     # width also gets a picture of its own.
