@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 
-from anymail.exceptions import AnymailRequestsAPIError
+from anymail.exceptions import AnymailError, AnymailRequestsAPIError
 from anymail.message import AnymailRecipientStatus, AnymailStatus
 from anymail.utils import UNSET
 
@@ -42,15 +42,25 @@ class RefusalSplittingMixin:
         except AnymailRequestsAPIError as error:
             if error.status_code != REFUSED or len(message.to) < 2 or message.cc or message.bcc:
                 raise
-            statuses = self._send_halves(message)
-            if all(s.status == "rejected" for s in statuses.values()):
-                raise  # the call itself is unacceptable, not one of its addresses
+            refused = error
+        statuses: dict[str, AnymailRecipientStatus] = {}
+        try:
+            self._send_halves(message, statuses)
+        except AnymailError:
+            # Halves sent before this error were taken: their statuses go with the error, so
+            # they are recorded and never sent again; recipients not reached get no status
+            # (recorded as failed, for "Retry failed"), never a blind re-send of the message.
+            message.anymail_status = AnymailStatus()
+            message.anymail_status.set_recipient_status(statuses)
+            raise
+        if all(s.status == "rejected" for s in statuses.values()):
+            raise refused  # the call itself is unacceptable, not one of its addresses
         message.anymail_status = AnymailStatus()
         message.anymail_status.set_recipient_status(statuses)
         return True
 
-    def _send_halves(self, message) -> dict[str, AnymailRecipientStatus]:
-        statuses: dict[str, AnymailRecipientStatus] = {}
+    def _send_halves(self, message, statuses: dict[str, AnymailRecipientStatus]) -> None:
+        """Send `message` in two halves, each split again while refused; fills `statuses`."""
         middle = len(message.to) // 2
         for recipients in (message.to[:middle], message.to[middle:]):
             part = _part(message, recipients)
@@ -61,8 +71,7 @@ class RefusalSplittingMixin:
                     raise
                 if len(recipients) == 1:
                     statuses[addr_spec(recipients[0])] = AnymailRecipientStatus(None, "rejected")
-                    continue
-                statuses.update(self._send_halves(part))
+                else:
+                    self._send_halves(part, statuses)
                 continue
             statuses.update(part.anymail_status.recipients)
-        return statuses

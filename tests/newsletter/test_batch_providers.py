@@ -137,6 +137,27 @@ def test_an_address_the_provider_refuses_fails_alone(provider, day_batch, sendin
     assert statuses == {Delivery.Status.SENT}
 
 
+def test_a_transient_answer_while_splitting_keeps_what_was_taken(provider, day_batch, sending):
+    robotics = day_batch.topics["robotics"]
+    for i in range(4):
+        SubscriberFactory(email=f"kept{i}@example.org", topics=[robotics])
+    SubscriberFactory(email="refused@example.org", topics=[robotics])
+    provider.state.refuse.add("refused@example.org")
+    # The whole call is refused, its first half taken, its second half answered 500.
+    provider.state.fail_next(0, 0, 500)
+    issue = sending()
+
+    with pytest.raises(TransientSendError):
+        deliveries_send_chunk(issue_id=issue.pk)
+
+    taken = sorted(provider.state.recipients())
+    assert taken == ["kept0@example.org", "kept1@example.org"]
+    statuses = dict(Delivery.objects.values_list("subscriber__email", "status"))
+    assert {a for a, s in statuses.items() if s == Delivery.Status.SENT} == set(taken)
+    # Not reached: failed (an editor can retry them), never sent again blindly.
+    assert {s for a, s in statuses.items() if a not in taken} == {Delivery.Status.FAILED}
+
+
 def test_a_call_refused_as_a_whole_fails_its_rows(provider, day_batch, sending):
     SubscriberFactory(topics=[day_batch.topics["agents"]])
     SubscriberFactory(topics=[day_batch.topics["agents"]])
