@@ -180,7 +180,8 @@ def _from_raw(data: object) -> dict:
     return {
         "from": str(parsed["From"]),
         "subject": str(parsed["Subject"] or ""),
-        "headers": {name: str(value) for name, value in parsed.items()},
+        # A long header arrives folded; its value is the unfolded text.
+        "headers": {name: " ".join(str(value).split()) for name, value in parsed.items()},
         "html": bodies.get("html"),
         "text": bodies.get("plain"),
     }
