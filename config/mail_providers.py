@@ -57,7 +57,13 @@ def _amazon_ses_settings(anymail: dict, api_url: str) -> None:
     region = env_str("AWS_REGION", default="") or env_str("AWS_DEFAULT_REGION", default="")
     if not region:
         raise ImproperlyConfigured("AWS_REGION is required for amazon_ses (e.g. eu-west-1)")
-    params: dict[str, object] = {"region_name": region}
+    # One attempt per call: boto3 would otherwise retry a 429 or 5xx itself (3 attempts in its
+    # standard mode), outside the shared send rate's turns and on top of Paperboy's own retry
+    # of the claim (newsletter/services/sending.py), which owns retrying.
+    params: dict[str, object] = {
+        "region_name": region,
+        "config": {"retries": {"total_max_attempts": 1, "mode": "standard"}},
+    }
     if api_url:
         params["endpoint_url"] = api_url
     anymail["AMAZON_SES_CLIENT_PARAMS"] = params

@@ -95,10 +95,11 @@ def send_outcome(error: AnymailError | None, *, answered: bool) -> SendOutcome:
     if isinstance(error, AnymailRecipientsRefused) and answered:
         return SendOutcome(Outcome.REFUSED)
     if isinstance(error, AnymailAPIError):
-        status = getattr(error, "status_code", None)
+        status = getattr(error, "status_code", None) or _boto3_status(error)
         if status == 429 or (status is not None and status >= 500):
             response = getattr(error, "response", None)
-            retry_after = response.headers.get("Retry-After") if response is not None else None
+            headers = getattr(response, "headers", None) or {}
+            retry_after = headers.get("Retry-After")
             return SendOutcome(
                 Outcome.TRANSIENT,
                 f"provider answered {status}",
@@ -112,6 +113,15 @@ def send_outcome(error: AnymailError | None, *, answered: bool) -> SendOutcome:
         if isinstance(error, AnymailRequestsAPIError) and status is None:
             return SendOutcome(Outcome.UNKNOWN, "send outcome unknown")
     return SendOutcome(Outcome.PERMANENT, f"provider refused: {error}"[:2000])
+
+
+def _boto3_status(error: AnymailAPIError) -> int | None:
+    """The HTTP status of an Amazon SES answer: Anymail passes boto3's parsed error response
+    (a dict) rather than a requests response, so its status_code stays None."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return None
+    return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 # --- Claiming rows ------------------------------------------------------------------------------

@@ -254,6 +254,7 @@ def test_amazon_ses_needs_boto3_and_a_region(load):
         assert s["ANYMAIL"]["AMAZON_SES_CLIENT_PARAMS"] == {
             "region_name": "eu-west-1",
             "endpoint_url": "http://f/",
+            "config": {"retries": {"total_max_attempts": 1, "mode": "standard"}},
         }
 
 

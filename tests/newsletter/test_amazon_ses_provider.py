@@ -1,0 +1,140 @@
+"""ANYMAIL_ESP=amazon_ses: the real Anymail backend and boto3 over HTTP, against
+devtools/fakes/amazon_ses.py."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import time_machine
+from django.utils import timezone
+
+from config.mail_providers import provider_settings
+from devtools.fakes.amazon_ses import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, FakeAmazonSes
+from newsletter.models import Delivery
+from newsletter.services import rate
+from newsletter.services.issues import issue_create, issue_start
+from newsletter.services.previews import digest_preview
+from newsletter.services.sending import TransientSendError, deliveries_send_chunk
+from subscriptions.links import unsubscribe_url
+from tests.external import require_redis
+from tests.factories import SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ses(settings, monkeypatch):
+    with FakeAmazonSes() as fake:
+        # Through the same settings code as production: region, endpoint and retries.
+        monkeypatch.setenv("AWS_REGION", REGION)
+        monkeypatch.setenv("ANYMAIL_API_URL", fake.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        anymail = {k: v for k, v in settings.ANYMAIL.items() if not k.startswith("AMAZON_SES")}
+        backend, _ = provider_settings("amazon_ses", {"amazon_ses": None}, anymail)
+        settings.ANYMAIL_ESP = "amazon_ses"
+        settings.EMAIL_BACKEND = backend
+        settings.ANYMAIL = anymail
+        settings.SITE_URL = "https://paperboy.example.org"
+        yield fake
+
+
+@pytest.fixture
+def sending(day_batch, django_capture_on_commit_callbacks):
+    def start():
+        issue = issue_create(batch=day_batch.batch)
+        with django_capture_on_commit_callbacks(execute=False):
+            assert issue_start(issue=issue)
+        return issue
+
+    return start
+
+
+def test_each_reader_gets_their_own_filled_copy(ses, day_batch, sending):
+    readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(2)]
+    with time_machine.travel(timezone.now(), tick=False):
+        issue = sending()
+
+        assert deliveries_send_chunk(issue_id=issue.pk) == 2
+
+        by_to = {m["to"][0]: m for m in ses.state.messages}
+        assert sorted(by_to) == sorted(r.email for r in readers)
+        assert all(len(m["to"]) == 1 for m in ses.state.messages)
+        for reader in readers:
+            message = by_to[reader.email]
+            assert message["headers"]["List-Unsubscribe"] == f"<{unsubscribe_url(reader)}>"
+            delivery = Delivery.objects.get(subscriber=reader)
+            assert (delivery.status, delivery.provider_message_id) == ("sent", message["_id"])
+            preview = digest_preview(batch=day_batch.batch, subscriber=reader)
+            assert message["html"].strip() == preview.html.strip()
+            assert message["text"].strip() == preview.text.strip()
+            assert unsubscribe_url(reader) in message["html"]
+
+
+def test_a_rejected_message_fails_alone(ses, day_batch, sending):
+    SubscriberFactory(email="kept@example.org", topics=[day_batch.topics["robotics"]])
+    SubscriberFactory(email="gone@example.org", topics=[day_batch.topics["robotics"]])
+    ses.state.rejected.add("gone@example.org")
+    issue = sending()
+
+    assert deliveries_send_chunk(issue_id=issue.pk) == 1
+    gone = Delivery.objects.get(subscriber__email="gone@example.org")
+    assert gone.status == Delivery.Status.FAILED and "MessageRejected" in gone.last_error
+    assert ses.state.recipients() == ["kept@example.org"]
+    assert Delivery.objects.get(subscriber__email="kept@example.org").status == "sent"
+
+
+@pytest.mark.parametrize("answer", [429, 500])
+def test_a_transient_answer_is_retried_exactly_once(ses, day_batch, sending, answer):
+    readers = [SubscriberFactory(topics=[day_batch.topics["agents"]]) for _ in range(2)]
+    issue = sending()
+    ses.state.fail_next(answer)
+
+    with pytest.raises(TransientSendError) as raised:
+        deliveries_send_chunk(issue_id=issue.pk)
+    # boto3 did not retry on its own: the one failed call is all SES saw.
+    assert (ses.state.calls, ses.state.messages) == (1, [])
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2
+    assert sorted(ses.state.recipients()) == sorted(r.email for r in readers)
+    assert ses.state.calls == 3
+
+
+def test_a_call_without_credentials_is_refused_and_the_message_kept_unsent(
+    ses, day_batch, sending, monkeypatch
+):
+    SubscriberFactory(email="reader@example.org", topics=[day_batch.topics["robotics"]])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWN000000000")
+    issue = sending()
+
+    deliveries_send_chunk(issue_id=issue.pk)
+    delivery = Delivery.objects.get(subscriber__email="reader@example.org")
+    assert delivery.status == Delivery.Status.FAILED
+    assert "UnrecognizedClientException" in delivery.last_error
+    assert ses.state.messages == []
+
+
+def test_the_send_rate_paces_each_call(ses, day_batch, sending, settings):
+    url = require_redis()
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter("paperboy:rate:*"):
+        client.delete(key)
+    settings.SEND_RATE_REDIS_URL = url
+    settings.SEND_RATE_PER_SECOND = 2
+    for _ in range(5):
+        SubscriberFactory(topics=[day_batch.topics["robotics"]])
+    issue = sending()
+
+    # A chunk is never larger than the second's limit: three chunks of 2, 2 and 1.
+    assert sum(deliveries_send_chunk(issue_id=issue.pk) for _ in range(3)) == 5
+    arrivals = sorted(when for when, _ in ses.state.arrivals)
+    assert len(arrivals) == 5
+    # Five emails at two a second: the first and the last are two seconds of turns apart.
+    # (The turn is taken just before boto3 builds and signs the call, so an arrival may trail
+    # its admission by that build time; the limiter counts admissions.)
+    assert arrivals[-1] - arrivals[0] >= 1.9, arrivals
+    gate = rate.limiter()
+    admitted = sorted(
+        score for _, score in gate.client.zrange(gate.keys[0], 0, -1, withscores=True)
+    )
+    for start in admitted:
+        assert sum(1 for when in admitted if start <= when < start + 1.0) <= 2, admitted
