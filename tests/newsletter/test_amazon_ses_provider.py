@@ -128,13 +128,16 @@ def test_the_send_rate_paces_each_call(ses, day_batch, sending, settings):
     assert sum(deliveries_send_chunk(issue_id=issue.pk) for _ in range(3)) == 5
     arrivals = sorted(when for when, _ in ses.state.arrivals)
     assert len(arrivals) == 5
-    # Five emails at two a second: the first and the last are two seconds of turns apart.
-    # (The turn is taken just before boto3 builds and signs the call, so an arrival may trail
-    # its admission by that build time; the limiter counts admissions.)
-    assert arrivals[-1] - arrivals[0] >= 1.9, arrivals
     gate = rate.limiter()
     admitted = sorted(
         score for _, score in gate.client.zrange(gate.keys[0], 0, -1, withscores=True)
     )
+    # Five emails at two a second: the last call is admitted two seconds of turns after the
+    # first, and reaches the provider no earlier. (The turn is taken just before boto3 builds
+    # and signs the call, so an arrival trails its admission by that build time: the first
+    # call's, which creates the boto3 client, most. Hence admissions, not arrivals, are what
+    # the limiter counts; README "Providers".)
+    assert admitted[-1] - admitted[0] >= 1.9, admitted
+    assert arrivals[-1] >= admitted[-1] - 0.05, (arrivals, admitted)
     for start in admitted:
         assert sum(1 for when in admitted if start <= when < start + 1.0) <= 2, admitted
