@@ -27,7 +27,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from devtools.fakes.serving import LocalFake
 
 ACCESS_KEY_ID = "AKIAFAKESESTEST00000"
 SECRET_ACCESS_KEY = "fake-ses-secret-key"  # noqa: S105 (the fake's own, not a real one)
@@ -203,24 +205,9 @@ def _from_simple(simple: dict, params: dict) -> dict:
     }
 
 
-class FakeAmazonSes:
+class FakeAmazonSes(LocalFake):
     """``with FakeAmazonSes() as fake:`` serves on ``fake.url`` (boto3's ``endpoint_url``)."""
 
-    def __init__(self, port: int = 0) -> None:
-        self.state = FakeAmazonSesState()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.state = self.state
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FakeAmazonSes:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    state: FakeAmazonSesState
+    state_class = FakeAmazonSesState
+    handler_class = _Handler

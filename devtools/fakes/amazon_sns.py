@@ -16,9 +16,11 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
+
+from devtools.fakes.serving import LocalFake
 
 NAMESPACE = "http://sns.amazonaws.com/doc/2010-03-31/"
 
@@ -92,24 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-class FakeSns:
+class FakeSns(LocalFake):
     """``with FakeSns() as fake:`` serves on ``fake.url`` until the block ends."""
 
-    def __init__(self, port: int = 0) -> None:
-        self.state = FakeSnsState()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.state = self.state
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FakeSns:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    state: FakeSnsState
+    state_class = FakeSnsState
+    handler_class = _Handler

@@ -14,7 +14,9 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from devtools.fakes.serving import LocalFake
 
 API_KEY = "xkeysib-test"
 
@@ -103,24 +105,10 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
 
-class FakeBrevo:
+class FakeBrevo(LocalFake):
     """``with FakeBrevo() as fake:`` serves on ``fake.url`` (the v3 base) until the block ends."""
 
-    def __init__(self, port: int = 0) -> None:
-        self.state = FakeBrevoState()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.state = self.state
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v3/"
-
-    def __enter__(self) -> FakeBrevo:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    state: FakeBrevoState
+    state_class = FakeBrevoState
+    handler_class = _Handler
+    base_path = "/v3/"

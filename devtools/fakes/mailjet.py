@@ -17,7 +17,9 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from devtools.fakes.serving import LocalFake
 
 API_KEY, SECRET_KEY = "mj-key", "mj-secret"
 
@@ -113,24 +115,10 @@ class _Handler(BaseHTTPRequestHandler):
         return {"Status": "success", "CustomID": "", "To": answered, "Cc": [], "Bcc": []}
 
 
-class FakeMailjet:
+class FakeMailjet(LocalFake):
     """``with FakeMailjet() as fake:`` serves on ``fake.url`` (the v3.1 base)."""
 
-    def __init__(self, port: int = 0) -> None:
-        self.state = FakeMailjetState()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.state = self.state
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v3.1/"
-
-    def __enter__(self) -> FakeMailjet:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    state: FakeMailjetState
+    state_class = FakeMailjetState
+    handler_class = _Handler
+    base_path = "/v3.1/"

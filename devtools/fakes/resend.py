@@ -15,7 +15,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from devtools.fakes.serving import LocalFake
 
 API_KEY = "re_test_key"
 ERROR_NAMES = {429: "rate_limit_exceeded", 500: "internal_server_error", 503: "application_error"}
@@ -114,24 +116,10 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
 
-class FakeResend:
+class FakeResend(LocalFake):
     """``with FakeResend() as fake:`` serves on ``fake.url`` until the block ends."""
 
-    def __init__(self, port: int = 0) -> None:
-        self.state = FakeResendState()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.state = self.state
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
-
-    def __enter__(self) -> FakeResend:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    state: FakeResendState
+    state_class = FakeResendState
+    handler_class = _Handler
+    base_path = "/"

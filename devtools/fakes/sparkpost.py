@@ -15,7 +15,9 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from devtools.fakes.serving import LocalFake
 
 API_KEY = "sparkpost-test-key"
 
@@ -99,24 +101,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, {"results": results})
 
 
-class FakeSparkPost:
+class FakeSparkPost(LocalFake):
     """``with FakeSparkPost() as fake:`` serves on ``fake.url`` (the v1 base)."""
 
-    def __init__(self, port: int = 0) -> None:
-        self.state = FakeSparkPostState()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.state = self.state
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/v1/"
-
-    def __enter__(self) -> FakeSparkPost:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    state: FakeSparkPostState
+    state_class = FakeSparkPostState
+    handler_class = _Handler
+    base_path = "/api/v1/"
