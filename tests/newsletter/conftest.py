@@ -7,6 +7,7 @@ import pytest
 
 from digests.models import DailyBatch, PaperTopic, Topic
 from newsletter.models import IssueContent
+from newsletter.services.issues import issue_create, issue_start
 from tests.factories import BatchEntryFactory, DailyBatchFactory, PaperFactory, TopicFactory
 
 DAY = dt.date(2026, 3, 10)  # a Tuesday
@@ -54,3 +55,17 @@ def day_batch(db) -> DayBatch:
         BatchEntryFactory(batch=batch, paper=paper, rank=rank)
         papers[name] = paper
     return DayBatch(batch=batch, topics=topics, papers=papers)
+
+
+@pytest.fixture
+def sending(day_batch, django_capture_on_commit_callbacks):
+    """Starts the day's issue and returns it in 'sending' state; its chunk tasks are not run,
+    so the test sends them by hand (deliveries_send_chunk) and sees each call."""
+
+    def start():
+        issue = issue_create(batch=day_batch.batch)
+        with django_capture_on_commit_callbacks(execute=False):
+            assert issue_start(issue=issue)
+        return issue
+
+    return start

@@ -12,7 +12,6 @@ from config.mail_providers import provider_settings
 from devtools.fakes.amazon_ses import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, FakeAmazonSes
 from newsletter.models import Delivery
 from newsletter.services import rate
-from newsletter.services.issues import issue_create, issue_start
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import TransientSendError, deliveries_send_chunk
 from subscriptions.links import unsubscribe_url
@@ -37,17 +36,6 @@ def ses(settings, monkeypatch):
         settings.ANYMAIL = anymail
         settings.SITE_URL = "https://paperboy.example.org"
         yield fake
-
-
-@pytest.fixture
-def sending(day_batch, django_capture_on_commit_callbacks):
-    def start():
-        issue = issue_create(batch=day_batch.batch)
-        with django_capture_on_commit_callbacks(execute=False):
-            assert issue_start(issue=issue)
-        return issue
-
-    return start
 
 
 def test_each_reader_gets_their_own_filled_copy(ses, day_batch, sending):

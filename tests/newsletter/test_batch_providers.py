@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from devtools.fakes import mailgun, sendgrid
 from newsletter.models import Delivery, Issue
-from newsletter.services.issues import issue_create, issue_start
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import (
     ClaimUnsettled,
@@ -77,17 +76,6 @@ def provider(request, settings):
         }
         settings.SITE_URL = "https://paperboy.example.org"
         yield Provider(name, fake)
-
-
-@pytest.fixture
-def sending(day_batch, django_capture_on_commit_callbacks):
-    def start():
-        issue = issue_create(batch=day_batch.batch)
-        with django_capture_on_commit_callbacks(execute=False):
-            assert issue_start(issue=issue)
-        return issue
-
-    return start
 
 
 def test_each_reader_gets_their_own_filled_copy_from_one_call(provider, day_batch, sending):

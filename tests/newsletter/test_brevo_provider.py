@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from devtools.fakes.brevo import API_KEY, FakeBrevo
 from newsletter.models import Delivery
-from newsletter.services.issues import issue_create, issue_start
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import TransientSendError, deliveries_send_chunk
 from subscriptions.links import unsubscribe_url
@@ -27,17 +26,6 @@ def brevo(settings):
         settings.ANYMAIL = {**settings.ANYMAIL, "BREVO_API_KEY": API_KEY, "BREVO_API_URL": fake.url}
         settings.SITE_URL = "https://paperboy.example.org"
         yield fake
-
-
-@pytest.fixture
-def sending(day_batch, django_capture_on_commit_callbacks):
-    def start():
-        issue = issue_create(batch=day_batch.batch)
-        with django_capture_on_commit_callbacks(execute=False):
-            assert issue_start(issue=issue)
-        return issue
-
-    return start
 
 
 def test_each_reader_gets_their_own_filled_copy(brevo, day_batch, sending):

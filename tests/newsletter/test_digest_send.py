@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from html import escape
 
 import pytest
@@ -227,11 +228,15 @@ def test_it_remembers_papers_sent_over_several_days_compactly(day_batch):
     robotics_only = SubscriberFactory(topics=[robotics])
     send_day(DAY)  # r1 to all three, v1 to the first two
     r1, v1 = day_batch.papers["r1"], day_batch.papers["v1"]
-    yesterday = DailyBatchFactory(status=DailyBatch.Status.APPROVED)
+    # Dates of their own: the factory's date sequence reaches DAY after enough batches in one
+    # run, and get_or_create would then hand back the fixture's batch.
+    yesterday = DailyBatchFactory(
+        date=DAY + dt.timedelta(days=1), status=DailyBatch.Status.APPROVED
+    )
     new = BatchEntryFactory(batch=yesterday, rank=1).paper
     tag(new, robotics)
     start(issue_create(batch=yesterday))  # the new paper to all three
-    today = DailyBatchFactory(status=DailyBatch.Status.APPROVED)
+    today = DailyBatchFactory(date=DAY + dt.timedelta(days=2), status=DailyBatch.Status.APPROVED)
     for rank, paper in enumerate([r1, v1, new], 1):
         BatchEntryFactory(batch=today, paper=paper, rank=rank)
     today_ids = [r1.pk, v1.pk, new.pk]

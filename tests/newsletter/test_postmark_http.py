@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from devtools.fakes.postmark import TOKEN, FakePostmark
 from newsletter.models import Delivery, Issue
-from newsletter.services.issues import issue_create, issue_start
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import TransientSendError, deliveries_send_chunk, deliveries_sweep
 from subscriptions.links import unsubscribe_url
@@ -34,19 +33,6 @@ def postmark(settings):
         }
         settings.SITE_URL = "https://paperboy.example.org"
         yield fake
-
-
-@pytest.fixture
-def sending(day_batch, django_capture_on_commit_callbacks):
-    """An issue in 'sending' state whose chunk tasks the test runs by hand."""
-
-    def start():
-        issue = issue_create(batch=day_batch.batch)
-        with django_capture_on_commit_callbacks(execute=False):
-            assert issue_start(issue=issue)
-        return issue
-
-    return start
 
 
 def test_it_sends_one_message_per_recipient_with_their_own_links(postmark, day_batch, sending):

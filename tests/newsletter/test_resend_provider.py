@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from devtools.fakes.resend import API_KEY, FakeResend
 from newsletter.models import Delivery, Issue
-from newsletter.services.issues import issue_create, issue_start
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import (
     ClaimUnsettled,
@@ -41,17 +40,6 @@ def resend(settings):
         }
         settings.SITE_URL = "https://paperboy.example.org"
         yield fake
-
-
-@pytest.fixture
-def sending(day_batch, django_capture_on_commit_callbacks):
-    def start():
-        issue = issue_create(batch=day_batch.batch)
-        with django_capture_on_commit_callbacks(execute=False):
-            assert issue_start(issue=issue)
-        return issue
-
-    return start
 
 
 def test_each_reader_gets_their_own_filled_copy(resend, day_batch, sending):

@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from devtools.fakes.smtp import FakeSmtp
 from newsletter.models import Delivery, Issue
-from newsletter.services.issues import issue_create, issue_start
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import (
     ClaimUnsettled,
@@ -33,17 +32,6 @@ def smtp(settings):
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
         settings.SITE_URL = "https://paperboy.example.org"
         yield fake
-
-
-@pytest.fixture
-def sending(day_batch, django_capture_on_commit_callbacks):
-    def start():
-        issue = issue_create(batch=day_batch.batch)
-        with django_capture_on_commit_callbacks(execute=False):
-            assert issue_start(issue=issue)
-        return issue
-
-    return start
 
 
 def _bodies(message) -> dict[str, str]:

@@ -8,7 +8,6 @@ from django.utils import timezone
 
 from devtools.fakes.sparkpost import API_KEY, FakeSparkPost
 from newsletter.models import Delivery
-from newsletter.services.issues import issue_create, issue_start
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import TransientSendError, deliveries_send_chunk
 from subscriptions.links import unsubscribe_url
@@ -29,17 +28,6 @@ def sparkpost(settings):
         }
         settings.SITE_URL = "https://paperboy.example.org"
         yield fake
-
-
-@pytest.fixture
-def sending(day_batch, django_capture_on_commit_callbacks):
-    def start():
-        issue = issue_create(batch=day_batch.batch)
-        with django_capture_on_commit_callbacks(execute=False):
-            assert issue_start(issue=issue)
-        return issue
-
-    return start
 
 
 def test_each_reader_gets_their_own_filled_copy(sparkpost, day_batch, sending):
