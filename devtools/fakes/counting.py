@@ -11,6 +11,8 @@ expand it; ``GET /_fake/stats`` serves the counters in the shape of the fake Pos
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import hashlib
 import sys
 import threading
@@ -180,13 +182,18 @@ def _quiet_on_disconnect(server, request, client_address) -> None:
 
 
 class CountingServer:
-    """``with Fake() as fake:`` serves on ``fake.url`` in a background thread."""
+    """``with Fake() as fake:`` serves on ``fake.url`` in a background thread; ``fake.api_url``
+    is what the provider's API URL setting is set to."""
 
     handler: type[CountingHandler]
     state_class: type[CountingState] = CountingState
+    name: str  # the provider, for what a standalone run prints
+    api_key: str
+    api_path = "v3/"
 
     def __init__(self, port: int = 0, *, store: bool = True) -> None:
         self.state = self.state_class(store=store)
+        self.state.api_key = self.api_key
         handler = type("Handler", (self.handler,), {"state": self.state})
         server_class = type(
             "Server",
@@ -208,3 +215,19 @@ class CountingServer:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    @property
+    def api_url(self) -> str:
+        return self.url + self.api_path
+
+    @classmethod
+    def serve_standalone(cls, description: str, default_port: int) -> None:
+        """``python -m devtools.fakes.<provider>``: serve until interrupted (the benchmark)."""
+        parser = argparse.ArgumentParser(description=description)
+        parser.add_argument("--port", type=int, default=default_port)
+        parser.add_argument("--no-store", dest="store", action="store_false")
+        args = parser.parse_args()
+        with cls(args.port, store=args.store) as fake:
+            print(f"fake {cls.name} at {fake.api_url} (key {cls.api_key})", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                fake.thread.join()

@@ -21,9 +21,7 @@ Run standalone (for benchmarks): ``python -m devtools.fakes.mailgun --port 8026 
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
 import json
 import re
 import uuid
@@ -162,28 +160,12 @@ class _Handler(CountingHandler):
 
 
 class FakeMailgun(CountingServer):
+    """Its api_url is what MAILGUN_API_URL is set to: Anymail appends ``<domain>/messages``."""
+
     handler = _Handler
-
-    def __init__(self, port: int = 0, *, store: bool = True) -> None:
-        super().__init__(port, store=store)
-        self.state.api_key = API_KEY
-
-    @property
-    def api_url(self) -> str:
-        """What MAILGUN_API_URL is set to: Anymail appends ``<domain>/messages``."""
-        return self.url + "v3/"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8026)
-    parser.add_argument("--no-store", dest="store", action="store_false")
-    args = parser.parse_args()
-    with FakeMailgun(args.port, store=args.store) as fake:
-        print(f"fake Mailgun at {fake.api_url} (key {API_KEY})", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            fake.thread.join()
+    name = "Mailgun"
+    api_key = API_KEY
 
 
 if __name__ == "__main__":
-    main()
+    FakeMailgun.serve_standalone(__doc__.splitlines()[0], default_port=8026)

@@ -20,8 +20,6 @@ Run standalone (for benchmarks): ``python -m devtools.fakes.sendgrid --port 8027
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import re
 import secrets
 
@@ -158,28 +156,12 @@ class _Handler(CountingHandler):
 
 
 class FakeSendGrid(CountingServer):
+    """Its api_url is what SENDGRID_API_URL is set to: Anymail appends ``mail/send``."""
+
     handler = _Handler
-
-    def __init__(self, port: int = 0, *, store: bool = True) -> None:
-        super().__init__(port, store=store)
-        self.state.api_key = API_KEY
-
-    @property
-    def api_url(self) -> str:
-        """What SENDGRID_API_URL is set to: Anymail appends ``mail/send``."""
-        return self.url + "v3/"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8027)
-    parser.add_argument("--no-store", dest="store", action="store_false")
-    args = parser.parse_args()
-    with FakeSendGrid(args.port, store=args.store) as fake:
-        print(f"fake SendGrid at {fake.api_url} (key {API_KEY})", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            fake.thread.join()
+    name = "SendGrid"
+    api_key = API_KEY
 
 
 if __name__ == "__main__":
-    main()
+    FakeSendGrid.serve_standalone(__doc__.splitlines()[0], default_port=8027)
