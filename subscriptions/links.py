@@ -180,7 +180,8 @@ def address_change_url(subscriber: Subscriber, new_address: str) -> str:
 
 
 class KeyLinks:
-    """``unsubscribe_url`` and ``preferences_url`` for the recipients of one chunk.
+    """``unsubscribe_url``, ``preferences_url`` and ``view_token`` for the recipients of one
+    chunk.
 
     Each of those calls reads SITE_URL, SECRET_KEY and the thread's urlconf through Django's
     lazy settings and asgiref's locals, which cost more than the HMAC itself (with every
@@ -195,6 +196,7 @@ class KeyLinks:
         self._preferences = _url_around_token("subscriptions:preferences", site_url, urlconf)
         self._unsubscribe_signer = _key_signer(SALT_UNSUBSCRIBE, secret)
         self._preferences_signer = _key_signer(SALT_PREFERENCES, secret)
+        self._view_signer = _key_signer(SALT_VIEW, secret)
 
     def unsubscribe(self, subscriber: Subscriber) -> str:
         before, after = self._unsubscribe
@@ -203,6 +205,9 @@ class KeyLinks:
     def preferences(self, subscriber: Subscriber) -> str:
         before, after = self._preferences
         return before + self._preferences_signer.sign(subscriber.key) + after
+
+    def view_token(self, subscriber: Subscriber) -> str:
+        return self._view_signer.sign(subscriber.key)
 
 
 # --- Feedback links --------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from newsletter.services import pacing, rate
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
 from newsletter.services.single_sends import chunk_single
 from subscriptions.addresses import email_problem
-from subscriptions.links import KeyLinks, view_token
+from subscriptions.links import KeyLinks
 from subscriptions.selectors import subscribers_sendable
 
 logger = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ def digest_message(
             PREFERENCES_URL: key_links.preferences(delivery.subscriber),
             # One signed token for all of the recipient's 👍/👎 links (subscriptions.links).
             FEEDBACK_URL: links.base(delivery.subscriber.key),
-            VIEW_TOKEN: view_token(delivery.subscriber),
+            VIEW_TOKEN: key_links.view_token(delivery.subscriber),
             SCHEDULE: _schedule_words(delivery.subscriber),
         }
         message.merge_headers[address] = {"List-Unsubscribe": f"<{unsubscribe}>"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import urljoin
 
 import httpx
@@ -28,6 +29,7 @@ from subscriptions.links import (
     feedback_url,
     preferences_url,
     unsubscribe_url,
+    view_token,
 )
 from subscriptions.models import Feedback, Profile
 from tests.factories import PaperFactory, SubscriberFactory
@@ -53,11 +55,14 @@ def paper():
 
 def test_its_link_is_the_readers_token_then_the_paper_and_the_vote(subscriber, paper):
     for value, word in ((1, "more"), (-1, "less")):
-        url = feedback_url(subscriber, paper.pk, value)
+        # One instant for both links: the reader's token carries the second it was signed in.
+        with time_machine.travel(time.time(), tick=False):
+            url = feedback_url(subscriber, paper.pk, value)
+            base = feedback_base_url(subscriber)
         match = re.fullmatch(rf"https?://[^/]+/f/([\w:-]+)/{paper.pk}/{word}", url)
         assert match, url
         assert feedback_reader_token_read(match.group(1)) == str(subscriber.key)
-        assert url == feedback_base_url(subscriber) + feedback_path(paper.pk, value)
+        assert url == base + feedback_path(paper.pk, value)
         # The route the view answers on, built the same way.
         assert path_of(url) == reverse(
             "subscriptions:feedback-vote", args=[match.group(1), paper.pk, word]
@@ -83,6 +88,7 @@ def test_its_chunk_links_are_the_link_functions_own(subscriber, settings):
     chunk = KeyLinks()
     assert chunk.unsubscribe(subscriber) == unsubscribe_url(subscriber)
     assert chunk.preferences(subscriber) == preferences_url(subscriber)
+    assert chunk.view_token(subscriber) == view_token(subscriber)
     assert chunk.unsubscribe(subscriber) != chunk.preferences(subscriber)
     settings.SECRET_KEY = "another-secret-" + "y" * 40  # a new secret: new links made after it
     assert KeyLinks().unsubscribe(subscriber) == unsubscribe_url(subscriber)
