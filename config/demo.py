@@ -76,7 +76,7 @@ def _batch_filled(day, path: Path):
     from digests.models import DailyBatch
     from digests.services import batch_ingest
 
-    batch = DailyBatch.objects.filter(date=day).first()
+    batch = DailyBatch.objects.daily().filter(date=day).first()
     if batch is not None and batch.entry_count:
         return batch, "already there"
     report = batch_ingest(day=day, path=path)

@@ -428,6 +428,7 @@ def _moved(order: list[int], move: str) -> list[int]:
 class DailyBatchAdmin(admin.ModelAdmin):
     list_display = [
         "date",
+        "kind",
         "status",
         "paper_count",
         "visible_count",
@@ -437,11 +438,12 @@ class DailyBatchAdmin(admin.ModelAdmin):
         "fetched_at",
         "approved_by",
     ]
-    list_filter = ["status", "source"]
+    list_filter = ["kind", "status", "source"]
     date_hierarchy = "date"
     actions = ["approve", "refetch"]
     readonly_fields = [
         "date",
+        "kind",
         "status",
         "source",
         "fetched_at",
@@ -580,6 +582,10 @@ class DailyBatchAdmin(admin.ModelAdmin):
         # Synchronous on purpose: the editor waits for the answer (the HTTP client has
         # timeouts and a bounded number of retries).
         for batch in queryset:
+            if batch.is_weekly:
+                note = "is composed from the week's daily batches: re-fetch those days"
+                self.message_user(request, f"{batch}: {note}", messages.WARNING)
+                continue
             report = batch_ingest(day=batch.date)
             self.log_change(request, batch, f"Re-fetched: {report.summary()}")
             level = messages.ERROR if report.failed else messages.SUCCESS

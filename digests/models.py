@@ -100,8 +100,23 @@ class PaperTopic(models.Model):
         return f"{self.paper.arxiv_id} -> {self.topic.slug}"
 
 
+class BatchQuerySet(models.QuerySet):
+    def daily(self) -> BatchQuerySet:
+        """Upstream's days only: what ingest fills, the archive shows and the day's send sends."""
+        return self.filter(kind=DailyBatch.Kind.DAILY)
+
+
 class DailyBatch(models.Model):
-    """The papers that trended on one day: what editors curate and the newsletter sends."""
+    """The papers that trended on one day: what editors curate and the newsletter sends.
+
+    A weekly batch (kind "weekly") is the week to its date: the visible papers of the approved
+    daily batches of those seven days, composed once by digests.weekly for the readers who
+    chose a weekly email, and sent as an issue of its own.
+    """
+
+    class Kind(models.TextChoices):
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -110,7 +125,12 @@ class DailyBatch(models.Model):
         FAILED = "failed", "Failed"
         EMPTY = "empty", "Empty"
 
-    date = models.DateField(unique=True)
+    date = models.DateField(
+        help_text="The day upstream trended the papers; a weekly batch's last day."
+    )
+    kind = models.CharField(
+        max_length=6, choices=Kind.choices, default=Kind.DAILY, db_default=Kind.DAILY
+    )
     source = models.CharField(max_length=20, blank=True, help_text="Source of the last fetch.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     fetched_at = models.DateTimeField(null=True, blank=True)
@@ -144,12 +164,23 @@ class DailyBatch(models.Model):
     reordered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = BatchQuerySet.as_manager()
+
     class Meta:
-        ordering = ["-date"]
+        ordering = ["-date", "kind"]
         verbose_name_plural = "daily batches"
+        constraints = [
+            models.UniqueConstraint(fields=["date", "kind"], name="one_batch_per_day_and_kind"),
+        ]
 
     def __str__(self) -> str:
+        if self.kind == self.Kind.WEEKLY:
+            return f"Week to {self.date} ({self.status})"
         return f"{self.date} ({self.status})"
+
+    @property
+    def is_weekly(self) -> bool:
+        return self.kind == self.Kind.WEEKLY
 
 
 class BatchEntry(models.Model):

@@ -10,7 +10,8 @@ PREVIEW_STATUSES = (DailyBatch.Status.DRAFT, DailyBatch.Status.APPROVED, DailyBa
 def batch_latest_with_papers(*, statuses=PREVIEW_STATUSES) -> DailyBatch | None:
     """The most recent batch that has at least one visible paper."""
     return (
-        DailyBatch.objects.filter(status__in=statuses, entries__hidden=False)
+        DailyBatch.objects.daily()
+        .filter(status__in=statuses, entries__hidden=False)
         .order_by("-date")
         .distinct()
         .first()

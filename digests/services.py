@@ -273,7 +273,7 @@ def batch_ingest(
 def _batch_store(
     *, day: dt.date, result: FetchResult, report: IngestReport, started_at: dt.datetime
 ) -> None:
-    batch, _ = DailyBatch.objects.get_or_create(date=day)
+    batch, _ = DailyBatch.objects.get_or_create(date=day, kind=DailyBatch.Kind.DAILY)
     # Two runs for one day (beat and an editor's command) take turns here.
     batch = DailyBatch.objects.select_for_update().get(pk=batch.pk)
     papers: list[Paper] = []

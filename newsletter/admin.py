@@ -331,6 +331,7 @@ RATES = ("bounced", "complained", "opened", "clicked")
 class IssueAdmin(admin.ModelAdmin):
     list_display = [
         "batch_date",
+        "kind",
         "status",
         "recipient_count",
         *(f"count_{name}" for name in STAT_COUNTS),
@@ -338,7 +339,7 @@ class IssueAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
     ]
-    list_filter = ["status"]
+    list_filter = ["batch__kind", "status"]
     readonly_fields = [
         "batch",
         "status",
@@ -368,6 +369,11 @@ class IssueAdmin(admin.ModelAdmin):
     @admin.display(description="date", ordering="batch__date")
     def batch_date(self, issue: Issue):
         return issue.batch.date
+
+    @admin.display(description="kind", ordering="batch__kind")
+    def kind(self, issue: Issue) -> str:
+        """Daily, or weekly: the week to its date, for the readers who chose a weekly email."""
+        return issue.batch.get_kind_display()
 
     @admin.display(description="provider")
     def provider(self, issue: Issue) -> str:

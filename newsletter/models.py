@@ -34,6 +34,8 @@ class Issue(models.Model):
         ordering = ["-batch__date"]
 
     def __str__(self) -> str:
+        if self.batch.is_weekly:
+            return f"Weekly digest to {self.batch.date:%Y-%m-%d}"
         return f"Digest of {self.batch.date:%Y-%m-%d}"
 
 

@@ -18,7 +18,6 @@ import functools
 import html
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import date
 from functools import cached_property
 
 import css_inline
@@ -70,16 +69,23 @@ class RenderedDigest:
     text: MergeBody
 
 
-def archive_url(day: date) -> str:
-    return settings.SITE_URL + reverse("newsletter:archive-day", args=[day.isoformat()])
+def archive_path(batch: DailyBatch) -> str:
+    """The batch's public page: the day's, or the week's for a weekly batch."""
+    name = "newsletter:archive-week" if batch.is_weekly else "newsletter:archive-day"
+    return reverse(name, args=[batch.date.isoformat()])
+
+
+def archive_url(batch: DailyBatch) -> str:
+    return settings.SITE_URL + archive_path(batch)
 
 
 _VIEW_TOKEN_SPOT = "TOKEN"  # noqa: S105 - stands where the merge field goes
 
 
-def view_url_field(day: date) -> str:
-    """The day's "View in browser" URL around the recipient's view token merge field."""
-    path = reverse("newsletter:archive-yours", args=[day.isoformat(), _VIEW_TOKEN_SPOT])
+def view_url_field(batch: DailyBatch) -> str:
+    """The batch's "View in browser" URL around the recipient's view token merge field."""
+    name = "newsletter:archive-week-yours" if batch.is_weekly else "newsletter:archive-yours"
+    path = reverse(name, args=[batch.date.isoformat(), _VIEW_TOKEN_SPOT])
     return settings.SITE_URL + path.replace(_VIEW_TOKEN_SPOT, merge_field(VIEW_TOKEN))
 
 
@@ -155,9 +161,10 @@ class IssueRenderer:
     def _shells(self) -> tuple[str, str]:
         context = {
             "day": self.batch.date,
+            "weekly": self.batch.is_weekly,
             "css": self.css,
-            "archive_url": archive_url(self.batch.date),
-            "view_url_field": view_url_field(self.batch.date),
+            "archive_url": archive_url(self.batch),
+            "view_url_field": view_url_field(self.batch),
             # The same for everyone, so part of the shell rendered once per issue.
             "editorial_html": editorial_html(self.batch.intro, paragraph_class="editorial"),
             "editorial_text": editorial_text(self.batch.intro),
@@ -217,7 +224,7 @@ class IssueRenderer:
         if code == ranking.LIKED_REASON:
             title = Truncator(args[1] if len(args) > 1 else "").chars(LIKED_TITLE_CHARS)
             return f"Because you liked \u201c{title}\u201d" if title else "Like papers you liked"
-        return "Trending today"
+        return "Trending this week" if self.batch.is_weekly else "Trending today"
 
     def _topics_reason(self, topic_ids: list[int]) -> str:
         names = [self.topic_names[t] for t in topic_ids if t in self.topic_names]
@@ -271,7 +278,11 @@ class IssueRenderer:
             text_blocks += (block_text, _PARAGRAPH)
         titles = [self.papers[pid].title for pid, _ in chosen]
         preheader = " · ".join(titles[1:4]) or titles[0]
-        intro = f"{len(chosen)} trending paper{'s' if len(chosen) != 1 else ''} picked for you."
+        plural = "s" if len(chosen) != 1 else ""
+        if self.batch.is_weekly:
+            intro = f"{len(chosen)} paper{plural} of the week picked for you."
+        else:
+            intro = f"{len(chosen)} trending paper{plural} picked for you."
         (h_start, h_preheader, h_intro, h_end), (t_start, t_intro, t_end) = self._shell_pieces
         rendered = RenderedDigest(
             subject=self._subject(chosen[0][0], len(chosen)),
@@ -295,8 +306,9 @@ class IssueRenderer:
         return rendered
 
     def _subject(self, top_paper_id: int, papers: int) -> str:
-        # "Tue 12 Mar: <top title> + 9 more". Titles are stored without CR/LF or control
-        # characters, so nothing from upstream can add a header line. The cut title is kept
+        # "Tue 12 Mar: <top title> + 9 more" ("Week to Fri 15 Mar: ..." for a weekly). Titles
+        # are stored without CR/LF or control characters, so nothing from upstream can add a
+        # header line. The cut title is kept
         # per paper: Truncator took a third of the time of assembling an email.
         top = self._subject_titles.get(top_paper_id)
         if top is None:
@@ -304,7 +316,8 @@ class IssueRenderer:
             top = Truncator(" ".join(title.split())).chars(SUBJECT_TITLE_CHARS)
             self._subject_titles[top_paper_id] = top
         more = f" + {papers - 1} more" if papers > 1 else ""
-        return f"{self.batch.date:%a %-d %b}: {top}{more}"
+        week = "Week to " if self.batch.is_weekly else ""
+        return f"{week}{self.batch.date:%a %-d %b}: {top}{more}"
 
 
 _NEWLINE = merge_split("\n")  # between two HTML blocks

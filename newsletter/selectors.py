@@ -9,22 +9,23 @@ from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from digests.models import BatchEntry
+from digests.models import BatchEntry, DailyBatch
 from newsletter.models import Delivery, Issue, TrackingEvent
 from subscriptions.models import Subscriber
 
 
-def issues_published() -> QuerySet[Issue]:
-    """Issues that went out, newest first: what the public archive shows."""
+def issues_published(*, kind: str = DailyBatch.Kind.DAILY) -> QuerySet[Issue]:
+    """Issues that went out, newest first: the daily ones are what the public archive and its
+    feeds list (a weekly issue repeats their papers; it has a page of its own)."""
     return (
-        Issue.objects.filter(status__in=[Issue.Status.SENDING, Issue.Status.SENT])
+        Issue.objects.filter(status__in=[Issue.Status.SENDING, Issue.Status.SENT], batch__kind=kind)
         .select_related("batch")
         .order_by("-batch__date")
     )
 
 
-def issue_published_for_day(day: date) -> Issue | None:
-    return issues_published().filter(batch__date=day).first()
+def issue_published_for_day(day: date, *, kind: str = DailyBatch.Kind.DAILY) -> Issue | None:
+    return issues_published(kind=kind).filter(batch__date=day).first()
 
 
 def issue_papers(issue: Issue) -> list[BatchEntry]:
@@ -43,6 +44,7 @@ def topic_days_published(topic, *, days: int) -> list[tuple[Issue, list[BatchEnt
     entries = (
         BatchEntry.objects.filter(
             batch__issue__status__in=[Issue.Status.SENDING, Issue.Status.SENT],
+            batch__kind=DailyBatch.Kind.DAILY,
             hidden=False,
             paper__topics=topic,
         )
@@ -259,14 +261,17 @@ def _next_send_at(now: datetime) -> datetime | None:
 
 
 def editor_today(*, now: datetime | None = None) -> EditorToday:
-    from digests.models import DailyBatch
-
     now = now or timezone.now()
     today = timezone.localdate(now)
-    batch = DailyBatch.objects.filter(date=today).first()
+    batch = DailyBatch.objects.daily().filter(date=today).first()
     issue = Issue.objects.filter(batch=batch).first() if batch else None
     next_send_at = _next_send_at(now)
-    last_issue = issues_with_counts().filter(batch__date__lt=today).order_by("-batch__date").first()
+    last_issue = (
+        issues_with_counts()
+        .filter(batch__date__lt=today, batch__kind=DailyBatch.Kind.DAILY)
+        .order_by("-batch__date")
+        .first()
+    )
     todo = []
     if batch is None:
         todo.append("Today's papers are not fetched yet: re-fetch from the batch list.")

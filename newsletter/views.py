@@ -12,7 +12,7 @@ from django.utils.feedgenerator import Atom1Feed
 from django.views.decorators.cache import never_cache
 
 from digests.editorial import editorial_html
-from digests.models import Topic
+from digests.models import DailyBatch, Topic
 from newsletter.composition import (
     FEEDBACK_URL,
     PREFERENCES_URL,
@@ -22,7 +22,7 @@ from newsletter.composition import (
     merge_fields_apply,
 )
 from newsletter.models import Delivery, IssueContent
-from newsletter.rendering import IssueRenderer, schedule_words
+from newsletter.rendering import IssueRenderer, archive_path, schedule_words
 from newsletter.selectors import (
     issue_papers,
     issue_published_for_day,
@@ -44,17 +44,19 @@ def archive_index(request: HttpRequest) -> HttpResponse:
     return render(request, "newsletter/archive_index.html", {"issues": issues, "topics": topics})
 
 
-def archive_day(request: HttpRequest, day: str) -> HttpResponse:
+def archive_day(request: HttpRequest, day: str, kind: str = DailyBatch.Kind.DAILY) -> HttpResponse:
+    """A published issue's papers for everyone: the day's, or the week's to that day."""
     try:
         parsed = date.fromisoformat(day)
     except ValueError:
         raise Http404("Not a date") from None
-    issue = issue_published_for_day(parsed)
+    issue = issue_published_for_day(parsed, kind=kind)
     if issue is None:
         raise Http404("No digest was published that day")
     context = {
         "issue": issue,
         "day": parsed,
+        "weekly": issue.batch.is_weekly,
         "intro": editorial_html(issue.batch.intro),
         "entries": issue_papers(issue),
     }
@@ -62,8 +64,10 @@ def archive_day(request: HttpRequest, day: str) -> HttpResponse:
 
 
 @never_cache
-def archive_yours(request: HttpRequest, day: str, token: str) -> HttpResponse:
-    """ "View in browser": the reader's own email of that day, as it was sent to them.
+def archive_yours(
+    request: HttpRequest, day: str, token: str, kind: str = DailyBatch.Kind.DAILY
+) -> HttpResponse:
+    """ "View in browser": the reader's own email of that day (or week), as it was sent.
 
     The link carries a view token (its own salt), so it shows this reader's digests and lets
     nothing change: the preference and unsubscribe links of the page lead to "Email me my
@@ -75,9 +79,9 @@ def archive_yours(request: HttpRequest, day: str, token: str) -> HttpResponse:
         parsed = date.fromisoformat(day)
         key = key_token_read(token, salt=SALT_VIEW)
     except (ValueError, TokenInvalid):
-        return _not_yours(request, day, status=400)
+        return _not_yours(request, day, kind, status=400)
     subscriber = Subscriber.objects.filter(key=key).first()
-    issue = issue_published_for_day(parsed)
+    issue = issue_published_for_day(parsed, kind=kind)
     delivery = (
         Delivery.objects.filter(issue=issue, subscriber=subscriber)
         .exclude(content_key="")
@@ -92,11 +96,11 @@ def archive_yours(request: HttpRequest, day: str, token: str) -> HttpResponse:
         else None
     )
     if content is None:
-        return _not_yours(request, day, status=404)
+        return _not_yours(request, day, kind, status=404)
     try:
         rendered = IssueRenderer(issue.batch).render(content.selection)
     except ValueError:  # every paper of it hidden since
-        return _not_yours(request, day, status=404)
+        return _not_yours(request, day, kind, status=404)
     my_link = settings.SITE_URL + reverse("subscriptions:link-request")
     personal = {
         UNSUBSCRIBE_URL: my_link,
@@ -114,12 +118,12 @@ def archive_yours(request: HttpRequest, day: str, token: str) -> HttpResponse:
     return response
 
 
-def _not_yours(request: HttpRequest, day: str, *, status: int) -> HttpResponse:
+def _not_yours(request: HttpRequest, day: str, kind: str, *, status: int) -> HttpResponse:
     try:
-        public = issue_published_for_day(date.fromisoformat(day)) is not None
+        issue = issue_published_for_day(date.fromisoformat(day), kind=kind)
     except ValueError:
-        public = False
-    context = {"day": day if public else None}
+        issue = None
+    context = {"public_url": archive_path(issue.batch) if issue is not None else None}
     return render(request, "newsletter/not_yours.html", context, status=status)
 
 

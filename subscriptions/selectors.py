@@ -8,6 +8,7 @@ from typing import NamedTuple
 from django.db.models import FilteredRelation, Q, QuerySet
 from django.utils import timezone
 
+from subscriptions import schedule
 from subscriptions.models import Feedback, Profile, Subscriber, Suppression
 from subscriptions.profiles import normalize_keyword, normalize_name
 
@@ -77,6 +78,7 @@ def profiles_for_ranking(
     vector_model: str | None = None,
     subscriber_id: int | None = None,
     subscriber_ids: list[int] | None = None,
+    weekly: bool | None = None,
 ) -> Iterator[RankingProfile]:
     """Every sendable subscriber with their profile, in id order, streamed.
 
@@ -89,6 +91,8 @@ def profiles_for_ranking(
     subscriber_id: only that subscriber (a preview), whether or not they may be mailed now.
     subscriber_ids: only those of these who may be mailed (the readers a due tick serves; the
     tick has judged their pause against their slot's local date).
+    weekly: with neither of those, only the readers who chose a weekly email (True) or only
+    the others (False): an editor's send of a weekly or of a daily batch.
     """
     if vector_model is None:
         from digests.embedding import MODEL_NAME as vector_model
@@ -98,6 +102,9 @@ def profiles_for_ranking(
         subscribers = subscribers_mailable().filter(pk__in=subscriber_ids)
     else:
         subscribers = subscribers_sendable()
+        if weekly is not None:
+            chose_weekly = Q(frequency=schedule.WEEKLY)
+            subscribers = subscribers.filter(chose_weekly if weekly else ~chose_weekly)
     profiles = subscribers.order_by("id").values_list(
         "id",
         "profile__interest_vector",

@@ -263,6 +263,7 @@ def welcome_context(subscriber: Subscriber) -> dict[str, Any]:
         "first_digest": first.astimezone(ZoneInfo(rhythm.zone)).replace(tzinfo=None),
         "time_zone": rhythm.zone,
         "papers_per_email": subscriber.papers_per_email,
+        "weekly": rhythm.frequency == schedule.WEEKLY,
         "topics": list(subscriber.topics.order_by("position", "name")),
         "interests": profile.interests if profile else "",
         "preferences_url": preferences_url(subscriber),

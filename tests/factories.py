@@ -74,9 +74,10 @@ class PaperFactory(factory.django.DjangoModelFactory):
 class DailyBatchFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = DailyBatch
-        django_get_or_create = ["date"]
+        django_get_or_create = ["date", "kind"]
 
     date = factory.Sequence(lambda n: dt.date(2026, 1, 1) + dt.timedelta(days=n))
+    kind = DailyBatch.Kind.DAILY
     source = "file"
     status = DailyBatch.Status.DRAFT
 

@@ -170,7 +170,7 @@ def issue_send_everyone(*, issue: Issue) -> int:
 def digest_send_for_day(*, day: date) -> Issue | None:
     """Send the approved batch of `day` to everyone, once each. None when there is no
     approved batch. Readers the due tick already gave this batch are not sent it again."""
-    batch = DailyBatch.objects.filter(date=day).first()
+    batch = DailyBatch.objects.daily().filter(date=day).first()
     if batch is None or batch.status not in {DailyBatch.Status.APPROVED, DailyBatch.Status.SENT}:
         logger.info("no approved batch to send", extra={"day": day.isoformat()})
         return None

@@ -134,12 +134,15 @@ def readers_for(
     *,
     subscriber_id: int | None = None,
     subscriber_ids: list[int] | None = None,
+    weekly: bool | None = None,
 ) -> Iterator[ranking.Reader]:
-    """Every sendable subscriber (or one, or those of `subscriber_ids`) as the ranking reads
-    them."""
+    """Every sendable subscriber (or one, or those of `subscriber_ids`; or only the weekly
+    readers, or only the others) as the ranking reads them."""
     cap = settings.DIGEST_MAX_PAPERS  # the operator's ceiling on any reader's choice
     no_papers: frozenset[int] = frozenset()
-    profiles = profiles_for_ranking(subscriber_id=subscriber_id, subscriber_ids=subscriber_ids)
+    profiles = profiles_for_ranking(
+        subscriber_id=subscriber_id, subscriber_ids=subscriber_ids, weekly=weekly
+    )
     for profile in profiles:
         interest = None
         if profile.interest_vector is not None:
@@ -289,27 +292,32 @@ def papers_already_sent(
     if not earlier:
         return {}
     wanted = set(paper_ids)
+    rows = Delivery.objects.filter(
+        issue_id__in=earlier, status__in=SENT_LIKE, subscriber__isnull=False
+    ).values_list("subscriber_id", "content_key")
+    contents = IssueContent.objects.filter(issue_id__in=earlier)
+    if subscriber_id is None and subscriber_ids is None:
+        received = rows.iterator(chunk_size=10_000)
+    else:
+        # A few readers (a tick's chunk, a preview): only the contents they got are read, not
+        # every content of the earlier issues (a weekly batch's papers span a week of them).
+        if subscriber_id is not None:
+            rows = rows.filter(subscriber_id=subscriber_id)
+        if subscriber_ids is not None:
+            rows = rows.filter(subscriber_id__in=subscriber_ids)
+        received = list(rows)
+        contents = contents.filter(key__in={key for _, key in received})
     # A content key is a hash of the selection, so it means the same papers in every issue.
     repeated: dict[str, frozenset[int]] = {}  # content key -> this batch's papers in it
-    contents = IssueContent.objects.filter(issue_id__in=earlier).values_list("key", "selection")
-    for key, selection in contents.iterator(chunk_size=2000):
+    for key, selection in contents.values_list("key", "selection").iterator(chunk_size=2000):
         papers = frozenset(pid for pid, _ in selection if pid in wanted)
         if papers:
             repeated[key] = papers
     if not repeated:
         return {}
-    rows = Delivery.objects.filter(
-        issue_id__in=earlier, status__in=SENT_LIKE, subscriber__isnull=False
-    )
-    if subscriber_id is not None:
-        rows = rows.filter(subscriber_id=subscriber_id)
-    if subscriber_ids is not None:
-        rows = rows.filter(subscriber_id__in=subscriber_ids)
     shared: dict[frozenset[int], frozenset[int]] = {}
     sent: dict[int, frozenset[int]] = {}
-    for subscriber, key in rows.values_list("subscriber_id", "content_key").iterator(
-        chunk_size=10_000
-    ):
+    for subscriber, key in received:
         papers = repeated.get(key)
         if papers is None:
             continue
@@ -369,14 +377,18 @@ def issue_plan(
     subscriber_ids: list[int] | None = None,
     the_day: ranking.Day | None = None,
 ) -> Plan:
-    """Who gets which papers: one row per sendable subscriber (skipped when nothing matches),
-    or per sendable one of `subscriber_ids` (the readers a due tick serves). the_day: the
-    batch's papers when the caller already has them (a tick plans one batch chunk by chunk)."""
+    """Who gets which papers: one row per sendable subscriber of the batch's kind (a weekly
+    batch's readers chose a weekly email, a daily one's did not; skipped when nothing
+    matches), or per sendable one of `subscriber_ids` (the readers a due tick serves).
+    the_day: the batch's papers when the caller already has them (a tick plans one batch
+    chunk by chunk)."""
     the_day = the_day or batch_day(batch)
     plan = Plan()
     paper_ids = [int(p) for p in the_day.paper_ids]
     excluded = papers_already_sent(batch, paper_ids, subscriber_ids=subscriber_ids)
-    selections = selections_plan(the_day, readers_for(excluded, subscriber_ids=subscriber_ids))
+    audience = None if subscriber_ids is not None else batch.is_weekly
+    readers = readers_for(excluded, subscriber_ids=subscriber_ids, weekly=audience)
+    selections = selections_plan(the_day, readers)
     # Readers ranked alike share one selection object: each is hashed once. The entry holds the
     # object, so its id is not reused while it is here; bounded, so distinct selections are
     # not all kept alive (a shared one is at worst hashed again after a clear).

@@ -3,10 +3,11 @@
 A reader is due when their ``next_due_at`` (subscriptions.schedule) has passed. The tick reads
 due readers through ``subscriber_due_idx`` a chunk at a time, so its cost follows the readers
 who are due, never the ones who are not yet. Each due reader gets the latest approved batch
-they have not had: they join that batch's issue as a Delivery row marked with their period
-(their slot's local date), and their ``next_due_at`` moves to their next slot, in the same
-transaction. One row per reader and issue, and one per reader and period (both unique), so a
-tick run again after a crash, a missed tick caught up, or two ticks at once send nobody twice.
+they have not had (a weekly reader: the week to it, ``digests.weekly``): they join that
+batch's issue as a Delivery row marked with their period (their slot's local date), and their
+``next_due_at`` moves to their next slot, in the same transaction. One row per reader and
+issue, and one per reader and period (both unique), so a tick run again after a crash, a
+missed tick caught up, or two ticks at once send nobody twice.
 
 A due reader for whom nothing new is approved yet keeps their ``next_due_at``: they stay due,
 and the first tick after an approval sends them the new batch at once, not at their next slot.
@@ -27,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from digests.models import DailyBatch
+from digests.weekly import week_batch
 from newsletter import ranking
 from newsletter.models import Delivery, Issue, TickMark
 from newsletter.services.issues import issue_for_batch, issue_join
@@ -46,8 +48,10 @@ TICK_LOCK = 0x5061_7065_7254  # pg advisory lock key: one tick at a time
 
 @dataclass
 class TickReport:
-    batch_id: int | None = None
-    issue_id: int | None = None
+    batch_id: int | None = None  # the latest approved daily batch
+    issue_id: int | None = None  # its issue
+    weekly_batch_id: int | None = None  # the week to it, when weekly readers were served
+    weekly_issue_id: int | None = None
     due: int = 0  # due readers looked at
     joined: int = 0  # rows written (to be sent, or skipped: nothing matched)
     waiting: int = 0  # due, but nothing new approved for them yet
@@ -73,7 +77,8 @@ class _Due:
 def latest_batch() -> DailyBatch | None:
     """The newest approved (or already sent) batch whose issue an editor did not cancel."""
     return (
-        DailyBatch.objects.filter(status__in=[DailyBatch.Status.APPROVED, DailyBatch.Status.SENT])
+        DailyBatch.objects.daily()
+        .filter(status__in=[DailyBatch.Status.APPROVED, DailyBatch.Status.SENT])
         .exclude(issue__status=Issue.Status.CANCELLED)
         .order_by("-date")
         .first()
@@ -145,9 +150,38 @@ def _advance(readers: list[_Due], now: datetime) -> None:
     )
 
 
-def _tick_chunk(
-    chunk: list[_Due], *, now: datetime, batch: DailyBatch | None, the_day, report: TickReport
-) -> None:
+class _Source:
+    """A batch the tick serves readers from, with its issue and papers read on first need:
+    the latest approved daily batch, or the week to it (digests.weekly) for weekly readers."""
+
+    def __init__(self, batch: DailyBatch) -> None:
+        self.batch = batch
+        self.issue_id = Issue.objects.filter(batch=batch).values_list("pk", flat=True).first()
+        self._day: ranking.Day | None = None
+
+    @property
+    def day(self) -> ranking.Day:
+        if self._day is None:
+            self._day = batch_day(self.batch)  # once per tick, only when someone is due
+        return self._day
+
+
+class _Sources:
+    """The daily source, and the weekly one composed the first time a weekly reader needs it."""
+
+    def __init__(self, daily: DailyBatch | None) -> None:
+        self.daily = _Source(daily) if daily is not None else None
+        self._weekly: _Source | None = None
+
+    def for_readers(self, weekly: bool) -> _Source:
+        if not weekly:
+            return self.daily
+        if self._weekly is None:
+            self._weekly = _Source(week_batch(end=self.daily.batch))
+        return self._weekly
+
+
+def _tick_chunk(chunk: list[_Due], *, now: datetime, sources: _Sources, report: TickReport) -> None:
     ids = [r.subscriber_id for r in chunk]
     mailable = set(subscribers_mailable().filter(pk__in=ids).values_list("pk", flat=True))
     paused = {
@@ -157,56 +191,75 @@ def _tick_chunk(
     }
     gone = [r for r in chunk if r.subscriber_id not in mailable or r.subscriber_id in paused]
     wanting = [r for r in chunk if r.subscriber_id in mailable and r.subscriber_id not in paused]
-    if batch is not None:
+    fresh = []
+    if sources.daily is not None:
         # Too old a batch is nobody's digest of the day: those readers wait for a new one.
-        fresh = [r for r in wanting if batch.date >= r.local_day - timedelta(days=FRESH_DAYS)]
-    else:
-        fresh = []
-    plan = None
-    if fresh:
-        plan = issue_plan(
-            batch=batch, subscriber_ids=[r.subscriber_id for r in fresh], the_day=the_day
-        )
+        latest = sources.daily.batch.date
+        fresh = [r for r in wanting if latest >= r.local_day - timedelta(days=FRESH_DAYS)]
+    waiting = len(wanting) - len(fresh)
+    # Weekly readers get the week to the latest batch; the others the latest batch.
+    groups = []
+    for weekly in (False, True):
+        readers = [r for r in fresh if (r.rhythm.frequency == schedule.WEEKLY) == weekly]
+        if readers:
+            source = sources.for_readers(weekly)
+            plan = issue_plan(
+                batch=source.batch,
+                subscriber_ids=[r.subscriber_id for r in readers],
+                the_day=source.day,
+            )
+            groups.append((source, readers, plan))
     with transaction.atomic():
         served: list[_Due] = []
-        waiting = len(wanting) - len(fresh)
-        if fresh:
-            if report.issue_id is None:
-                report.issue_id = issue_for_batch(batch=batch).pk
-            issue = Issue.objects.select_for_update().get(pk=report.issue_id)
-            fresh_ids = [r.subscriber_id for r in fresh]
-            in_issue = set(
-                Delivery.objects.filter(issue=issue, subscriber_id__in=fresh_ids).values_list(
-                    "subscriber_id", flat=True
-                )
-            )
-            periods = {r.subscriber_id: r.period for r in fresh}
-            period_taken = {
-                s
-                for s, p in Delivery.objects.filter(
-                    subscriber_id__in=fresh_ids, period__in=set(periods.values())
-                ).values_list("subscriber_id", "period")
-                if periods.get(s) == p
-            }
-            # Got this batch already (and nothing newer exists): they wait for the next one.
-            # Their period served by an earlier batch (a changed hour, the same local day):
-            # they move on.
-            waiting += len(in_issue - period_taken)
-            gone += [r for r in fresh if r.subscriber_id in period_taken]
-            served = [r for r in fresh if r.subscriber_id not in in_issue | period_taken]
-            if served:
-                report.joined += issue_join(
-                    issue=issue,
-                    plan=plan,
-                    periods=periods,
-                    already_in=in_issue | period_taken,
-                )
+        for source, readers, plan in groups:
+            joined, stay, moved = _join(source, readers, plan, report)
+            served += joined
+            waiting += stay
+            gone += moved
         # A served reader nothing matched has a skipped row for the period: nothing is sent
         # on a day with nothing for them (unless they asked for the day's top papers).
         _advance(served + gone, now)
     report.due += len(chunk)
     report.waiting += waiting
     report.moved_on += len(gone)
+
+
+def _join(
+    source: _Source, readers: list[_Due], plan, report: TickReport
+) -> tuple[list[_Due], int, list[_Due]]:
+    """Readers of a planned chunk join the source's issue; in the caller's transaction.
+    Returns (served, how many wait for a newer batch, those whose period is served)."""
+    if source.issue_id is None:
+        source.issue_id = issue_for_batch(batch=source.batch).pk
+    issue = Issue.objects.select_for_update().get(pk=source.issue_id)
+    ids = [r.subscriber_id for r in readers]
+    in_issue = set(
+        Delivery.objects.filter(issue=issue, subscriber_id__in=ids).values_list(
+            "subscriber_id", flat=True
+        )
+    )
+    periods = {r.subscriber_id: r.period for r in readers}
+    period_taken = {
+        s
+        for s, p in Delivery.objects.filter(
+            subscriber_id__in=ids, period__in=set(periods.values())
+        ).values_list("subscriber_id", "period")
+        if periods.get(s) == p
+    }
+    # Got this batch already (and nothing newer exists): they wait for the next one. Their
+    # period served by an earlier batch (a changed hour, the same local day): they move on.
+    waiting = len(in_issue - period_taken)
+    moved = [r for r in readers if r.subscriber_id in period_taken]
+    served = [r for r in readers if r.subscriber_id not in in_issue | period_taken]
+    if served:
+        report.joined += issue_join(
+            issue=issue, plan=plan, periods=periods, already_in=in_issue | period_taken
+        )
+    if source.batch.is_weekly:
+        report.weekly_batch_id, report.weekly_issue_id = source.batch.pk, source.issue_id
+    else:
+        report.issue_id = source.issue_id
+    return served, waiting, moved
 
 
 def due_tick(*, now: datetime | None = None) -> TickReport:
@@ -222,15 +275,13 @@ def due_tick(*, now: datetime | None = None) -> TickReport:
         # The same batch as the last complete tick: readers due before it were all looked
         # at, and those still due are waiting for a newer batch.
         since = mark.covered_until if batch is not None and mark.batch_id == batch.pk else None
-        the_day: ranking.Day | None = None
+        sources = _Sources(batch)
         if batch is not None:
             report.batch_id = batch.pk
-            report.issue_id = Issue.objects.filter(batch=batch).values_list("pk", flat=True).first()
+            report.issue_id = sources.daily.issue_id
         after = None
         while chunk := _due_chunk(now=now, since=since, after=after):
-            if the_day is None and batch is not None:
-                the_day = batch_day(batch)  # once per tick, only when someone is due
-            _tick_chunk(chunk, now=now, batch=batch, the_day=the_day, report=report)
+            _tick_chunk(chunk, now=now, sources=sources, report=report)
             after = (chunk[-1].due_at, chunk[-1].subscriber_id)
         TickMark.objects.filter(pk=mark.pk).update(
             batch=batch, covered_until=max(now, mark.covered_until or now)

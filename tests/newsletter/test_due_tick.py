@@ -3,6 +3,7 @@ period, across a DST change, a late approval and missed ticks."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,7 @@ from digests.models import DailyBatch
 from newsletter.models import Delivery, Issue
 from newsletter.services.ticks import due_tick
 from subscriptions import schedule
+from subscriptions.services import subscriber_update_schedule
 from tests.factories import (
     BatchEntryFactory,
     DailyBatchFactory,
@@ -116,7 +118,7 @@ def test_it_sends_a_new_york_daily_reader_one_email_a_day_at_seven_across_the_ds
     assert [d.issue.batch.date for d in periods] == [
         date(2026, 10, 29) + timedelta(days=n) for n in range(7)
     ]
-    assert Issue.objects.count() == 7
+    assert Issue.objects.filter(batch__kind=DailyBatch.Kind.DAILY).count() == 7
     other = [m for m, emails in sent.items() for e in emails if e.to == [elsewhere.email]]
     assert {(m.astimezone(ZoneInfo("Asia/Kolkata")).hour) for m in other} == {9}
     assert len(other) == 7
@@ -125,7 +127,79 @@ def test_it_sends_a_new_york_daily_reader_one_email_a_day_at_seven_across_the_ds
     assert [m.astimezone(ZoneInfo("Asia/Tokyo")).isoformat() for m in tokyo] == [
         "2026-11-02T08:00:00+09:00"
     ]
-    assert {i.recipient_count for i in Issue.objects.all()} <= {2, 3}
+    assert {i.recipient_count for i in Issue.objects.filter(batch__kind="daily")} == {2}
+    # The weekly email is an issue of its own: the week to the latest batch, 1 November.
+    (week,) = Issue.objects.filter(batch__kind=DailyBatch.Kind.WEEKLY)
+    assert (week.batch.date, week.recipient_count) == (date(2026, 11, 1), 1)
+
+
+def test_a_tokyo_reader_weekly_on_mondays_gets_the_weeks_best_papers_none_already_had(
+    topic, django_capture_on_commit_callbacks
+):
+    """Frozen time over a whole week, New York leaving DST on its Sunday: a reader in Tokyo
+    who read daily until Tuesday, then chose weekly on Mondays at 08:00, gets one email on
+    Monday 08:00 JST with the week's best robotics papers across the week's batches, none
+    of the ones their daily emails already had, nothing off their topics."""
+    start = datetime(2026, 10, 25, 12, 0, tzinfo=UTC)  # Sunday
+    end = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # Monday, after 08:00 in Tokyo
+    vision = TopicFactory(name="Vision", slug="vision")
+    tokyo = reader(topic, zone="Asia/Tokyo", hour=8, start=start, papers_per_email=5)
+    new_york = reader(topic, zone="America/New_York", start=start)
+    # Robotics upvotes per weekday batch; each batch also has a much upvoted vision paper.
+    robotics = {
+        date(2026, 10, 26): [100, 95, 50],
+        date(2026, 10, 27): [99, 94, 49],
+        date(2026, 10, 28): [90, 20, 5],
+        date(2026, 10, 29): [80, 15, 4],
+        date(2026, 10, 30): [70, 60, 3],
+    }
+
+    def each_weekday(moment):  # each weekday's batch is approved at 03:00 UTC
+        day = moment.date()
+        if (moment.hour, moment.minute) == (3, 0) and day in robotics:
+            batch = batch_of(day, topic, upvotes=robotics[day])
+            paper = PaperFactory(title=f"{day} vision", upvotes=500)
+            tag(paper, vision)
+            BatchEntryFactory(batch=batch, paper=paper, rank=4)
+        if moment == datetime(2026, 10, 27, 12, 0, tzinfo=UTC):  # Tuesday evening in Tokyo
+            with time_machine.travel(moment, tick=False):
+                subscriber_update_schedule(subscriber=tokyo, frequency=schedule.WEEKLY, weekday=0)
+
+    sent = run_ticks(start, end, django_capture_on_commit_callbacks, before_tick=each_weekday)
+
+    to_tokyo = [(m, e) for m, emails in sent.items() for e in emails if tokyo.email in e.to]
+    at = [m.astimezone(ZoneInfo("Asia/Tokyo")) for m, _ in to_tokyo]
+    # Two daily emails (Monday's and Tuesday's batches, at the first tick after each was
+    # approved: 12:00 JST), then the weekly one on Monday 2 November at 08:00 JST.
+    assert [t.isoformat() for t in at] == [
+        "2026-10-26T12:00:00+09:00",
+        "2026-10-27T12:00:00+09:00",
+        "2026-11-02T08:00:00+09:00",
+    ]
+    weekly_email = to_tokyo[-1][1]
+    had = {title for _, e in to_tokyo[:2] for title in _titles(e)}
+    assert had == {f"{day} paper {r}" for day in list(robotics)[:2] for r in (1, 2, 3)}
+    # The week's five most upvoted robotics papers they did not have, from three batches.
+    assert _titles(weekly_email) == [
+        "2026-10-28 paper 1",
+        "2026-10-29 paper 1",
+        "2026-10-30 paper 1",
+        "2026-10-30 paper 2",
+        "2026-10-28 paper 2",
+    ]
+    assert weekly_email.subject.startswith("Week to Fri 30 Oct: 2026-10-28 paper 1")
+    row = Delivery.objects.get(subscriber=tokyo, period="2026-11-02")
+    assert (row.issue.batch.kind, row.issue.batch.date) == ("weekly", date(2026, 10, 30))
+    # New York's daily reader got each weekday's batch once, across their DST change, and
+    # never the weekly issue.
+    ny_rows = Delivery.objects.filter(subscriber=new_york).order_by("period")
+    assert [d.issue.batch.date for d in ny_rows] == list(robotics)
+    assert {e.to[0] for _, emails in sent.items() for e in emails} == {tokyo.email, new_york.email}
+
+
+def _titles(email) -> list[str]:
+    """The papers of a digest email, in its order (their titles are '<date> paper <n>')."""
+    return re.findall(r"^(\d{4}-\d{2}-\d{2} (?:paper \d|vision))$", email.body, re.MULTILINE)
 
 
 def test_it_sends_a_late_approval_as_soon_as_it_is_approved_not_a_day_late(

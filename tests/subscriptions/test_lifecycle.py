@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from subscriptions import address_change, services
+from subscriptions.emails import email_build
 from subscriptions.links import preferences_url
 from subscriptions.models import ConsentRecord, Subscriber, Suppression
 from subscriptions.tasks import send_form_email
@@ -53,7 +54,7 @@ def test_it_welcomes_once_with_the_readers_own_schedule(
         "Thursday 3 December at 07:00 (Europe/Paris)." in body
     )
     assert "Topics: Language models, Computer vision" in body
-    assert "up to 10 papers an email" in body
+    assert "up to 10 papers an email, the day's trending papers ranked for you." in body
     subscriber = Subscriber.objects.get()
     assert preferences_url(subscriber) in body
     [(html, _)] = welcome.alternatives
@@ -67,6 +68,23 @@ def test_it_welcomes_once_with_the_readers_own_schedule(
     assert subscriber.consents.get().welcomed_at is not None
     [consent] = services.subscriber_export(subscriber=subscriber)["consent_records"]
     assert consent["welcome_email_at"] == "2026-12-02T22:00:00+00:00"
+
+
+@time_machine.travel(datetime(2026, 12, 2, 22, 0, tzinfo=UTC), tick=False)  # a Wednesday
+def test_a_weekly_readers_welcome_says_the_week_and_its_day():
+    reader = SubscriberFactory(
+        frequency="weekly", weekday=0, time_zone="Asia/Tokyo", delivery_hour=8, papers_per_email=5
+    )
+    reader.next_due_at = None  # the welcome works out the first slot itself
+    welcome = email_build(
+        services.FORM_EMAIL_WELCOME, to=reader.email, context=services.welcome_context(reader)
+    )
+    assert "When: weekly on Mondays at 08:00 (Asia/Tokyo)." in welcome.body
+    assert "due on Monday 7 December at 08:00 (Asia/Tokyo)" in welcome.body
+    assert (
+        "up to 5 papers an email, the best of the week's trending papers for you, none you "
+        "already had." in welcome.body
+    )
 
 
 def test_it_welcomes_again_after_coming_back(client, signup, django_capture_on_commit_callbacks):

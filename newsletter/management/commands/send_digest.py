@@ -44,7 +44,7 @@ class Command(BaseCommand):
         self._summary(issue)
 
     def _dry_run(self, day: date) -> None:
-        batch = DailyBatch.objects.filter(date=day).first()
+        batch = DailyBatch.objects.daily().filter(date=day).first()
         if batch is None:
             raise CommandError(f"no batch for {day}")
         plan = issue_plan(batch=batch)
