@@ -203,6 +203,7 @@ class ScheduleForm(forms.Form):
         label="How often",
         choices=Subscriber.Frequency.choices,
         initial=schedule.WEEKDAYS,
+        help_text="Once a week: the week's best papers for you, none you already had.",
         widget=forms.RadioSelect,
     )
     weekday = forms.TypedChoiceField(
