@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from digests.models import DailyBatch
-from digests.weekly import week_batch
+from digests.weekly import WEEK_DAYS, week_batch
 from newsletter import ranking
 from newsletter.models import Delivery, Issue, TickMark
 from newsletter.services.issues import issue_for_batch, issue_join
@@ -43,6 +43,8 @@ TICK_CHUNK = 2000  # due readers read, planned and written per transaction
 # A batch older than this many days before a reader's slot is not "today's digest" for them:
 # they wait for a newer one (a weekday reader's Monday gets Friday's batch, three days back).
 FRESH_DAYS = 3
+# A weekly reader's email is the week to the latest batch: any batch of the last week will do.
+FRESH_DAYS_WEEKLY = WEEK_DAYS - 1
 TICK_LOCK = 0x5061_7065_7254  # pg advisory lock key: one tick at a time
 
 
@@ -181,6 +183,10 @@ class _Sources:
         return self._weekly
 
 
+def _fresh_days(reader: _Due) -> int:
+    return FRESH_DAYS_WEEKLY if reader.rhythm.frequency == schedule.WEEKLY else FRESH_DAYS
+
+
 def _tick_chunk(chunk: list[_Due], *, now: datetime, sources: _Sources, report: TickReport) -> None:
     ids = [r.subscriber_id for r in chunk]
     mailable = set(subscribers_mailable().filter(pk__in=ids).values_list("pk", flat=True))
@@ -195,7 +201,7 @@ def _tick_chunk(chunk: list[_Due], *, now: datetime, sources: _Sources, report: 
     if sources.daily is not None:
         # Too old a batch is nobody's digest of the day: those readers wait for a new one.
         latest = sources.daily.batch.date
-        fresh = [r for r in wanting if latest >= r.local_day - timedelta(days=FRESH_DAYS)]
+        fresh = [r for r in wanting if latest >= r.local_day - timedelta(days=_fresh_days(r))]
     waiting = len(wanting) - len(fresh)
     # Weekly readers get the week to the latest batch; the others the latest batch.
     groups = []

@@ -336,3 +336,20 @@ def test_installing_schedules_replaces_the_single_daily_send_with_the_tick():
     assert "newsletter.tasks.send_daily_digest" not in tasks
     tick = PeriodicTask.objects.get(name="Send due digests").crontab
     assert (tick.minute, tick.hour) == ("*/5", "*")
+
+
+def test_after_a_quiet_week_a_weekly_reader_still_gets_the_week_a_daily_one_waits(
+    topic, django_capture_on_commit_callbacks
+):
+    start = datetime(2026, 12, 6, 0, 0, tzinfo=UTC)
+    weekly = reader(topic, frequency=schedule.WEEKLY, weekday=0, start=start)
+    daily = reader(topic, start=start)
+    batch_of(date(2026, 12, 1), topic)
+    batch_of(date(2026, 12, 2), topic)  # then nothing: upstream's quiet days
+
+    sent = tick_at(datetime(2026, 12, 7, 7, 0, tzinfo=UTC), django_capture_on_commit_callbacks)
+
+    (email,) = sent
+    assert email.to == [weekly.email]
+    assert {"2026-12-01 paper 1", "2026-12-02 paper 1"} <= set(_titles(email))
+    assert not Delivery.objects.filter(subscriber=daily).exists()  # five days old: not today's
