@@ -28,6 +28,7 @@ from digests.services import (
     papers_retag_recent,
     papers_topics_unlock,
 )
+from digests.weekly import week_batch
 
 RETAG_DAYS = 30
 # The batch page shows its entries a page at a time and only the latest runs, so it renders
@@ -440,7 +441,7 @@ class DailyBatchAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kind", "status", "source"]
     date_hierarchy = "date"
-    actions = ["approve", "refetch"]
+    actions = ["approve", "refetch", "compose_week"]
     readonly_fields = [
         "date",
         "kind",
@@ -576,6 +577,26 @@ class DailyBatchAdmin(admin.ModelAdmin):
             else:
                 self.log_change(request, batch, "Approved")
                 self.message_user(request, f"{batch.date}: approved", messages.SUCCESS)
+
+    @admin.action(
+        description="Make the weekly batch of the week to the selected day", permissions=["change"]
+    )
+    def compose_week(self, request, queryset):
+        # The due tick composes it when the first weekly reader's slot comes; an editor who
+        # wants to curate or send the week before that makes it here (it is made once).
+        for batch in queryset:
+            if batch.is_weekly or batch.status not in (
+                DailyBatch.Status.APPROVED,
+                DailyBatch.Status.SENT,
+            ):
+                note = "choose an approved day: a week is made to an approved daily batch"
+                self.message_user(request, f"{batch}: {note}", messages.WARNING)
+                continue
+            week = week_batch(end=batch)
+            self.log_change(request, week, f"Composed from the week to {batch.date}")
+            self.message_user(
+                request, f"{week}: {week.entry_count} papers of the week", messages.SUCCESS
+            )
 
     @admin.action(description="Re-fetch selected days from upstream", permissions=["change"])
     def refetch(self, request, queryset):

@@ -42,3 +42,31 @@ def test_admin_approve_action_approves_drafts(admin_client, admin_user):
     paper_id = batch.entries.first().paper_id
     assert admin_client.get(f"/admin/digests/paper/{paper_id}/change/").status_code == 200
     assert admin_client.get("/admin/digests/topic/").status_code == 200
+
+
+def test_an_editor_makes_the_weeks_batch_from_an_approved_day(admin_client):
+    batch_ingest(day=dt.date(2026, 5, 8), path=API_SAMPLE)
+    day = DailyBatch.objects.get()
+    draft_answer = admin_client.post(
+        "/admin/digests/dailybatch/",
+        {"action": "compose_week", "_selected_action": [day.pk]},
+        follow=True,
+    )
+    assert b"choose an approved day" in draft_answer.content
+    assert not DailyBatch.objects.filter(kind=DailyBatch.Kind.WEEKLY).exists()
+
+    DailyBatch.objects.filter(pk=day.pk).update(status=DailyBatch.Status.APPROVED)
+    response = admin_client.post(
+        "/admin/digests/dailybatch/",
+        {"action": "compose_week", "_selected_action": [day.pk]},
+        follow=True,
+    )
+
+    week = DailyBatch.objects.get(kind=DailyBatch.Kind.WEEKLY)
+    assert (week.date, week.status) == (day.date, DailyBatch.Status.APPROVED)
+    assert week.entry_count == day.entries.filter(hidden=False).count() > 0
+    assert f"Week to 2026-05-08 (approved): {week.entry_count} papers".encode() in (
+        response.content
+    )
+    listing = admin_client.get("/admin/digests/dailybatch/?kind__exact=weekly").content
+    assert b"Weekly" in listing
