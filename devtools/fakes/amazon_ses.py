@@ -13,6 +13,8 @@ header (boto3 reads the error code from it) with a JSON ``{"message": ...}`` bod
 ``MessageRejected`` (here: an address in ``rejected``), ``MailFromDomainNotVerifiedException``,
 ``AccountSuspendedException``, ``SendingPausedException``; 429 ``TooManyRequestsException``;
 500 ``InternalFailure``. SES has no search of sent mail by our metadata, so neither has the fake.
+
+Run standalone (for benchmarks): ``python -m devtools.fakes.amazon_ses --port N [--no-store]``.
 """
 
 from __future__ import annotations
@@ -24,12 +26,10 @@ import email.policy
 import json
 import re
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from devtools.fakes.serving import LocalFake
+from devtools.fakes.serving import FakeHandler, LocalFake
 
 ACCESS_KEY_ID = "AKIAFAKESESTEST00000"
 SECRET_ACCESS_KEY = "fake-ses-secret-key"  # noqa: S105 (the fake's own, not a real one)
@@ -79,30 +79,18 @@ class FakeAmazonSesState:
             return [to for m in self.messages for to in m["to"]]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
+class _Handler(FakeHandler):
     def _reply(self, status: int, body: object, error_type: str = "") -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        headers = {"x-amzn-RequestId": str(uuid.uuid4())}
         if error_type:
-            self.send_header("x-amzn-ErrorType", error_type)
-        self.end_headers()
-        self.wfile.write(data)
+            headers["x-amzn-ErrorType"] = error_type
+        self.reply(status, body, headers)
 
     def _error(self, error_type: str, message: str, status: int | None = None) -> None:
         self._reply(status or ERRORS[error_type], {"message": message}, error_type)
 
-    def do_POST(self) -> None:
+    def post(self, raw: bytes, arrived: float) -> None:
         state: FakeAmazonSesState = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        arrived = time.time()
         if self.path.split("?")[0].rstrip("/") != SEND_PATH:
             return self._reply(404, {"message": "not found"}, "UnknownOperationException")
         problem = self._unauthorized(state)
@@ -125,9 +113,11 @@ class _Handler(BaseHTTPRequestHandler):
         if refused:
             return self._error("MessageRejected", f"Address blacklisted: {refused[0]}")
         message_id = f"0102{uuid.uuid4().hex}-{uuid.uuid4().hex[:8]}-000000"
+        self.counters.accepted_count(message["to"], arrived)
         with state.lock:
-            state.messages.append({**message, "_id": message_id, "params": params})
             state.arrivals.append((arrived, len(message["to"])))
+            if self.counters.store:
+                state.messages.append({**message, "_id": message_id, "params": params})
         self._reply(200, {"MessageId": message_id})
 
     def _unauthorized(self, state: FakeAmazonSesState) -> tuple[str, str] | None:
@@ -211,3 +201,8 @@ class FakeAmazonSes(LocalFake):
     state: FakeAmazonSesState
     state_class = FakeAmazonSesState
     handler_class = _Handler
+    name = "Amazon SES"
+
+
+if __name__ == "__main__":
+    FakeAmazonSes.serve_standalone(__doc__.splitlines()[0])

@@ -42,7 +42,7 @@ def provider(request, settings):
         fake.env = {
             "ANYMAIL_ESP": request.param,
             "ANYMAIL_API_KEY": fake.state.api_key,
-            "ANYMAIL_API_URL": fake.api_url,
+            "ANYMAIL_API_URL": fake.url,
             "DIGEST_BATCH_SIZE": str(CHUNK),
             "DIGEST_CLAIM_LEASE_SECONDS": str(LEASE),
             "ANYMAIL_TIMEOUT_SECONDS": str(TIMEOUT),
