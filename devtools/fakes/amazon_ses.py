@@ -12,7 +12,8 @@ It answers 200 ``{"MessageId": ...}``. Errors name their type in the ``x-amzn-Er
 header (boto3 reads the error code from it) with a JSON ``{"message": ...}`` body: 400
 ``MessageRejected`` (here: an address in ``rejected``), ``MailFromDomainNotVerifiedException``,
 ``AccountSuspendedException``, ``SendingPausedException``; 429 ``TooManyRequestsException``;
-500 ``InternalFailure``. SES has no search of sent mail by our metadata, so neither has the fake.
+500 ``InternalFailure``. ``answer_late`` takes a message and answers only after that many
+seconds (a client timing out first cannot know it was taken). SES has no search of sent mail by our metadata, so neither has the fake.
 
 Run standalone (for benchmarks): ``python -m devtools.fakes.amazon_ses --port N [--no-store]``.
 """
@@ -26,6 +27,7 @@ import email.policy
 import json
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -66,6 +68,7 @@ class FakeAmazonSesState:
     rejected: set[str] = field(default_factory=set)  # addresses answered 400 MessageRejected
     failures: list[str] = field(default_factory=list)  # error types for the next send calls
     calls: int = 0  # send calls received, however answered
+    answer_late: float = 0  # seconds to wait after taking a message, before answering
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (when, recipients)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -106,7 +109,7 @@ class _Handler(FakeHandler):
         except ValueError:
             return self._error("BadRequestException", "Request body is not valid JSON")
         try:
-            message = self._message(params)
+            message = self._message(params, parse=self.counters.store)
         except ValueError as error:
             return self._error("BadRequestException", str(error))
         refused = [to for to in message["to"] if to.lower() in state.rejected]
@@ -118,6 +121,8 @@ class _Handler(FakeHandler):
             state.arrivals.append((arrived, len(message["to"])))
             if self.counters.store:
                 state.messages.append({**message, "_id": message_id, "params": params})
+        if state.answer_late:
+            time.sleep(state.answer_late)  # taken, but the client may give up first
         self._reply(200, {"MessageId": message_id})
 
     def _unauthorized(self, state: FakeAmazonSesState) -> tuple[str, str] | None:
@@ -140,7 +145,7 @@ class _Handler(FakeHandler):
         return None
 
     @staticmethod
-    def _message(params: object) -> dict:
+    def _message(params: object, *, parse: bool = True) -> dict:
         if not isinstance(params, dict):
             raise ValueError("body must be an object")
         to = (params.get("Destination") or {}).get("ToAddresses") or []
@@ -148,17 +153,24 @@ class _Handler(FakeHandler):
             raise ValueError("Destination.ToAddresses must hold valid addresses")
         content = params.get("Content") or {}
         if "Raw" in content:
-            return {"to": to, **_from_raw((content["Raw"] or {}).get("Data"))}
+            return {"to": to, **_from_raw((content["Raw"] or {}).get("Data"), parse=parse)}
         if "Simple" in content:
             return {"to": to, **_from_simple(content["Simple"], params)}
         raise ValueError("Content must hold Raw, Simple or Template")
 
 
-def _from_raw(data: object) -> dict:
+def _from_raw(data: object, *, parse: bool = True) -> dict:
+    """The raw message's parts. parse=False (a benchmark's fake, storing nothing) checks only
+    that it is base64 with a From header: parsing the MIME took most of the fake's CPU."""
     try:
         mime = base64.b64decode(str(data), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("Content.Raw.Data must be base64") from None
+    if not parse:
+        head = mime.partition(b"\n\n")[0].partition(b"\r\n\r\n")[0]
+        if not (head.startswith(b"From:") or b"\nFrom:" in head):
+            raise ValueError("the raw message has no From header")
+        return {}
     parsed = email.message_from_bytes(mime, policy=email.policy.default)
     if not parsed["From"]:
         raise ValueError("the raw message has no From header")
