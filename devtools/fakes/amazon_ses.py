@@ -12,8 +12,8 @@ It answers 200 ``{"MessageId": ...}``. Errors name their type in the ``x-amzn-Er
 header (boto3 reads the error code from it) with a JSON ``{"message": ...}`` body: 400
 ``MessageRejected`` (here: an address in ``rejected``), ``MailFromDomainNotVerifiedException``,
 ``AccountSuspendedException``, ``SendingPausedException``; 429 ``TooManyRequestsException``;
-500 ``InternalFailure``. ``answer_late`` takes a message and answers only after that many
-seconds (a client timing out first cannot know it was taken). SES has no search of sent mail by our metadata, so neither has the fake.
+500 ``InternalFailure``; 503 ``ServiceUnavailable``. SES has no search of sent mail by our
+metadata, so neither has the fake.
 
 Run standalone (for benchmarks): ``python -m devtools.fakes.amazon_ses --port N [--no-store]``.
 """
@@ -27,7 +27,6 @@ import email.policy
 import json
 import re
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -48,8 +47,9 @@ ERRORS = {
     "BadRequestException": 400,
     "TooManyRequestsException": 429,
     "InternalFailure": 500,
+    "ServiceUnavailable": 503,
 }
-_BY_STATUS = {429: "TooManyRequestsException", 500: "InternalFailure"}
+_BY_STATUS = {429: "TooManyRequestsException", 500: "InternalFailure", 503: "ServiceUnavailable"}
 
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)"
@@ -68,12 +68,11 @@ class FakeAmazonSesState:
     rejected: set[str] = field(default_factory=set)  # addresses answered 400 MessageRejected
     failures: list[str] = field(default_factory=list)  # error types for the next send calls
     calls: int = 0  # send calls received, however answered
-    answer_late: float = 0  # seconds to wait after taking a message, before answering
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (when, recipients)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail_next(self, *errors: int | str) -> None:
-        """Answer the next send calls with these errors: an error type or 429/500."""
+        """Answer the next send calls with these errors: an error type or 429/500/503."""
         with self.lock:
             self.failures.extend(_BY_STATUS.get(e, e) if isinstance(e, int) else e for e in errors)
 
@@ -121,8 +120,6 @@ class _Handler(FakeHandler):
             state.arrivals.append((arrived, len(message["to"])))
             if self.counters.store:
                 state.messages.append({**message, "_id": message_id, "params": params})
-        if state.answer_late:
-            time.sleep(state.answer_late)  # taken, but the client may give up first
         self._reply(200, {"MessageId": message_id})
 
     def _unauthorized(self, state: FakeAmazonSesState) -> tuple[str, str] | None:

@@ -5,7 +5,6 @@ demand.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from devtools.fakes.serving import Counters, FakeHandler
@@ -19,7 +18,6 @@ class CountingState(Counters):
     api_key: str = ""
     copies: list[dict] = field(default_factory=list)  # each recipient's filled copy
     refuse: set[str] = field(default_factory=set)  # addresses the API answers 400 for
-    answer_delay: float = 0.0  # seconds between taking a call (recorded) and answering it
     _failures: list[int] = field(default_factory=list)
 
     def fail_next(self, *statuses: int) -> None:
@@ -59,9 +57,3 @@ class CountingHandler(FakeHandler):
 
     def send(self, path: str, headers, raw: bytes, arrived: float) -> None:
         raise NotImplementedError
-
-    def taken(self) -> None:
-        """Accepted and recorded: wait before answering if told to (a worker killed meanwhile
-        leaves an accepted call unrecorded on its side)."""
-        if self.state.answer_delay:
-            time.sleep(self.state.answer_delay)

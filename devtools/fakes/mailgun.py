@@ -101,7 +101,6 @@ class _Handler(CountingHandler):
         for one in copies:
             one["_id"] = message_id
         self.state.record(copies, arrived)
-        self.taken()
         self.reply(200, {"id": message_id, "message": "Queued. Thank you."})
 
     def _authorized(self, header: str) -> bool:

@@ -75,7 +75,6 @@ class _Handler(CountingHandler):
         for one in copies:
             one["_id"] = message_id
         self.state.record(copies, arrived)
-        self.taken()
         self.reply(202, b"", {"X-Message-Id": message_id})
 
     def _copies(self, body: object) -> tuple[list[dict], tuple[str, str | None] | None]:

@@ -38,6 +38,9 @@ class Counters:
     accepted: int = 0  # recipients
     refused: int = 0  # calls answered 4xx
     duplicates: int = 0
+    # Seconds between taking a call (recorded) and answering it: a client killed or timing
+    # out meanwhile cannot know it was taken.
+    answer_delay: float = 0.0
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (when, recipients)
     _seen: set[bytes] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -127,6 +130,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
     ) -> None:
         data = body if isinstance(body, bytes) else orjson.dumps(body)
+        if self.counters.answer_delay and status < 300 and self.command == "POST":
+            time.sleep(self.counters.answer_delay)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

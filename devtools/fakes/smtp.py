@@ -103,6 +103,8 @@ class _Handler(socketserver.StreamRequestHandler):
             state.drop_after_data -= drop
         if drop:
             return False
+        if counters.answer_delay:
+            time.sleep(counters.answer_delay)  # taken; the client may be gone before the answer
         self._say("250 OK queued")
         return True
 

@@ -143,7 +143,7 @@ def test_a_call_timed_out_after_it_went_out_is_unknown_never_resent(
     SubscriberFactory(email="first@example.org", topics=[day_batch.topics["agents"]])
     issue = sending()
     settings.ANYMAIL_TIMEOUT_SECONDS = 1
-    ses.state.answer_late = 3  # SES takes the message and answers after the client gave up
+    ses.counters.answer_delay = 3  # SES takes the message and answers after the client gave up
 
     with pytest.raises(ClaimUnsettled):
         deliveries_send_chunk(issue_id=issue.pk)
