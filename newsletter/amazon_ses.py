@@ -8,6 +8,9 @@ connection failures read for what they say about the message.
   settings is kept and reused (a forked worker makes its own).
 - **The wire timeout is ANYMAIL_TIMEOUT_SECONDS**, as for the other providers (botocore's default
   is 60 s), so a claim's lease outlasts a call that hangs.
+- **The send rate's turn is taken at the wire**: in boto3's ``before-send`` event, once the
+  call is serialized and signed, so a call reaches SES when its turn says, not a message
+  build later (newsletter/services/pacing.py).
 - **Failures without an answer from SES.** Anymail wraps every boto3 error in one
   ``AnymailAPIError`` with no status. Here a connection that could not be made (refused,
   unreachable endpoint, connect timeout) is certainly not a message taken, reported as the 503
@@ -49,6 +52,17 @@ _CREDENTIAL_VARIABLES = (
 
 _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
+# The pacer of the call a thread is making (boto3 calls the event handler on that thread).
+_calling = threading.local()
+SEND_EVENT = "before-send.sesv2.SendEmail"
+
+
+def _turn_at_the_wire(**_: object) -> None:
+    """boto3's before-send handler: the call is built and signed; wait for its turn. (Returns
+    None: a value would be taken as the answer.)"""
+    pacer = getattr(_calling, "pacer", None)
+    if pacer is not None:
+        pacer.turn()
 
 
 class SesOutcomeUnknown(AnymailRequestsAPIError):
@@ -57,6 +71,10 @@ class SesOutcomeUnknown(AnymailRequestsAPIError):
 
 
 class AmazonSesEmailBackend(AnymailSesBackend):
+    # The send rate's (pace_with), for the backend's life: one chunk. Not dropped by close(),
+    # which send_messages calls after each call it opened the client for.
+    pacer = None
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         timeout = settings.ANYMAIL_TIMEOUT_SECONDS
@@ -93,6 +111,7 @@ class AmazonSesEmailBackend(AnymailSesBackend):
                     if not self.fail_silently:
                         raise
                     return None
+                client.meta.events.register(SEND_EVENT, _turn_at_the_wire)
                 _clients[key] = client
         self.client = client
         return True
@@ -101,7 +120,11 @@ class AmazonSesEmailBackend(AnymailSesBackend):
         # The client (and its connections) stays for the process's next chunk.
         self.client = None
 
+    def pace_with(self, pacer) -> None:
+        self.pacer = pacer
+
     def post_to_esp(self, payload, message):
+        _calling.pacer = self.pacer
         try:
             return super().post_to_esp(payload, message)
         except AnymailAPIError as error:
@@ -124,3 +147,5 @@ class AmazonSesEmailBackend(AnymailSesBackend):
                 payload=payload,
                 backend=self,
             ) from cause
+        finally:
+            _calling.pacer = None
