@@ -39,6 +39,8 @@ class FakeSmtpState:
 
 
 class _Handler(socketserver.StreamRequestHandler):
+    disable_nagle_algorithm = True  # as the HTTP fakes: no delayed-ACK wait per reply
+
     def _say(self, line: str) -> None:
         self.wfile.write(line.encode() + b"\r\n")
 
