@@ -10,18 +10,48 @@ import argparse
 import os
 import socket
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from devtools.fakes import mailgun, sendgrid
+from devtools.fakes import amazon_ses, brevo, mailgun, mailjet, resend, sendgrid, sparkpost
 from devtools.fakes.postmark import TOKEN as FAKE_TOKEN
 
-# Each provider the benchmark can send through: its fake's module, the key the fake takes,
-# and the path its API sits under on the fake (Anymail appends the endpoint to it).
+
+@dataclass(frozen=True)
+class ProviderFake:
+    """A provider the benchmark can send through, and how Paperboy is pointed at its fake."""
+
+    module: str  # the fake's, run with ``python -m``
+    key: str = ""  # ANYMAIL_API_KEY ("" for a provider without one)
+    api_path: str = ""  # where its API sits under the fake's root (Anymail appends endpoints)
+    settings: dict[str, str] = field(default_factory=dict)  # what else it needs set
+
+
 PROVIDER_FAKES = {
-    "postmark": ("devtools.fakes.postmark", FAKE_TOKEN, ""),
-    "mailgun": ("devtools.fakes.mailgun", mailgun.API_KEY, "v3/"),
-    "sendgrid": ("devtools.fakes.sendgrid", sendgrid.API_KEY, "v3/"),
+    "postmark": ProviderFake("devtools.fakes.postmark", FAKE_TOKEN),
+    "mailgun": ProviderFake("devtools.fakes.mailgun", mailgun.API_KEY, "v3/"),
+    "sendgrid": ProviderFake("devtools.fakes.sendgrid", sendgrid.API_KEY, "v3/"),
+    "amazon_ses": ProviderFake(
+        "devtools.fakes.amazon_ses",
+        settings={
+            "AWS_ACCESS_KEY_ID": amazon_ses.ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": amazon_ses.SECRET_ACCESS_KEY,
+            "AWS_REGION": amazon_ses.REGION,
+        },
+    ),
+    "resend": ProviderFake("devtools.fakes.resend", resend.API_KEY),
+    "brevo": ProviderFake("devtools.fakes.brevo", brevo.API_KEY, "v3/"),
+    "mailjet": ProviderFake(
+        "devtools.fakes.mailjet",
+        mailjet.API_KEY,
+        "v3.1/",
+        settings={"ANYMAIL_API_SECRET": mailjet.SECRET_KEY},
+    ),
+    "sparkpost": ProviderFake("devtools.fakes.sparkpost", sparkpost.API_KEY, "api/v1/"),
+    # The SMTP fake serves its counters over HTTP on a port of their own (fake_url); the
+    # mail goes to args.smtp_port.
+    "smtp": ProviderFake("devtools.fakes.smtp", settings={"EMAIL_HOST": "127.0.0.1"}),
 }
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/pb_bench"
@@ -64,7 +94,7 @@ def database_drop(url: str) -> None:
 def pipeline_env(args: argparse.Namespace, fake_url: str, query_dir: Path) -> dict[str, str]:
     """Production-like settings (DEBUG off) pointing at the bench database, broker and fake."""
     provider = getattr(args, "provider", "postmark")
-    _, key, api_path = PROVIDER_FAKES[provider]
+    fake = PROVIDER_FAKES[provider]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
@@ -78,13 +108,18 @@ def pipeline_env(args: argparse.Namespace, fake_url: str, query_dir: Path) -> di
         DATABASE_CONN_MAX_AGE="60",  # as docker-compose.yml runs production
         CELERY_BROKER_URL=args.redis_url,
         ANYMAIL_ESP=provider,
-        ANYMAIL_API_KEY=key,
-        ANYMAIL_API_URL=fake_url + api_path,
         DIGEST_BATCH_SIZE=str(args.batch_size),
         LOG_LEVEL="INFO",
         PAPERBOY_BENCH_QUERY_DIR=str(query_dir),
         PYTHONUNBUFFERED="1",
     )
+    env.update(fake.settings)
+    if fake.key:
+        env["ANYMAIL_API_KEY"] = fake.key
+    if provider == "smtp":
+        env.update(EMAIL_PORT=str(args.smtp_port), EMAIL_USE_TLS="false")
+    else:
+        env["ANYMAIL_API_URL"] = fake_url + fake.api_path
     if getattr(args, "email_backend", ""):
         # Another backend for the same provider (bench/celery_app.py): Anymail's own, say,
         # to compare with Paperboy's in the same invocation.

@@ -4,15 +4,17 @@
 
 The pipeline of bench/send_bench.py (2 real Celery workers, PostgreSQL, the real Anymail
 backends over HTTP), once per provider variant, each against its own fake in its own process
-(``devtools/fakes/{postmark,mailgun,sendgrid}.py``), in turns within one invocation:
-baseline, variant 1, variant 2, ..., baseline, ... so that load from elsewhere on the machine
-falls on all of them alike. Variants: ``postmark``, ``mailgun`` and ``sendgrid`` are what
-Paperboy runs for each; ``mailgun-anymail`` is Anymail's own Mailgun backend (URL-encoded
-form, each recipient's List-Unsubscribe sent whole), the "before" of newsletter/mailgun.py.
+(``devtools/fakes/<provider>.py``; SMTP's is a local SMTP server), in turns within one
+invocation: baseline, variant 1, variant 2, ..., baseline, ... so that load from elsewhere on
+the machine falls on all of them alike. Each variant but one is what Paperboy runs for that
+provider; ``mailgun-anymail`` is Anymail's own Mailgun backend (URL-encoded form, each
+recipient's List-Unsubscribe sent whole), the "before" of newsletter/mailgun.py.
 
 Reported per variant: emails/s, HTTP calls, bytes sent per email (the request bodies the fake
-received, divided by the emails sent), the largest call, peak RSS and CPU per 1,000 emails.
-Each provider's chunk is its own per-call limit (Postmark 500, Mailgun and SendGrid 1,000).
+received, divided by the emails sent; for SMTP each message's DATA is a call), the largest
+call, peak RSS and CPU per 1,000 emails. Each provider's chunk is its own per-call limit
+(Postmark 500, Mailgun and SendGrid 1,000) or, for the providers sent one copy per recipient,
+how many rows one claim holds (newsletter/providers.py).
 Figures go to ``bench/results/providers-<name>.json`` and ``.md``.
 """
 
@@ -55,6 +57,12 @@ VARIANTS = {
     "mailgun-anymail": ("mailgun", "anymail.backends.mailgun.EmailBackend"),
     "mailgun": ("mailgun", ""),
     "sendgrid": ("sendgrid", ""),
+    "amazon_ses": ("amazon_ses", ""),
+    "resend": ("resend", ""),
+    "brevo": ("brevo", ""),
+    "mailjet": ("mailjet", ""),
+    "sparkpost": ("sparkpost", ""),
+    "smtp": ("smtp", ""),
 }
 
 
@@ -90,19 +98,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # What paperboy_run and pipeline_env read besides: the provider's own per-call limit, no
     # send rate.
     args.batch_size, args.rate = 0, 0
-    args.provider, args.email_backend = "postmark", ""
+    args.provider, args.email_backend, args.smtp_port = "postmark", "", 0
     return args
 
 
-def _fake_start(provider: str, workdir: Path) -> tuple[ChildProcess, str]:
-    module = PROVIDER_FAKES[provider][0]
+def _fake_start(args: argparse.Namespace, provider: str, workdir: Path) -> tuple[ChildProcess, str]:
+    """The provider's fake in a process of its own; the URL of its root (its counters)."""
     port = free_port()
+    command = [sys.executable, "-m", PROVIDER_FAKES[provider].module, "--port", str(port)]
+    ready = b"fake "
+    if provider == "smtp":
+        # Mail to one port, counters over HTTP on another.
+        args.smtp_port, port = port, free_port()
+        command += ["--stats-port", str(port)]
+        ready = b"fake SMTP counters at"
     fake = ChildProcess(
-        [sys.executable, "-m", module, "--port", str(port), "--no-store"],
-        os.environ.copy(),
-        workdir / f"fake-{provider}.log",
+        [*command, "--no-store"], os.environ.copy(), workdir / f"fake-{provider}.log"
     )
-    fake.wait_for(b"fake ")
+    fake.wait_for(ready)
     return fake, f"http://127.0.0.1:{port}/"
 
 
@@ -175,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     baselines: list[Run] = []
     try:
         for provider in {"postmark"} | {VARIANTS[v][0] for v in args.variants}:
-            fakes[provider] = _fake_start(provider, workdir)
+            fakes[provider] = _fake_start(args, provider, workdir)
         started = time.perf_counter()
         subscribers_seed(args.subscribers, args.seed)
         batch_ensure(dt.datetime.now(dt.UTC).date(), workdir)

@@ -119,7 +119,16 @@ def crash_recovery_note() -> str:
             f"{name}: after a worker dies mid-send, {name} is asked which messages it accepted; "
             "the rest are sent again"
         )
+    if provider().merges:
+        return (
+            f"{name} cannot say which messages it accepted when a worker dies mid-send: the "
+            "deliveries of the call it died in are marked unknown, never re-sent; check them "
+            "in the provider's own log"
+        )
+    # One call per copy, and a claim's answers are recorded once all its copies are sent: a
+    # worker dying mid-claim leaves nothing here saying which of them went out.
     return (
-        f"{name} cannot say which messages it accepted when a worker dies mid-send: those "
-        "deliveries are marked unknown, never re-sent; check them in the provider's own log"
+        f"{name} cannot say which messages it accepted when a worker dies mid-send: the "
+        f"deliveries of the claim it died in (up to {batch_limit()}, one call each) are marked "
+        "unknown, never re-sent; check them in the provider's own log"
     )

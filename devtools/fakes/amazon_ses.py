@@ -12,7 +12,10 @@ It answers 200 ``{"MessageId": ...}``. Errors name their type in the ``x-amzn-Er
 header (boto3 reads the error code from it) with a JSON ``{"message": ...}`` body: 400
 ``MessageRejected`` (here: an address in ``rejected``), ``MailFromDomainNotVerifiedException``,
 ``AccountSuspendedException``, ``SendingPausedException``; 429 ``TooManyRequestsException``;
-500 ``InternalFailure``. SES has no search of sent mail by our metadata, so neither has the fake.
+500 ``InternalFailure``; 503 ``ServiceUnavailable``. SES has no search of sent mail by our
+metadata, so neither has the fake.
+
+Run standalone (for benchmarks): ``python -m devtools.fakes.amazon_ses --port N [--no-store]``.
 """
 
 from __future__ import annotations
@@ -24,12 +27,10 @@ import email.policy
 import json
 import re
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from devtools.fakes.serving import LocalFake
+from devtools.fakes.serving import FakeHandler, LocalFake
 
 ACCESS_KEY_ID = "AKIAFAKESESTEST00000"
 SECRET_ACCESS_KEY = "fake-ses-secret-key"  # noqa: S105 (the fake's own, not a real one)
@@ -46,8 +47,9 @@ ERRORS = {
     "BadRequestException": 400,
     "TooManyRequestsException": 429,
     "InternalFailure": 500,
+    "ServiceUnavailable": 503,
 }
-_BY_STATUS = {429: "TooManyRequestsException", 500: "InternalFailure"}
+_BY_STATUS = {429: "TooManyRequestsException", 500: "InternalFailure", 503: "ServiceUnavailable"}
 
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)"
@@ -70,7 +72,7 @@ class FakeAmazonSesState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail_next(self, *errors: int | str) -> None:
-        """Answer the next send calls with these errors: an error type or 429/500."""
+        """Answer the next send calls with these errors: an error type or 429/500/503."""
         with self.lock:
             self.failures.extend(_BY_STATUS.get(e, e) if isinstance(e, int) else e for e in errors)
 
@@ -79,30 +81,18 @@ class FakeAmazonSesState:
             return [to for m in self.messages for to in m["to"]]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
+class _Handler(FakeHandler):
     def _reply(self, status: int, body: object, error_type: str = "") -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        headers = {"x-amzn-RequestId": str(uuid.uuid4())}
         if error_type:
-            self.send_header("x-amzn-ErrorType", error_type)
-        self.end_headers()
-        self.wfile.write(data)
+            headers["x-amzn-ErrorType"] = error_type
+        self.reply(status, body, headers)
 
     def _error(self, error_type: str, message: str, status: int | None = None) -> None:
         self._reply(status or ERRORS[error_type], {"message": message}, error_type)
 
-    def do_POST(self) -> None:
+    def post(self, raw: bytes, arrived: float) -> None:
         state: FakeAmazonSesState = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        arrived = time.time()
         if self.path.split("?")[0].rstrip("/") != SEND_PATH:
             return self._reply(404, {"message": "not found"}, "UnknownOperationException")
         problem = self._unauthorized(state)
@@ -118,16 +108,18 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self._error("BadRequestException", "Request body is not valid JSON")
         try:
-            message = self._message(params)
+            message = self._message(params, parse=self.counters.store)
         except ValueError as error:
             return self._error("BadRequestException", str(error))
         refused = [to for to in message["to"] if to.lower() in state.rejected]
         if refused:
             return self._error("MessageRejected", f"Address blacklisted: {refused[0]}")
         message_id = f"0102{uuid.uuid4().hex}-{uuid.uuid4().hex[:8]}-000000"
+        self.counters.accepted_count(message["to"], arrived)
         with state.lock:
-            state.messages.append({**message, "_id": message_id, "params": params})
             state.arrivals.append((arrived, len(message["to"])))
+            if self.counters.store:
+                state.messages.append({**message, "_id": message_id, "params": params})
         self._reply(200, {"MessageId": message_id})
 
     def _unauthorized(self, state: FakeAmazonSesState) -> tuple[str, str] | None:
@@ -150,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     @staticmethod
-    def _message(params: object) -> dict:
+    def _message(params: object, *, parse: bool = True) -> dict:
         if not isinstance(params, dict):
             raise ValueError("body must be an object")
         to = (params.get("Destination") or {}).get("ToAddresses") or []
@@ -158,17 +150,24 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("Destination.ToAddresses must hold valid addresses")
         content = params.get("Content") or {}
         if "Raw" in content:
-            return {"to": to, **_from_raw((content["Raw"] or {}).get("Data"))}
+            return {"to": to, **_from_raw((content["Raw"] or {}).get("Data"), parse=parse)}
         if "Simple" in content:
             return {"to": to, **_from_simple(content["Simple"], params)}
         raise ValueError("Content must hold Raw, Simple or Template")
 
 
-def _from_raw(data: object) -> dict:
+def _from_raw(data: object, *, parse: bool = True) -> dict:
+    """The raw message's parts. parse=False (a benchmark's fake, storing nothing) checks only
+    that it is base64 with a From header: parsing the MIME took most of the fake's CPU."""
     try:
         mime = base64.b64decode(str(data), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("Content.Raw.Data must be base64") from None
+    if not parse:
+        head = mime.partition(b"\n\n")[0].partition(b"\r\n\r\n")[0]
+        if not (head.startswith(b"From:") or b"\nFrom:" in head):
+            raise ValueError("the raw message has no From header")
+        return {}
     parsed = email.message_from_bytes(mime, policy=email.policy.default)
     if not parsed["From"]:
         raise ValueError("the raw message has no From header")
@@ -211,3 +210,8 @@ class FakeAmazonSes(LocalFake):
     state: FakeAmazonSesState
     state_class = FakeAmazonSesState
     handler_class = _Handler
+    name = "Amazon SES"
+
+
+if __name__ == "__main__":
+    FakeAmazonSes.serve_standalone(__doc__.splitlines()[0])

@@ -6,6 +6,8 @@ Errors are ``{"code": ..., "message": ...}``: 401 ``unauthorized`` (key not foun
 ``invalid_parameter`` (a bad address; Brevo also answers 400 for a blocked contact), 429 with
 the ``x-sib-ratelimit-limit/-remaining/-reset`` headers, 500. Brevo's event log cannot be
 searched by our metadata, so the fake has no search either.
+
+Run standalone (for benchmarks): ``python -m devtools.fakes.brevo --port N [--no-store]``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from devtools.fakes.serving import LocalFake
+from devtools.fakes.serving import FakeHandler, LocalFake
 
 API_KEY = "xkeysib-test"
 
@@ -39,52 +40,38 @@ class FakeBrevoState:
             return [to["email"] for m in self.messages for to in m["to"]]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:
+class _Handler(FakeHandler):
+    def post(self, raw: bytes, arrived: float) -> None:
         state: FakeBrevoState = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with state.lock:
             state.calls += 1
             failure = state.failures.pop(0) if state.failures else None
         if self.path.rstrip("/") != "/v3/smtp/email":
-            return self._reply(404, {"code": "not_found", "message": "Invalid route"})
+            return self.reply(404, {"code": "not_found", "message": "Invalid route"})
         if self.headers.get("api-key") != state.api_key:
-            return self._reply(401, {"code": "unauthorized", "message": "Key not found"})
+            return self.reply(401, {"code": "unauthorized", "message": "Key not found"})
         if failure == 429:
             limits = {
                 "x-sib-ratelimit-limit": "10",
                 "x-sib-ratelimit-remaining": "0",
                 "x-sib-ratelimit-reset": "1",
             }
-            return self._reply(429, {"code": "too_many_requests", "message": "slow down"}, limits)
+            return self.reply(429, {"code": "too_many_requests", "message": "slow down"}, limits)
         if failure:
-            return self._reply(failure, {"code": "internal_error", "message": "error"})
+            return self.reply(failure, {"code": "internal_error", "message": "error"})
         try:
             message = json.loads(raw)
         except ValueError:
-            return self._reply(400, {"code": "bad_request", "message": "Invalid JSON"})
+            return self.reply(400, {"code": "bad_request", "message": "Invalid JSON"})
         problem = self._check(message, state)
         if problem:
-            return self._reply(400, {"code": "invalid_parameter", "message": problem})
+            return self.reply(400, {"code": "invalid_parameter", "message": problem})
         message_id = f"<{uuid.uuid4().hex}@smtp-relay.mailin.fr>"
-        with state.lock:
-            state.messages.append({**message, "_id": message_id})
-        self._reply(201, {"messageId": message_id})
+        self.counters.accepted_count([to["email"] for to in message["to"]], arrived)
+        if self.counters.store:
+            with state.lock:
+                state.messages.append({**message, "_id": message_id})
+        self.reply(201, {"messageId": message_id})
 
     @staticmethod
     def _check(message: object, state: FakeBrevoState) -> str | None:
@@ -112,3 +99,8 @@ class FakeBrevo(LocalFake):
     state_class = FakeBrevoState
     handler_class = _Handler
     base_path = "/v3/"
+    name = "Brevo"
+
+
+if __name__ == "__main__":
+    FakeBrevo.serve_standalone(__doc__.splitlines()[0])

@@ -25,9 +25,11 @@ import base64
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from devtools.fakes.counting import CountingHandler, CountingServer
+from devtools.fakes.counting import CountingHandler, CountingState
+from devtools.fakes.serving import LocalFake
 
 API_KEY = "mailgun-test-key"
 BATCH_LIMIT = 1000
@@ -84,7 +86,6 @@ class _Handler(CountingHandler):
         if route is None:
             return self.reply(404, {"message": "Mailgun Magnificent API"})
         if not self._authorized(headers.get("Authorization", "")):
-            self.refused()
             return self.reply(401, b"Forbidden", content_type="text/plain")
         failure = self.state.take_failure()
         if failure:
@@ -92,17 +93,14 @@ class _Handler(CountingHandler):
         try:
             fields = form_fields(headers.get("Content-Type", ""), raw)
         except (ValueError, UnicodeDecodeError):
-            self.refused()
             return self.reply(400, {"message": "Could not parse the request body"})
         copies, problem = self._copies(fields, route.group(1))
         if problem:
-            self.refused()
             return self.reply(400, {"message": problem})
         message_id = f"<{uuid.uuid4().hex}@{route.group(1)}>"
         for one in copies:
             one["_id"] = message_id
         self.state.record(copies, arrived)
-        self.taken()
         self.reply(200, {"id": message_id, "message": "Queued. Thank you."})
 
     def _authorized(self, header: str) -> bool:
@@ -159,13 +157,20 @@ class _Handler(CountingHandler):
         return copies, ""
 
 
-class FakeMailgun(CountingServer):
-    """Its api_url is what MAILGUN_API_URL is set to: Anymail appends ``<domain>/messages``."""
+@dataclass
+class FakeMailgunState(CountingState):
+    api_key: str = API_KEY
 
-    handler = _Handler
+
+class FakeMailgun(LocalFake):
+    """Its url is what MAILGUN_API_URL is set to: Anymail appends ``<domain>/messages``."""
+
+    state: FakeMailgunState
+    state_class = FakeMailgunState
+    handler_class = _Handler
+    base_path = "v3/"
     name = "Mailgun"
-    api_key = API_KEY
 
 
 if __name__ == "__main__":
-    FakeMailgun.serve_standalone(__doc__.splitlines()[0], default_port=8026)
+    FakeMailgun.serve_standalone(__doc__.splitlines()[0])

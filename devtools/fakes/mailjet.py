@@ -8,6 +8,8 @@ answer 400 with that message's ``{"Status": "error", "Errors": [{"ErrorCode": "m
 "StatusCode": 400, "ErrorMessage", "ErrorRelatedTo"}]}``; a bad key is 401 with
 ``{"ErrorMessage", "StatusCode": 401}``; too many calls 429 with Retry-After; 500. Mailjet's
 message API cannot be searched by our metadata, so the fake has no search.
+
+Run standalone (for benchmarks): ``python -m devtools.fakes.mailjet --port N [--no-store]``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from devtools.fakes.serving import LocalFake
+from devtools.fakes.serving import FakeHandler, LocalFake
 
 API_KEY, SECRET_KEY = "mj-key", "mj-secret"
 
@@ -42,52 +43,35 @@ class FakeMailjetState:
             return [to["Email"] for m in self.messages for to in m["To"]]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
+class _Handler(FakeHandler):
     def _authorized(self, state: FakeMailjetState) -> bool:
         expected = base64.b64encode(":".join(state.credentials).encode()).decode()
         return self.headers.get("Authorization") == f"Basic {expected}"
 
-    def do_POST(self) -> None:
+    def post(self, raw: bytes, arrived: float) -> None:
         state: FakeMailjetState = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with state.lock:
             failure = state.failures.pop(0) if state.failures else None
         if self.path.rstrip("/") != "/v3.1/send":
-            return self._reply(404, {"ErrorMessage": "Object not found", "StatusCode": 404})
+            return self.reply(404, {"ErrorMessage": "Object not found", "StatusCode": 404})
         if not self._authorized(state):
             message = "API key authentication/authorization failure. You may be unauthorized"
-            return self._reply(401, {"ErrorInfo": "", "ErrorMessage": message, "StatusCode": 401})
+            return self.reply(401, {"ErrorInfo": "", "ErrorMessage": message, "StatusCode": 401})
         if failure == 429:
             body = {"ErrorInfo": "", "ErrorMessage": "Too many requests", "StatusCode": 429}
-            return self._reply(429, body, {"Retry-After": "1"})
+            return self.reply(429, body, {"Retry-After": "1"})
         if failure:
-            return self._reply(failure, {"ErrorMessage": "Internal error", "StatusCode": failure})
+            return self.reply(failure, {"ErrorMessage": "Internal error", "StatusCode": failure})
         try:
             body = json.loads(raw)
             messages = [{**body.get("Globals", {}), **m} for m in body["Messages"]]
         except (ValueError, KeyError, TypeError):
-            return self._reply(400, {"ErrorMessage": "Invalid JSON", "StatusCode": 400})
-        results = [self._one(state, message) for message in messages]
+            return self.reply(400, {"ErrorMessage": "Invalid JSON", "StatusCode": 400})
+        results = [self._one(state, message, arrived) for message in messages]
         ok = all(r["Status"] == "success" for r in results)
-        self._reply(200 if ok else 400, {"Messages": results})
+        self.reply(200 if ok else 400, {"Messages": results})
 
-    @staticmethod
-    def _one(state: FakeMailjetState, message: dict) -> dict:
+    def _one(self, state: FakeMailjetState, message: dict, arrived: float) -> dict:
         to = message.get("To") or []
         refused = [t["Email"] for t in to if t.get("Email", "").lower() in state.blocked]
         if refused or not to or not message.get("From"):
@@ -111,7 +95,9 @@ class _Handler(BaseHTTPRequestHandler):
                         "MessageHref": f"https://api.mailjet.com/v3/REST/message/{state.next_id}",
                     }
                 )
-            state.messages.append({**message, "_id": str(answered[0]["MessageID"])})
+            if self.counters.store:
+                state.messages.append({**message, "_id": str(answered[0]["MessageID"])})
+        self.counters.accepted_count([t["Email"] for t in to], arrived)
         return {"Status": "success", "CustomID": "", "To": answered, "Cc": [], "Bcc": []}
 
 
@@ -122,3 +108,8 @@ class FakeMailjet(LocalFake):
     state_class = FakeMailjetState
     handler_class = _Handler
     base_path = "/v3.1/"
+    name = "Mailjet"
+
+
+if __name__ == "__main__":
+    FakeMailjet.serve_standalone(__doc__.splitlines()[0])

@@ -6,6 +6,8 @@
 ``to`` address), 429 ``rate_limit_exceeded`` with ``retry-after`` and the ``ratelimit-*``
 headers (Resend's default is 2 requests per second), 500 ``internal_server_error``. Resend
 has no search of sent mail by our metadata, so the fake has none either.
+
+Run standalone (for benchmarks): ``python -m devtools.fakes.resend --port N [--no-store]``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from devtools.fakes.serving import LocalFake
+from devtools.fakes.serving import FakeHandler, LocalFake
 
 API_KEY = "re_test_key"
 ERROR_NAMES = {429: "rate_limit_exceeded", 500: "internal_server_error", 503: "application_error"}
@@ -42,31 +43,12 @@ class FakeResendState:
             return [to for m in self.messages for to in m["to"]]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        try:
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up waiting (a timeout test): nothing to tell it
-
+class _Handler(FakeHandler):
     def _error(self, status: int, name: str, message: str, headers=None) -> None:
-        self._reply(status, {"statusCode": status, "name": name, "message": message}, headers)
+        self.reply(status, {"statusCode": status, "name": name, "message": message}, headers)
 
-    def do_POST(self) -> None:
+    def post(self, raw: bytes, arrived: float) -> None:
         state: FakeResendState = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with state.lock:
             state.calls += 1
             failure = state.failures.pop(0) if state.failures else None
@@ -92,11 +74,14 @@ class _Handler(BaseHTTPRequestHandler):
         if problem:
             return self._error(422, "validation_error", problem)
         message_id = str(uuid.uuid4())
-        with state.lock:
-            state.messages.append({**message, "_id": message_id})
+        to = message["to"] if isinstance(message["to"], list) else [message["to"]]
+        self.counters.accepted_count(to, arrived)
+        if self.counters.store:
+            with state.lock:
+                state.messages.append({**message, "_id": message_id})
         if state.answer_late:
             time.sleep(state.answer_late)  # taken, but the client may give up first
-        self._reply(200, {"id": message_id})
+        self.reply(200, {"id": message_id})
 
     @staticmethod
     def _check(message: object, state: FakeResendState) -> str | None:
@@ -123,3 +108,8 @@ class FakeResend(LocalFake):
     state_class = FakeResendState
     handler_class = _Handler
     base_path = "/"
+    name = "Resend"
+
+
+if __name__ == "__main__":
+    FakeResend.serve_standalone(__doc__.splitlines()[0])

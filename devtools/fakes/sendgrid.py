@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 
 import orjson
 
-from devtools.fakes.counting import CountingHandler, CountingServer
+from devtools.fakes.counting import CountingHandler, CountingState
+from devtools.fakes.serving import LocalFake
 
 API_KEY = "SG.test-key"
 PERSONALIZATIONS_LIMIT = 1000
@@ -50,13 +52,11 @@ class _Handler(CountingHandler):
         if path.rstrip("/") != "/v3/mail/send":
             return self.reply(404, errors("not found"))
         if headers.get("Authorization", "") != f"Bearer {self.state.api_key}":
-            self.refused()
             return self.reply(
                 401,
                 errors("The provided authorization grant is invalid, expired, or revoked"),
             )
         if len(raw) > BODY_LIMIT:
-            self.refused()
             return self.reply(413, errors("Payload Too Large"))
         failure = self.state.take_failure()
         if failure == 429:
@@ -67,17 +67,14 @@ class _Handler(CountingHandler):
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            self.refused()
             return self.reply(400, errors("Bad Request", None))
         copies, problem = self._copies(body)
         if problem:
-            self.refused()
             return self.reply(400, errors(*problem))
         message_id = secrets.token_urlsafe(16)
         for one in copies:
             one["_id"] = message_id
         self.state.record(copies, arrived)
-        self.taken()
         self.reply(202, b"", {"X-Message-Id": message_id})
 
     def _copies(self, body: object) -> tuple[list[dict], tuple[str, str | None] | None]:
@@ -155,13 +152,20 @@ class _Handler(CountingHandler):
         return copies, None
 
 
-class FakeSendGrid(CountingServer):
-    """Its api_url is what SENDGRID_API_URL is set to: Anymail appends ``mail/send``."""
+@dataclass
+class FakeSendGridState(CountingState):
+    api_key: str = API_KEY
 
-    handler = _Handler
+
+class FakeSendGrid(LocalFake):
+    """Its url is what SENDGRID_API_URL is set to: Anymail appends ``mail/send``."""
+
+    state: FakeSendGridState
+    state_class = FakeSendGridState
+    handler_class = _Handler
+    base_path = "v3/"
     name = "SendGrid"
-    api_key = API_KEY
 
 
 if __name__ == "__main__":
-    FakeSendGrid.serve_standalone(__doc__.splitlines()[0], default_port=8027)
+    FakeSendGrid.serve_standalone(__doc__.splitlines()[0])

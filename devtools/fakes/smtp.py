@@ -5,15 +5,23 @@ commands Django's SMTP backend uses (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QU
 threaded socket server. It can refuse chosen recipients at RCPT (550), answer the next
 messages with a temporary or permanent failure, and drop the connection after taking a
 message without answering (the "did it take it?" case).
+
+It counts what it receives as the HTTP fakes do (devtools/fakes/serving.py ``Counters``: each
+message's DATA is a call); run standalone (for benchmarks) the counters are served over HTTP on
+a second port: ``python -m devtools.fakes.smtp --port N --stats-port M [--no-store]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import email
 import email.policy
 import socketserver
 import threading
+import time
 from dataclasses import dataclass, field
+
+from devtools.fakes.serving import Counters, FakeHandler, LocalFake
 
 
 @dataclass
@@ -31,6 +39,8 @@ class FakeSmtpState:
 
 
 class _Handler(socketserver.StreamRequestHandler):
+    disable_nagle_algorithm = True  # as the HTTP fakes: no delayed-ACK wait per reply
+
     def _say(self, line: str) -> None:
         self.wfile.write(line.encode() + b"\r\n")
 
@@ -80,16 +90,23 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._say("502 5.5.2 command not implemented")
 
     def _take(self, state: FakeSmtpState, sender: str, recipients: list[str]) -> bool:
+        arrived = time.time()
         lines = []
         while (line := self.rfile.readline()) not in (b".\r\n", b".\n", b""):
             lines.append(line[1:] if line.startswith(b"..") else line)
-        message = email.message_from_bytes(b"".join(lines), policy=email.policy.default)
+        counters: Counters = self.server.counters
+        counters.call_count("DATA", sum(len(line) for line in lines))
+        counters.accepted_count(recipients, arrived)
         with state.lock:
-            state.messages.append({"from": sender, "to": recipients, "message": message})
+            if counters.store:
+                message = email.message_from_bytes(b"".join(lines), policy=email.policy.default)
+                state.messages.append({"from": sender, "to": recipients, "message": message})
             drop = state.drop_after_data > 0
             state.drop_after_data -= drop
         if drop:
             return False
+        if counters.answer_delay:
+            time.sleep(counters.answer_delay)  # taken; the client may be gone before the answer
         self._say("250 OK queued")
         return True
 
@@ -97,11 +114,13 @@ class _Handler(socketserver.StreamRequestHandler):
 class FakeSmtp:
     """``with FakeSmtp() as smtp:`` listens on 127.0.0.1:<smtp.port> until the block ends."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, store: bool = True) -> None:
         self.state = FakeSmtpState()
+        self.counters = Counters(store=store)
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", port), _Handler)
         self._server.daemon_threads = True
         self._server.state = self.state
+        self._server.counters = self.counters
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -112,3 +131,32 @@ class FakeSmtp:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _StatsHandler(FakeHandler):
+    def post(self, raw: bytes, arrived: float) -> None:
+        self.reply(404, {"message": "only /_fake/stats and /_fake/reset are served here"})
+
+
+class SmtpStats(LocalFake):
+    """The SMTP fake's counters over HTTP, for the benchmark (which reads every fake alike)."""
+
+    state_class = dict
+    handler_class = _StatsHandler
+    name = "SMTP counters"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--stats-port", type=int, default=0)
+    parser.add_argument("--no-store", dest="store", action="store_false")
+    args = parser.parse_args()
+    with FakeSmtp(args.port, store=args.store) as smtp:
+        print(f"fake SMTP at 127.0.0.1:{smtp.port}", flush=True)
+        with SmtpStats(args.stats_port, store=args.store, counters=smtp.counters) as stats:
+            stats.serve()
+
+
+if __name__ == "__main__":
+    main()

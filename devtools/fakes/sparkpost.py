@@ -7,6 +7,8 @@ subject, html, text, headers) and metadata answers 200 ``{"results": {"id": ...,
 recipient is on the account's suppression list (code 1902, "Message generation rejected"),
 429 "Too many requests" with Retry-After, 500. SparkPost's message events can be searched,
 but only for hours later and not by our metadata at send time, so Paperboy does not ask it.
+
+Run standalone (for benchmarks): ``python -m devtools.fakes.sparkpost --port N [--no-store]``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from devtools.fakes.serving import LocalFake
+from devtools.fakes.serving import FakeHandler, LocalFake
 
 API_KEY = "sparkpost-test-key"
 
@@ -43,46 +44,30 @@ def _errors(message: str, code: str, description: str = "") -> dict:
     return {"errors": [{"message": message, "code": code, "description": description}]}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _reply(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:
+class _Handler(FakeHandler):
+    def post(self, raw: bytes, arrived: float) -> None:
         state: FakeSparkPostState = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with state.lock:
             failure = state.failures.pop(0) if state.failures else None
         if self.path.rstrip("/") != "/api/v1/transmissions":
-            return self._reply(404, _errors("resource not found", "1600"))
+            return self.reply(404, _errors("resource not found", "1600"))
         if self.headers.get("Authorization") != state.api_key:
-            return self._reply(401, _errors("Unauthorized.", "1000"))
+            return self.reply(401, _errors("Unauthorized.", "1000"))
         if failure == 429:
-            return self._reply(429, _errors("Too many requests", "1300"), {"Retry-After": "1"})
+            return self.reply(429, _errors("Too many requests", "1300"), {"Retry-After": "1"})
         if failure:
-            return self._reply(failure, _errors("Internal error", "1500"))
+            return self.reply(failure, _errors("Internal error", "1500"))
         try:
             body = json.loads(raw)
             recipients = [r["address"]["email"] for r in body["recipients"]]
             content = body["content"]
         except (ValueError, KeyError, TypeError):
-            return self._reply(422, _errors("invalid data format/type", "1300"))
+            return self.reply(422, _errors("invalid data format/type", "1300"))
         if not (content.get("from") and content.get("subject")):
-            return self._reply(422, _errors("required field is missing", "1400"))
+            return self.reply(422, _errors("required field is missing", "1400"))
         blocked = [r for r in recipients if r.lower() in state.suppressed]
         if blocked and len(blocked) == len(recipients):
-            return self._reply(
+            return self.reply(
                 420,
                 _errors(
                     "Message generation rejected",
@@ -91,14 +76,16 @@ class _Handler(BaseHTTPRequestHandler):
                 ),
             )
         transmission_id = str(uuid.uuid4().int)[:18]
-        with state.lock:
-            state.transmissions.append({**body, "_id": transmission_id})
+        self.counters.accepted_count(recipients, arrived)
+        if self.counters.store:
+            with state.lock:
+                state.transmissions.append({**body, "_id": transmission_id})
         results = {
             "id": transmission_id,
             "total_accepted_recipients": len(recipients),
             "total_rejected_recipients": 0,
         }
-        self._reply(200, {"results": results})
+        self.reply(200, {"results": results})
 
 
 class FakeSparkPost(LocalFake):
@@ -108,3 +95,8 @@ class FakeSparkPost(LocalFake):
     state_class = FakeSparkPostState
     handler_class = _Handler
     base_path = "/api/v1/"
+    name = "SparkPost"
+
+
+if __name__ == "__main__":
+    FakeSparkPost.serve_standalone(__doc__.splitlines()[0])

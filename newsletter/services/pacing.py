@@ -7,8 +7,10 @@ apart could then arrive less than a second apart. So, for backends that post ove
 the turn is taken inside the session's transport adapter, once the request is prepared: reserve
 a slot, sleep until it, then `RateLimiter.depart`, which counts the call from the moment it
 really leaves and makes it wait again if a call before it left late. Backends without a
-requests session (SMTP, Amazon SES's boto3) take the same turn just before the backend is
-called.
+requests session take it at their own last moment through ``pace_with(pacer)``: Amazon SES
+in boto3's ``before-send`` event, once the call is serialized and signed
+(newsletter/amazon_ses.py); SMTP once the message's bytes are built, right before they are
+written (newsletter/smtp.py).
 """
 
 from __future__ import annotations
@@ -68,12 +70,17 @@ class PacedAdapter(HTTPAdapter):
 
 
 def paced_backend(backend, gate: rate.RateLimiter) -> CallPacer | None:
-    """Open `backend`'s requests session with the pacing adapter mounted; its pacer, or None
-    for a backend without a requests session (the caller then takes each turn itself).
+    """Open `backend`'s requests session with the pacing adapter mounted (or hand a backend
+    that takes its turns itself its pacer); its pacer, or None for a backend that can do
+    neither (the caller then takes each turn itself).
 
     The session stays open for the whole chunk (one connection reused); the caller closes the
     backend.
     """
+    if hasattr(backend, "pace_with"):
+        if getattr(backend, "pacer", None) is None:
+            backend.pace_with(CallPacer(gate))
+        return backend.pacer  # a later call of the same chunk: same backend, same pacer
     if not isinstance(backend, AnymailRequestsBackend):
         return None
     backend.open()

@@ -115,6 +115,8 @@ def test_the_dashboard_series_counts_by_day():
         ("postmark", b"postmark is asked which messages it accepted"),
         ("resend", b"resend cannot say which messages it accepted"),
         ("smtp", b"marked unknown, never re-sent"),
+        ("mailgun", b"the deliveries of the call it died in are marked unknown"),
+        ("amazon_ses", b"the deliveries of the claim it died in (up to 50, one call each)"),
     ],
 )
 def test_the_issue_page_says_what_a_crash_mid_send_leaves(

@@ -3,6 +3,9 @@ devtools/fakes/amazon_ses.py."""
 
 from __future__ import annotations
 
+import socket
+from datetime import timedelta
+
 import pytest
 import redis
 import time_machine
@@ -13,7 +16,12 @@ from devtools.fakes.amazon_ses import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, 
 from newsletter.models import Delivery
 from newsletter.services import rate
 from newsletter.services.previews import digest_preview
-from newsletter.services.sending import TransientSendError, deliveries_send_chunk
+from newsletter.services.sending import (
+    ClaimUnsettled,
+    TransientSendError,
+    deliveries_send_chunk,
+    deliveries_sweep,
+)
 from subscriptions.links import unsubscribe_url
 from tests.external import require_redis
 from tests.factories import SubscriberFactory
@@ -101,6 +109,56 @@ def test_a_call_without_credentials_is_refused_and_the_message_kept_unsent(
     assert ses.state.messages == []
 
 
+def _endpoint(settings, url: str) -> None:
+    params = settings.ANYMAIL["AMAZON_SES_CLIENT_PARAMS"]
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "AMAZON_SES_CLIENT_PARAMS": {**params, "endpoint_url": url},
+    }
+
+
+def test_an_unreachable_endpoint_is_transient_and_the_rows_kept_for_the_retry(
+    ses, day_batch, sending, settings
+):
+    readers = [SubscriberFactory(topics=[day_batch.topics["agents"]]) for _ in range(2)]
+    issue = sending()
+    with socket.socket() as closed:  # a port nothing listens on: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        _endpoint(settings, f"http://127.0.0.1:{closed.getsockname()[1]}/")
+
+    with pytest.raises(TransientSendError) as raised:
+        deliveries_send_chunk(issue_id=issue.pk)
+    rows = Delivery.objects.filter(issue=issue)
+    assert {d.status for d in rows} == {Delivery.Status.SENDING}  # not failed: retried
+    assert {d.claim for d in rows} == {raised.value.claim}
+
+    _endpoint(settings, ses.url)
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2
+    assert sorted(ses.state.recipients()) == sorted(r.email for r in readers)
+
+
+def test_a_call_timed_out_after_it_went_out_is_unknown_never_resent(
+    ses, day_batch, sending, settings
+):
+    SubscriberFactory(email="first@example.org", topics=[day_batch.topics["agents"]])
+    issue = sending()
+    settings.ANYMAIL_TIMEOUT_SECONDS = 1
+    ses.counters.answer_delay = 3  # SES takes the message and answers after the client gave up
+
+    with pytest.raises(ClaimUnsettled):
+        deliveries_send_chunk(issue_id=issue.pk)
+    assert Delivery.objects.get(issue=issue).status == Delivery.Status.SENDING
+    later = timezone.now() + timedelta(seconds=settings.DIGEST_CLAIM_LEASE_SECONDS + 1)
+    with time_machine.travel(later):
+        deliveries_sweep()
+        deliveries_sweep()
+
+    delivery = Delivery.objects.get(issue=issue)
+    assert delivery.status == Delivery.Status.UNKNOWN  # SES cannot be asked: an operator's
+    assert deliveries_send_chunk(issue_id=issue.pk) == 0
+    assert ses.state.recipients() == ["first@example.org"]  # exactly once
+
+
 def test_the_send_rate_paces_each_call(ses, day_batch, sending, settings):
     url = require_redis()
     client = redis.Redis.from_url(url)
@@ -121,11 +179,12 @@ def test_the_send_rate_paces_each_call(ses, day_batch, sending, settings):
         score for _, score in gate.client.zrange(gate.keys[0], 0, -1, withscores=True)
     )
     # Five emails at two a second: the last call is admitted two seconds of turns after the
-    # first, and reaches the provider no earlier. (The turn is taken just before boto3 builds
-    # and signs the call, so an arrival trails its admission by that build time: the first
-    # call's, which creates the boto3 client, most. Hence admissions, not arrivals, are what
-    # the limiter counts; README "Providers".)
+    # first, and reaches the provider no earlier.
     assert admitted[-1] - admitted[0] >= 1.9, admitted
     assert arrivals[-1] >= admitted[-1] - 0.05, (arrivals, admitted)
     for start in admitted:
         assert sum(1 for when in admitted if start <= when < start + 1.0) <= 2, admitted
+    # The turn is taken in boto3's before-send event, once the call is built and signed: the
+    # provider never sees more than the limit in any second either.
+    for start in arrivals:
+        assert sum(1 for when in arrivals if start <= when < start + 1.0) <= 2, arrivals

@@ -72,7 +72,7 @@ def provider(request, settings):
         settings.ANYMAIL = {
             **settings.ANYMAIL,
             f"{name.upper()}_API_KEY": fake.state.api_key,
-            f"{name.upper()}_API_URL": fake.api_url,
+            f"{name.upper()}_API_URL": fake.url,
         }
         settings.SITE_URL = "https://paperboy.example.org"
         yield Provider(name, fake)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import redis
 import time_machine
 from django.utils import timezone
 
@@ -18,6 +19,7 @@ from newsletter.services.sending import (
     deliveries_sweep,
 )
 from subscriptions.links import unsubscribe_url
+from tests.external import require_redis
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -135,3 +137,27 @@ def test_a_lost_answer_is_never_resent_blindly(smtp, day_batch, sending, setting
     assert delivery.status == Delivery.Status.UNKNOWN  # for an operator: SMTP cannot be asked
     assert deliveries_send_chunk(issue_id=issue.pk) == 0
     assert smtp.state.recipients() == ["first@example.org"]  # exactly once
+
+
+def test_the_send_rate_paces_each_message_as_it_goes_on_the_wire(
+    smtp, day_batch, sending, settings
+):
+    url = require_redis()
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter("paperboy:rate:*"):
+        client.delete(key)
+    settings.SEND_RATE_REDIS_URL = url
+    settings.SEND_RATE_PER_SECOND = 2
+    for _ in range(5):
+        SubscriberFactory(topics=[day_batch.topics["robotics"]])
+    issue = sending()
+
+    # A chunk is never larger than the second's limit: three chunks of 2, 2 and 1.
+    assert sum(deliveries_send_chunk(issue_id=issue.pk) for _ in range(3)) == 5
+    # Each message's turn is taken once its bytes are built, right before they are written:
+    # the server never sees more than the limit in any second, and five take two seconds.
+    arrivals = sorted(when for when, _ in smtp.counters.arrivals)
+    assert len(arrivals) == 5
+    assert arrivals[-1] - arrivals[0] >= 1.9, arrivals
+    for start in arrivals:
+        assert sum(1 for when in arrivals if start <= when < start + 1.0) <= 2, arrivals
