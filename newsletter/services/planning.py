@@ -424,16 +424,25 @@ def deliveries_write(*, issue: Issue, plan: Plan) -> None:
             "issue_id, subscriber_id, status, content_key, attempts, claim, "
             "provider_message_id, last_error, created_at"
         )
+        # Both tables are written in content-key order, the order workers claim rows in and
+        # look contents up by: a chunk's 500 rows then sit on a dozen neighbouring pages
+        # instead of 500 pages spread over the table (in subscriber order, with every
+        # selection distinct, a claim read and dirtied a page per row: 97 ms of 500 rows).
+        keys, indexes = plan.keys, plan.content_indexes
+        by_key = sorted(range(len(keys)), key=keys.__getitem__)
+        rows = sorted(
+            range(len(indexes)), key=lambda r: keys[indexes[r]] if indexes[r] >= 0 else ""
+        )
         with connection.cursor() as cursor:
             raw = cursor.cursor
             with raw.copy(f"COPY {content_table} (issue_id, key, selection) FROM STDIN") as copy:
-                for key, text in zip(plan.keys, plan.selection_texts, strict=True):
-                    copy.write_row((issue.pk, key, text))
+                for index in by_key:
+                    copy.write_row((issue.pk, plan.keys[index], plan.selection_texts[index]))
+            del by_key
             with raw.copy(f"COPY {delivery_table} ({columns}) FROM STDIN") as copy:
                 pending, skipped = Delivery.Status.PENDING, Delivery.Status.SKIPPED
-                for subscriber_id, index in zip(
-                    plan.subscriber_ids, plan.content_indexes, strict=True
-                ):
+                for row in rows:
+                    subscriber_id, index = plan.subscriber_ids[row], plan.content_indexes[row]
                     if index < 0:
                         copy.write_row((issue.pk, subscriber_id, skipped, "", 0, "", "", "", now))
                     else:
