@@ -144,15 +144,11 @@ def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) ->
         return str(text)
     # Each value escaped once, not at each of its slots (a digest has 22 slots, 3 values).
     values = {k: html.escape(str(v)) if html_escape else str(v) for k, v in data.items() if k}
-    # Literals and fields taken apart by slicing and put back by slice assignment: one list
-    # comprehension per body instead of a Python loop over its (field, name, literal)
-    # triples (about 100 in a digest's HTML: half of filling it in).
-    get = values.get
-    filled = [""] * (2 * (len(parts) // 3) + 1)
-    filled[0::2] = parts[0::3]
-    filled[1::2] = [
-        get(name, written) for written, name in zip(parts[1::3], parts[2::3], strict=True)
-    ]
+    filled = [parts[0]]
+    rest = iter(parts[1:])
+    for written, name, literal in zip(rest, rest, rest, strict=True):
+        filled.append(values.get(name, written))
+        filled.append(literal)
     return "".join(filled)
 
 
