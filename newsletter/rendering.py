@@ -146,6 +146,10 @@ class IssueRenderer:
         # Each paper's block with a reason filled in, ready to join: (html, text) split around
         # their merge fields, the HTML as ASCII. By (paper id, reason's words).
         self._reasoned: dict[tuple[int, str], tuple[MergeBody, MergeBody]] = {}
+        # The same blocks by (paper id, the ranking's reason as recorded): an email looks its
+        # blocks up without putting each reason into words again (2.6 us a paper, a tenth of
+        # assembling an email with every selection distinct).
+        self._recorded: dict[tuple, tuple[MergeBody, MergeBody]] = {}
         self._subject_titles: dict[int, str] = {}
 
     @cached_property
@@ -262,6 +266,21 @@ class IssueRenderer:
             )
         return block
 
+    def _block_for(self, paper_id: int, why) -> tuple[MergeBody, MergeBody]:
+        """``_reasoned_block`` of the paper with the words of the recorded reason `why`."""
+        key = (paper_id, *why) if isinstance(why, list) else None
+        try:
+            block = self._recorded.get(key)
+        except TypeError:  # a reason with an unhashable part: put in words each time
+            key = block = None
+        if block is None:
+            block = self._reasoned_block(paper_id, self._reason(why))
+            if key is not None:
+                if len(self._recorded) >= BLOCKS_CACHED:
+                    self._recorded.clear()
+                self._recorded[key] = block
+        return block
+
     def render(self, selection: list[list], content_key: str = "") -> RenderedDigest:
         """The email for one selection ([[paper_id, reason], ...]); cached by content_key."""
         if content_key and content_key in self._contents:
@@ -273,7 +292,7 @@ class IssueRenderer:
         html_blocks: list[MergeBody] = []
         text_blocks: list[MergeBody] = []
         for paper_id, why in chosen:
-            block_html, block_text = self._reasoned_block(paper_id, self._reason(why))
+            block_html, block_text = self._block_for(paper_id, why)
             html_blocks += (block_html, _NEWLINE)
             text_blocks += (block_text, _PARAGRAPH)
         titles = [self.papers[pid].title for pid, _ in chosen]

@@ -5,7 +5,9 @@ from itertools import groupby
 from operator import itemgetter
 from typing import NamedTuple
 
-from django.db.models import FilteredRelation, Q, QuerySet
+import orjson
+from django.db.models import FilteredRelation, Q, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from subscriptions import schedule
@@ -58,6 +60,9 @@ class RankingProfile(NamedTuple):
     top_when_empty: bool = False  # on a day with nothing for them, the day's top papers
 
 
+_LIST_FIELDS = ("liked_ids", "disliked_ids", "muted", "follows")  # Profile's JSON lists
+
+
 def _topics_by_subscriber(subscribers) -> Iterator[tuple[int, frozenset[int]]]:
     rows = (
         subscribers.annotate(
@@ -105,23 +110,28 @@ def profiles_for_ranking(
         if weekly is not None:
             chose_weekly = Q(frequency=schedule.WEEKLY)
             subscribers = subscribers.filter(chose_weekly if weekly else ~chose_weekly)
-    profiles = subscribers.order_by("id").values_list(
-        "id",
-        "profile__interest_vector",
-        "profile__vector_model",
-        "profile__liked_ids",
-        "profile__disliked_ids",
-        "profile__muted",
-        "profile__follows",
-        "profile__focus",
-        "papers_per_email",
-        "top_when_empty",
+    # The four lists come as their JSON text, parsed by orjson: Django's JSONField parses each
+    # with json.loads, four per subscriber, a tenth of planning an issue's time at 100k.
+    as_text = {name: Cast(f"profile__{name}", TextField()) for name in _LIST_FIELDS}
+    profiles = (
+        subscribers.order_by("id")
+        .annotate(**{f"{name}_text": cast for name, cast in as_text.items()})
+        .values_list(
+            "id",
+            "profile__interest_vector",
+            "profile__vector_model",
+            *(f"{name}_text" for name in _LIST_FIELDS),
+            "profile__focus",
+            "papers_per_email",
+            "top_when_empty",
+        )
     )
     topics = _topics_by_subscriber(subscribers)
     no_topics: frozenset[int] = frozenset()
     next_topics = next(topics, None)
     rows = profiles.iterator(chunk_size=CHUNK)
-    for sid, vector, model, liked, disliked, muted, follows, focus, papers, top in rows:
+    for sid, vector, model, *lists, focus, papers, top in rows:
+        liked, disliked, muted, follows = (orjson.loads(t) if t else None for t in lists)
         while next_topics is not None and next_topics[0] < sid:
             next_topics = next(topics, None)
         followed = no_topics

