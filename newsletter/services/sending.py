@@ -474,6 +474,10 @@ def _send(backend, messages: list[AnymailMessage]) -> AnymailError | None:
     carry their ``anymail_status``.
     """
     try:
+        # Opened here, not by send_messages: a backend that opens its own connection closes it
+        # after the call, and under a send rate each message is a call of its own (an SMTP
+        # handshake per message). Opening is a no-op when open; _chunk_send closes it.
+        backend.open()
         backend.send_messages(messages)
     except (AnymailAPIError, AnymailRecipientsRefused) as error:
         return error

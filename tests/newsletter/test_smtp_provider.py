@@ -161,3 +161,5 @@ def test_the_send_rate_paces_each_message_as_it_goes_on_the_wire(
     assert arrivals[-1] - arrivals[0] >= 1.9, arrivals
     for start in arrivals:
         assert sum(1 for when in arrivals if start <= when < start + 1.0) <= 2, arrivals
+    # Each chunk's messages, one call each under a send rate, share one connection.
+    assert smtp.state.connections == 3
