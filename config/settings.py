@@ -331,6 +331,9 @@ ANYMAIL["IGNORE_RECIPIENT_STATUS"] = True
 # The provider's limits; 0 (the default) sets none. A chunk is never larger than the per-second
 # limit, so no single call exceeds it.
 SEND_RATE_PER_SECOND = env_int("SEND_RATE_PER_SECOND", default=0, minimum=0)
+# Copies in flight at once per worker for providers that take one copy per call (their round
+# trip is each copy's cost); 1 sends them one after another.
+SEND_CONCURRENCY = env_int("SEND_CONCURRENCY", default=8, minimum=1)
 SEND_QUOTA_PER_HOUR = env_int("SEND_QUOTA_PER_HOUR", default=0, minimum=0)
 SEND_QUOTA_PER_DAY = env_int("SEND_QUOTA_PER_DAY", default=0, minimum=0)
 # Warm-up of a new sending domain: the cap of each UTC day from SEND_WARMUP_START on

@@ -22,7 +22,7 @@ from __future__ import annotations
 import smtplib
 
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
-from anymail.message import AnymailRecipientStatus
+from anymail.message import AnymailRecipientStatus, AnymailStatus
 from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
 from django.core.mail.message import make_msgid, sanitize_address
 
@@ -63,6 +63,10 @@ class SmtpEmailBackend(DjangoSmtpBackend):
             if metadata.get(name):
                 email_message.extra_headers[f"X-Paperboy-{name.capitalize()}"] = metadata[name]
         message_id = email_message.extra_headers.setdefault("Message-ID", make_msgid())
+        # A status of this copy's own, as Anymail's backends give each message they send:
+        # copies made from one message share its status object, and copies sent at once
+        # (newsletter/services/concurrent_sends.py) would record into each other's.
+        email_message.anymail_status = AnymailStatus()
         try:
             refused = self._sendmail(email_message)
         except smtplib.SMTPRecipientsRefused as error:
@@ -82,17 +86,15 @@ class SmtpEmailBackend(DjangoSmtpBackend):
                 backend=self,
             ) from error
         refused = {addr_spec(str(a)).lower() for a in refused}
-        status = getattr(email_message, "anymail_status", None)
-        if status is not None:
-            status.set_recipient_status(
-                {
-                    addr_spec(r): AnymailRecipientStatus(
-                        message_id=None if addr_spec(r).lower() in refused else message_id,
-                        status="rejected" if addr_spec(r).lower() in refused else "sent",
-                    )
-                    for r in email_message.recipients()
-                }
-            )
+        email_message.anymail_status.set_recipient_status(
+            {
+                addr_spec(r): AnymailRecipientStatus(
+                    message_id=None if addr_spec(r).lower() in refused else message_id,
+                    status="rejected" if addr_spec(r).lower() in refused else "sent",
+                )
+                for r in email_message.recipients()
+            }
+        )
         return len(refused) < len(email_message.recipients())
 
     def _sendmail(self, email_message) -> dict:

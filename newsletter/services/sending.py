@@ -43,7 +43,7 @@ from newsletter.composition import (
 )
 from newsletter.models import Delivery, Issue, IssueContent
 from newsletter.rendering import IssueRenderer, schedule_words
-from newsletter.services import pacing, rate
+from newsletter.services import concurrent_sends, pacing, rate
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
 from newsletter.services.single_sends import chunk_single
 from subscriptions.addresses import email_problem
@@ -491,6 +491,36 @@ def _send_paced(backend, messages: list[AnymailMessage], gate) -> AnymailError |
     Raises rate.RateWait (nothing of the call sent) when the turn, or a provider's pause, is
     further off than a worker sleeps; the messages sent before it carry their status.
     """
+    concurrency = settings.SEND_CONCURRENCY
+    if not providers.provider().one_call_per_chunk and concurrency > 1 and len(messages) > 1:
+        return concurrent_sends.send_concurrently(
+            messages,
+            first_backend=backend,
+            open_backend=get_connection,
+            send_one=lambda one_backend, message: _send_calls(one_backend, [message], gate),
+            caution=_caution,
+            concurrency=concurrency,
+        )
+    return _send_calls(backend, messages, gate)
+
+
+# How cautious the send code must be with a copy that failed so (0: it may have been taken).
+_CAUTION = {
+    Outcome.UNKNOWN: 0,
+    Outcome.TRANSIENT: 1,
+    Outcome.PERMANENT: 2,
+    Outcome.REFUSED: 3,
+    Outcome.ACCEPTED: 4,
+}
+
+
+def _caution(error: AnymailError) -> int:
+    # A single copy refused has its rejected status: it counts as answered.
+    return _CAUTION[send_outcome(error, answered=True).outcome]
+
+
+def _send_calls(backend, messages: list[AnymailMessage], gate) -> AnymailError | None:
+    """The messages through one backend, call by call, each call taking its turn."""
     if gate is None:
         return _send(backend, messages)
     pacer = pacing.paced_backend(backend, gate)

@@ -88,9 +88,11 @@ def test_a_transient_answer_is_retried_exactly_once(ses, day_batch, sending, ans
 
     with pytest.raises(TransientSendError) as raised:
         deliveries_send_chunk(issue_id=issue.pk)
-    # boto3 did not retry on its own: the one failed call is all SES saw.
-    assert (ses.state.calls, ses.state.messages) == (1, [])
-    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2
+    # boto3 did not retry on its own: the failed call once, and at most the other copy, sent
+    # beside it (SEND_CONCURRENCY) and taken.
+    beside = len(ses.state.messages)
+    assert (ses.state.calls, beside) in {(1, 0), (2, 1)}
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2 - beside
     assert sorted(ses.state.recipients()) == sorted(r.email for r in readers)
     assert ses.state.calls == 3
 

@@ -67,6 +67,8 @@ def test_a_transient_answer_is_retried_exactly_once(brevo, day_batch, sending, s
 
     with pytest.raises(TransientSendError) as raised:
         deliveries_send_chunk(issue_id=issue.pk)
-    assert brevo.state.messages == []
-    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2
+    # The copy answered so was not taken; the other, sent beside it (SEND_CONCURRENCY), was.
+    beside = len(brevo.state.messages)
+    assert beside <= 1
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2 - beside
     assert sorted(brevo.state.recipients()) == sorted(r.email for r in readers)

@@ -74,6 +74,8 @@ def test_a_transient_answer_is_retried_exactly_once(mailjet, day_batch, sending,
 
     with pytest.raises(TransientSendError) as raised:
         deliveries_send_chunk(issue_id=issue.pk)
-    assert mailjet.state.messages == []
-    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2
+    # The copy answered so was not taken; the other, sent beside it (SEND_CONCURRENCY), was.
+    beside = len(mailjet.state.messages)
+    assert beside <= 1
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2 - beside
     assert sorted(mailjet.state.recipients()) == sorted(r.email for r in readers)

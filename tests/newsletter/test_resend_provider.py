@@ -91,10 +91,12 @@ def test_a_transient_answer_is_retried_exactly_once(resend, day_batch, sending, 
         deliveries_send_chunk(issue_id=issue.pk)
     if status == 429:
         assert raised.value.retry_after == 1.0  # Resend's retry-after
-    assert resend.state.messages == []
+    # The copy answered so was not taken; the other, sent beside it (SEND_CONCURRENCY), was.
+    beside = len(resend.state.messages)
+    assert beside <= 1
     assert deliveries_send_chunk(issue_id=issue.pk) == 0  # held for the retry
 
-    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2 - beside
     assert sorted(resend.state.recipients()) == sorted(r.email for r in readers)
 
 

@@ -44,14 +44,14 @@ def _bodies(message) -> dict[str, str]:
     }
 
 
-def test_each_reader_gets_their_own_copy_over_one_connection(smtp, day_batch, sending):
+def test_each_reader_gets_their_own_copy(smtp, day_batch, sending):
     readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(3)]
     with time_machine.travel(timezone.now(), tick=False):
         issue = sending()
 
         assert deliveries_send_chunk(issue_id=issue.pk) == 3
 
-        assert smtp.state.connections == 1
+        assert smtp.state.connections == 3  # each copy in flight beside the others
         by_to = {m["to"][0]: m["message"] for m in smtp.state.messages}
         assert sorted(by_to) == sorted(r.email for r in readers)
         for reader in readers:
@@ -95,10 +95,12 @@ def test_a_temporary_failure_is_retried_exactly_once(smtp, day_batch, sending):
 
     with pytest.raises(TransientSendError) as raised:
         deliveries_send_chunk(issue_id=issue.pk)
-    assert smtp.state.messages == []
+    # The copy answered 451 was not taken; the other, sent beside it (SEND_CONCURRENCY), was.
+    beside = len(smtp.state.messages)
+    assert beside <= 1
     assert deliveries_send_chunk(issue_id=issue.pk) == 0  # held for the retry
 
-    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2 - beside
     assert sorted(smtp.state.recipients()) == sorted(r.email for r in readers)
 
 
@@ -142,6 +144,7 @@ def test_a_lost_answer_is_never_resent_blindly(smtp, day_batch, sending, setting
 def test_the_send_rate_paces_each_message_as_it_goes_on_the_wire(
     smtp, day_batch, sending, settings
 ):
+    settings.SEND_CONCURRENCY = 1  # one connection a chunk, reused message after message
     url = require_redis()
     client = redis.Redis.from_url(url)
     for key in client.scan_iter("paperboy:rate:*"):

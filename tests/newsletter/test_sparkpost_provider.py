@@ -71,6 +71,8 @@ def test_a_transient_answer_is_retried_exactly_once(sparkpost, day_batch, sendin
 
     with pytest.raises(TransientSendError) as raised:
         deliveries_send_chunk(issue_id=issue.pk)
-    assert sparkpost.state.transmissions == []
-    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2
+    # The copy answered so was not taken; the other, sent beside it (SEND_CONCURRENCY), was.
+    beside = len(sparkpost.state.transmissions)
+    assert beside <= 1
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 2 - beside
     assert sorted(sparkpost.state.recipients()) == sorted(r.email for r in readers)
