@@ -124,6 +124,8 @@ def pipeline_env(args: argparse.Namespace, fake_url: str, query_dir: Path) -> di
         # Another backend for the same provider (bench/celery_app.py): Anymail's own, say,
         # to compare with Paperboy's in the same invocation.
         env["PAPERBOY_BENCH_EMAIL_BACKEND"] = args.email_backend
+    if getattr(args, "send_concurrency", 0):
+        env["SEND_CONCURRENCY"] = str(args.send_concurrency)
     if getattr(args, "rate", 0):
         # The shared send rate (newsletter/services/rate.py), its budget in the bench's Redis.
         env.update(SEND_RATE_PER_SECOND=str(args.rate), SEND_RATE_REDIS_URL=args.redis_url)

@@ -86,7 +86,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--answer-delay",
+        type=float,
+        default=0.0,
+        help="seconds each fake waits before answering a send: a real API's round trip",
+    )
+    parser.add_argument(
+        "--send-concurrency",
+        default="",
+        help="comma-separated SEND_CONCURRENCY values, each variant run with each in turn "
+        "(default: the setting's default)",
+    )
     args = parser.parse_args(argv)
+    args.concurrencies = [int(c) for c in args.send_concurrency.split(",") if c.strip()] or [0]
     args.name = args.name or str(args.subscribers)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in args.variants if v not in VARIANTS]
@@ -112,6 +125,7 @@ def _fake_start(args: argparse.Namespace, provider: str, workdir: Path) -> tuple
         args.smtp_port, port = port, free_port()
         command += ["--stats-port", str(port)]
         ready = b"fake SMTP counters at"
+    command += ["--answer-delay", str(args.answer_delay)]
     fake = ChildProcess(
         [*command, "--no-store"], os.environ.copy(), workdir / f"fake-{provider}.log"
     )
@@ -119,11 +133,17 @@ def _fake_start(args: argparse.Namespace, provider: str, workdir: Path) -> tuple
     return fake, f"http://127.0.0.1:{port}/"
 
 
-def variant_summary(variant: str, runs: list[Run]) -> dict:
+def _label(variant: str, concurrency: int) -> str:
+    """A result's name: the variant, and the SEND_CONCURRENCY it ran with when one was set."""
+    return f"{variant}, {concurrency} at once" if concurrency else variant
+
+
+def variant_summary(label: str, runs: list[Run]) -> dict:
+    variant = label.split(",")[0]
     middle = sorted(runs, key=lambda r: r.wall_s)[len(runs) // 2]
     extra = middle.extra
     return {
-        "variant": variant,
+        "variant": label,
         "provider": VARIANTS[variant][0],
         "backend": VARIANTS[variant][1] or "Paperboy's",
         "rounds": len(runs),
@@ -151,6 +171,11 @@ def markdown(result: dict) -> str:
     lines = [
         f"{result['subscribers']:,} subscribers"
         + (", every selection distinct" if result["distinct"] else "")
+        + (
+            f"; each send answered after {result['answer_delay_s'] * 1000:.0f} ms"
+            if result.get("answer_delay_s")
+            else ""
+        )
         + f"; {result['rounds']} round(s), in turns with django-newsletter; commit "
         + result["commit"],
         "",
@@ -184,7 +209,9 @@ def main(argv: list[str] | None = None) -> dict:
     django_setup(args)
     workdir = Path(tempfile.mkdtemp(prefix="providers-bench-"))
     fakes: dict[str, tuple[ChildProcess, str]] = {}
-    runs: dict[str, list[Run]] = {v: [] for v in args.variants}
+    runs: dict[str, list[Run]] = {
+        _label(v, c): [] for v in args.variants for c in args.concurrencies
+    }
     baselines: list[Run] = []
     try:
         for provider in {"postmark"} | {VARIANTS[v][0] for v in args.variants}:
@@ -200,12 +227,14 @@ def main(argv: list[str] | None = None) -> dict:
                 log(f"baseline {round_}/{args.rounds}: N={args.baseline_subscribers:,}")
                 baselines.append(baseline_run(args, postmark_url, postmark.process.pid, workdir))
                 log(f"  {baselines[-1].emails_per_s:,.1f} emails/s")
-            for variant in args.variants:
+            for variant, concurrency in [(v, c) for v in args.variants for c in args.concurrencies]:
                 args.provider, args.email_backend = VARIANTS[variant]
+                args.send_concurrency = concurrency
+                label = _label(variant, concurrency)
                 fake, url = fakes[args.provider]
-                log(f"{variant} {round_}/{args.rounds}: N={args.subscribers:,}")
+                log(f"{label} {round_}/{args.rounds}: N={args.subscribers:,}")
                 run = paperboy_run(args, url, fake.process.pid, workdir)
-                runs[variant].append(run)
+                runs[label].append(run)
                 log(
                     f"  {run.emails_per_s:,.1f} emails/s, {run.extra['http_calls']:,} calls, "
                     f"{run.extra['http_bytes_sent_per_email']:,} bytes/email"
@@ -228,7 +257,8 @@ def main(argv: list[str] | None = None) -> dict:
         "subscribers": args.subscribers,
         "distinct": args.distinct,
         "rounds": args.rounds,
-        "variants": [variant_summary(v, runs[v]) for v in args.variants],
+        "answer_delay_s": args.answer_delay,
+        "variants": [variant_summary(label, label_runs) for label, label_runs in runs.items()],
         "baseline": {
             "version": baselines[0].extra["version"],
             "subscribers": baselines[0].subscribers,

@@ -231,6 +231,10 @@ class LocalFake:
         parser = argparse.ArgumentParser(description=description)
         parser.add_argument("--port", type=int, default=0)
         parser.add_argument("--no-store", dest="store", action="store_false")
+        parser.add_argument(
+            "--answer-delay", type=float, default=0.0, help="seconds before each answer (an RTT)"
+        )
         args = parser.parse_args()
         with cls(args.port, store=args.store) as fake:
+            fake.counters.answer_delay = args.answer_delay
             fake.serve()

@@ -151,8 +151,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--stats-port", type=int, default=0)
     parser.add_argument("--no-store", dest="store", action="store_false")
+    parser.add_argument(
+        "--answer-delay", type=float, default=0.0, help="seconds before each answer (an RTT)"
+    )
     args = parser.parse_args()
     with FakeSmtp(args.port, store=args.store) as smtp:
+        smtp.counters.answer_delay = args.answer_delay
         print(f"fake SMTP at 127.0.0.1:{smtp.port}", flush=True)
         with SmtpStats(args.stats_port, store=args.store, counters=smtp.counters) as stats:
             stats.serve()
