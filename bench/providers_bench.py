@@ -100,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.concurrencies = [int(c) for c in args.send_concurrency.split(",") if c.strip()] or [0]
+    args.send_concurrency = 0  # pipeline_env's: set per run from args.concurrencies
     args.name = args.name or str(args.subscribers)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in args.variants if v not in VARIANTS]
