@@ -372,8 +372,12 @@ def main() -> None:
         action="store_false",
         help="count messages without keeping them (benchmarks: memory stays flat)",
     )
+    parser.add_argument(
+        "--answer-delay", type=float, default=0.0, help="seconds before each answer (an RTT)"
+    )
     args = parser.parse_args()
     with FakePostmark(args.port, store=args.store) as fake:
+        fake.state.answer_delay = args.answer_delay
         print(f"fake Postmark at {fake.url} (token {TOKEN})", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             fake.thread.join()
