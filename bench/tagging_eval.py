@@ -60,6 +60,7 @@ THIRD_THRESHOLDS = (NEVER, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 # The margin rule: a topic only if its probability is at least this share of the best one's.
 RELATIVES = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 SOFTMAX_TEMPERATURE = 0.02  # closeness as a share of the paper's topics
+PER_TOPIC_SHRINK = 10.0  # editor tags at which a topic's own threshold counts half
 NEIGHBOURS, NEIGHBOUR_SHARPNESS = 10, 30.0  # the vote of the nearest labelled papers
 
 # The topic model as it shipped before (fitted on the tuning papers the same way, with raw
@@ -220,24 +221,56 @@ def folds(papers: int, shuffle: int, split: str) -> np.ndarray:
     return ((np.arange(papers) + shift) % papers) * FOLDS // papers
 
 
+def best_topic_thresholds(probability: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(T,): for each topic, the threshold of THRESHOLDS with the best F1 of that topic alone."""
+    best = np.empty(labels.shape[1], dtype=np.float32)
+    for column in range(labels.shape[1]):
+        wanted = labels[:, column] > 0
+        scores = []
+        for threshold in THRESHOLDS:
+            given = probability[:, column] >= threshold
+            tp = float((given & wanted).sum())
+            scores.append(f1(tp / given.sum() if given.any() else 0.0, tp / max(wanted.sum(), 1)))
+        best[column] = THRESHOLDS[int(np.argmax(scores))]
+    return best
+
+
 def cross_validate(
-    make: Callable, tune: list[int], labels, truth, slugs, split: str = "blocks"
+    make: Callable,
+    tune: list[int],
+    labels,
+    truth,
+    slugs,
+    split: str = "blocks",
+    per_topic: bool = False,
 ) -> dict:
-    """Out-of-fold probabilities for each shuffle, and every rule's mean figures on them."""
+    """Out-of-fold probabilities for each shuffle, and every rule's mean figures on them.
+
+    With `per_topic`, each topic's threshold is its own best one on the training folds,
+    shrunk toward the rule's global threshold by n / (n + PER_TOPIC_SHRINK), n the topic's
+    editor tags in the training folds (applied as a shift of that topic's probabilities)."""
     tune = np.asarray(tune)
     figures: dict[tuple, list] = {}
     for shuffle in range(SHUFFLES):
         fold = folds(len(tune), shuffle, split)
         probability = np.zeros((len(tune), len(slugs)), dtype=np.float32)
+        own = np.zeros_like(probability)  # each test paper's fold: the topics' own thresholds
+        trust = np.zeros_like(probability)  # and how far they are trusted
         for f in range(FOLDS):
             train, test = tune[fold != f], tune[fold == f]
             x = make(train, train, True)
             weights, bias = fit_logistic(x.reshape(-1, x.shape[-1]), labels[train].reshape(-1))
             probability[fold == f] = tagging.probabilities(make(test, train, False), weights, bias)
+            if per_topic:
+                fitted = tagging.probabilities(x, weights, bias)
+                own[fold == f] = best_topic_thresholds(fitted, labels[train])
+                count = labels[train].sum(axis=0)
+                trust[fold == f] = count / (count + PER_TOPIC_SHRINK)
         for threshold in THRESHOLDS:
+            shifted = probability - trust * (own - threshold) if per_topic else probability
             for third in THIRD_THRESHOLDS:
                 for relative in RELATIVES:
-                    m = measure(tag_sets(probability, slugs, threshold, third, relative), truth)
+                    m = measure(tag_sets(shifted, slugs, threshold, third, relative), truth)
                     figures.setdefault((threshold, third, relative), []).append(m)
     rules = {
         rule: {k: float(np.mean([m[k] for m in ms])) for k in ms[0]} for rule, ms in figures.items()
@@ -394,6 +427,19 @@ def main() -> None:
                     )
                 ],
             }
+        per_topic = cross_validate(
+            candidates.shipped, tune, labels, tune_truth, slugs, args.split, per_topic=True
+        )
+        result["candidates"]["shipped + a threshold per topic, shrunk toward the rule's"] = {
+            "rule": per_topic["rule"],
+            "figures": per_topic["figures"],
+            "at_shipped_rule": per_topic["rules"][
+                min(
+                    per_topic["rules"],
+                    key=lambda r: sum(abs(a - b) for a, b in zip(r, shipped_rule, strict=True)),
+                )
+            ],
+        }
         write_cv(result)
         return
 
