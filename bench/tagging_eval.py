@@ -60,6 +60,8 @@ THIRD_THRESHOLDS = (NEVER, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 # The margin rule: a topic only if its probability is at least this share of the best one's.
 RELATIVES = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 SOFTMAX_TEMPERATURE = 0.02  # closeness as a share of the paper's topics
+# The rule as it shipped before the margin rule (threshold, third, relative).
+RULE_BEFORE = (0.325, 0.7, 0.0)
 PER_TOPIC_SHRINK = 10.0  # editor tags at which a topic's own threshold counts half
 NEIGHBOURS, NEIGHBOUR_SHARPNESS = 10, 30.0  # the vote of the nearest labelled papers
 
@@ -331,6 +333,12 @@ def write_cv(result: dict) -> None:
         for n, r in result["candidates"].items()
     }
     lines += ["", f"Chosen by that rule: {max(scores, key=scores.get)}."]
+    before = result["candidates"]["shipped: relative closeness, phrases"]["at_rule_before"]
+    lines += [
+        "",
+        f"The shipped features at the rule before the margin rule ({_rule_text(RULE_BEFORE)}): "
+        f"precision {before['precision']:.3f}, recall {before['recall']:.3f}.",
+    ]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -426,6 +434,7 @@ def main() -> None:
                         key=lambda r: sum(abs(a - b) for a, b in zip(r, shipped_rule, strict=True)),
                     )
                 ],
+                "at_rule_before": cv["rules"][RULE_BEFORE],
             }
         per_topic = cross_validate(
             candidates.shipped, tune, labels, tune_truth, slugs, args.split, per_topic=True
@@ -461,7 +470,7 @@ def main() -> None:
     probability = tagging.probabilities(features, weights, bias)
     new = tag_sets(probability, slugs, *rule)
     # The rule as it shipped before the margin rule, for the same model.
-    rule_before = tag_sets(probability, slugs, 0.325, 0.7, 0.0)
+    rule_before = tag_sets(probability, slugs, *RULE_BEFORE)
     old_features = np.concatenate([closeness, features], axis=2)
     old = tag_sets(
         tagging.probabilities(old_features, PREVIOUS_MODEL["weights"], PREVIOUS_MODEL["bias"]),
