@@ -10,8 +10,10 @@ trending-page capture) and two real upstream days held out for checking (2026-05
 2024-08-01, 13 papers). Precision and recall are micro-averaged over (paper, topic) pairs.
 
 Only the tuning papers choose anything. `--cv` runs 10-fold cross-validation (3 shuffles) on
-them for each candidate feature set: the logistic weights are fitted on nine folds and the
-tenth is tagged; the tag rule (THRESHOLD, THIRD_THRESHOLD) is the one with the best mean F1
+them for each candidate feature set, in folds of consecutive papers of the page (ordered by
+field, so each held-out fold is a new mix of fields, as a new day is; `--split random` deals
+them at random instead): the logistic weights are fitted on nine folds and the tenth is
+tagged; the tag rule (THRESHOLD, THIRD_THRESHOLD, RELATIVE) is the one with the best mean F1
 whose mean precision is at least PRECISION_FLOOR (else the best F0.5). Candidates using
 "nearest labelled papers" draw those papers from the training folds only. `--fit` runs that
 cross-validation for the shipped features (digests.tagging.FEATURES) to choose the rule, fits
@@ -55,6 +57,12 @@ FOLDS, SHUFFLES = 10, 3
 THRESHOLDS = tuple(round(x, 3) for x in np.arange(0.2, 0.701, 0.025))
 NEVER = 1.01  # a third-topic threshold no probability reaches: at most two topics
 THIRD_THRESHOLDS = (NEVER, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+# The margin rule: a topic only if its probability is at least this share of the best one's.
+RELATIVES = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+SOFTMAX_TEMPERATURE = 0.02  # closeness as a share of the paper's topics
+# The rule as it shipped before the margin rule (threshold, third, relative).
+RULE_BEFORE = (0.325, 0.7, 0.0)
+PER_TOPIC_SHRINK = 10.0  # editor tags at which a topic's own threshold counts half
 NEIGHBOURS, NEIGHBOUR_SHARPNESS = 10, 30.0  # the vote of the nearest labelled papers
 
 # The topic model as it shipped before (fitted on the tuning papers the same way, with raw
@@ -65,6 +73,7 @@ PREVIOUS_MODEL = {
     "bias": -3.896,
     "threshold": 0.35,
     "third_threshold": NEVER,
+    "relative": 0.0,
 }
 
 
@@ -119,9 +128,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> tuple[np.ndar
     return w[:-1].astype(np.float32), float(w[-1])
 
 
-def tag_sets(probability, slugs, threshold, third_threshold) -> list[set[str]]:
+def tag_sets(probability, slugs, threshold, third_threshold, relative=0.0) -> list[set[str]]:
     chosen = tagging.choose_tags(
-        probability, threshold=threshold, third_threshold=third_threshold, max_tags=3
+        probability,
+        threshold=threshold,
+        third_threshold=third_threshold,
+        relative=relative,
+        max_tags=3,
     )
     return [{slugs[c] for c in row} for row in chosen]
 
@@ -139,6 +152,14 @@ class Candidates:
         self.title = (title_closeness - title_closeness.max(axis=1, keepdims=True))[:, :, None]
         self.vectors, self.labels = vectors, labels
         self.topic_columns = np.eye(labels.shape[1], dtype=np.float32)  # one-hot: (T, T)
+        description = self.closeness[:, :, 0]
+        ordered = np.sort(description, axis=1)
+        # How far the best topic leads the next one (0 for every other topic): a paper with
+        # one clear subject against one between two.
+        lead = np.where(description >= ordered[:, -1:], description - ordered[:, -2:-1], 0.0)
+        self.lead = lead[:, :, None].astype(np.float32)
+        shares = np.exp((description - ordered[:, -1:]) / SOFTMAX_TEMPERATURE)
+        self.share = (shares / shares.sum(axis=1, keepdims=True))[:, :, None].astype(np.float32)
 
     def previous(self, rows, examples=None, leave_self_out=False) -> np.ndarray:
         return np.concatenate([self.closeness[rows], self.current[rows]], axis=2)
@@ -172,6 +193,12 @@ class Candidates:
             "shipped + title closeness (relative)": lambda r, e, s: np.concatenate(
                 [self.shipped(r), self.title[r]], axis=2
             ),
+            "shipped + the best topic's lead over the next": lambda r, e, s: np.concatenate(
+                [self.shipped(r), self.lead[r]], axis=2
+            ),
+            "shipped + closeness as a share of the paper's topics": lambda r, e, s: np.concatenate(
+                [self.shipped(r), self.share[r]], axis=2
+            ),
             "shipped + an offset per topic": lambda r, e, s: np.concatenate(
                 [
                     self.shipped(r),
@@ -182,24 +209,71 @@ class Candidates:
         }
 
 
-def cross_validate(make: Callable, tune: list[int], labels, truth, slugs) -> dict:
-    """Out-of-fold probabilities for each shuffle, and every rule's mean figures on them."""
+def folds(papers: int, shuffle: int, split: str) -> np.ndarray:
+    """Each paper's fold. "blocks": runs of consecutive papers in page order, the boundaries
+    moved a little for each shuffle. The page is ordered by field (it opens with a long run of
+    alignment papers), so a held-out block is a mix of fields the rest under-represents, as a
+    new upstream day is; "random": papers dealt at random, every fold a sample of the page."""
+    if split == "random":
+        order = np.random.RandomState(shuffle).permutation(papers)
+        fold = np.empty(papers, dtype=int)
+        fold[order] = np.arange(papers) % FOLDS
+        return fold
+    shift = shuffle * papers // (FOLDS * SHUFFLES)
+    return ((np.arange(papers) + shift) % papers) * FOLDS // papers
+
+
+def best_topic_thresholds(probability: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(T,): for each topic, the threshold of THRESHOLDS with the best F1 of that topic alone."""
+    best = np.empty(labels.shape[1], dtype=np.float32)
+    for column in range(labels.shape[1]):
+        wanted = labels[:, column] > 0
+        scores = []
+        for threshold in THRESHOLDS:
+            given = probability[:, column] >= threshold
+            tp = float((given & wanted).sum())
+            scores.append(f1(tp / given.sum() if given.any() else 0.0, tp / max(wanted.sum(), 1)))
+        best[column] = THRESHOLDS[int(np.argmax(scores))]
+    return best
+
+
+def cross_validate(
+    make: Callable,
+    tune: list[int],
+    labels,
+    truth,
+    slugs,
+    split: str = "blocks",
+    per_topic: bool = False,
+) -> dict:
+    """Out-of-fold probabilities for each shuffle, and every rule's mean figures on them.
+
+    With `per_topic`, each topic's threshold is its own best one on the training folds,
+    shrunk toward the rule's global threshold by n / (n + PER_TOPIC_SHRINK), n the topic's
+    editor tags in the training folds (applied as a shift of that topic's probabilities)."""
     tune = np.asarray(tune)
     figures: dict[tuple, list] = {}
     for shuffle in range(SHUFFLES):
-        order = np.random.RandomState(shuffle).permutation(len(tune))
-        fold = np.empty(len(tune), dtype=int)
-        fold[order] = np.arange(len(tune)) % FOLDS
+        fold = folds(len(tune), shuffle, split)
         probability = np.zeros((len(tune), len(slugs)), dtype=np.float32)
+        own = np.zeros_like(probability)  # each test paper's fold: the topics' own thresholds
+        trust = np.zeros_like(probability)  # and how far they are trusted
         for f in range(FOLDS):
             train, test = tune[fold != f], tune[fold == f]
             x = make(train, train, True)
             weights, bias = fit_logistic(x.reshape(-1, x.shape[-1]), labels[train].reshape(-1))
             probability[fold == f] = tagging.probabilities(make(test, train, False), weights, bias)
+            if per_topic:
+                fitted = tagging.probabilities(x, weights, bias)
+                own[fold == f] = best_topic_thresholds(fitted, labels[train])
+                count = labels[train].sum(axis=0)
+                trust[fold == f] = count / (count + PER_TOPIC_SHRINK)
         for threshold in THRESHOLDS:
+            shifted = probability - trust * (own - threshold) if per_topic else probability
             for third in THIRD_THRESHOLDS:
-                m = measure(tag_sets(probability, slugs, threshold, third), truth)
-                figures.setdefault((threshold, third), []).append(m)
+                for relative in RELATIVES:
+                    m = measure(tag_sets(shifted, slugs, threshold, third, relative), truth)
+                    figures.setdefault((threshold, third, relative), []).append(m)
     rules = {
         rule: {k: float(np.mean([m[k] for m in ms])) for k in ms[0]} for rule, ms in figures.items()
     }
@@ -218,18 +292,26 @@ def phrase_tags(texts: list[tuple]) -> list[set]:
 
 
 def _rule_text(rule: tuple) -> str:
-    threshold, third = rule
-    return f"p >= {threshold:.3f}" + (
-        ", at most 2" if third >= NEVER else f", a third at p >= {third:.2f}"
+    threshold, third, relative = rule
+    return (
+        f"p >= {threshold:.3f}"
+        + (", at most 2" if third >= NEVER else f", a third at p >= {third:.2f}")
+        + (f", p >= {relative:.1f} x best" if relative else "")
     )
 
 
 def write_cv(result: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tagging_cv.json").write_text(json.dumps(result, indent=1))
+    stem = "tagging_cv" if result["split"] == "blocks" else "tagging_cv-random"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    split = (
+        "folds of consecutive papers of the page, which is ordered by field"
+        if result["split"] == "blocks"
+        else "papers dealt to folds at random"
+    )
     lines = [
         f"Cross-validation on the {result['papers']} tuning papers of "
-        f"bench/data/editor_labels.json ({FOLDS} folds x {SHUFFLES} shuffles, means); "
+        f"bench/data/editor_labels.json ({FOLDS} folds x {SHUFFLES} shuffles, {split}; means); "
         f"model {result['model']}. Each feature set with its best rule (best F1 whose "
         f"precision is at least {PRECISION_FLOOR}, else best F0.5), and at the shipped rule "
         f"({_rule_text(result['shipped_rule'])}). The held-out days are not used here.",
@@ -251,7 +333,13 @@ def write_cv(result: dict) -> None:
         for n, r in result["candidates"].items()
     }
     lines += ["", f"Chosen by that rule: {max(scores, key=scores.get)}."]
-    (RESULTS / "tagging_cv.md").write_text("\n".join(lines) + "\n")
+    before = result["candidates"]["shipped: relative closeness, phrases"]["at_rule_before"]
+    lines += [
+        "",
+        f"The shipped features at the rule before the margin rule ({_rule_text(RULE_BEFORE)}): "
+        f"precision {before['precision']:.3f}, recall {before['recall']:.3f}.",
+    ]
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -263,9 +351,12 @@ def write_results(result: dict) -> None:
         "",
         "Before: phrases alone, as shipped before the topic model (digests/data/topics-v1.json). "
         "Previous model: raw and relative closeness to each topic plus phrases, at most 2 "
-        "topics. New model: digests.tagging (relative closeness plus phrases, a third topic "
-        "when p is high), with the topics of digests/data/topics.json. Weights and rules were "
-        "fitted on the tuning papers only; the held-out days are only measured.",
+        "topics. Model, rule before: the current features and weights with the rule as it "
+        "shipped before the margin rule (p >= 0.325, a third at p >= 0.70). New model: "
+        "digests.tagging (relative closeness plus phrases, a third topic when p is high, each "
+        "topic at least RELATIVE times the best one's probability), with the topics of "
+        "digests/data/topics.json. Weights and rules were chosen on the tuning papers only "
+        "(bench/results/tagging_cv.md); the held-out days are only measured.",
         "",
         "| papers | tagging | precision | recall | tags a paper (editor) | most tags | untagged |",
         "|---|---|---|---|---|---|---|",
@@ -304,6 +395,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fit", action="store_true")
     parser.add_argument("--cv", action="store_true")
+    parser.add_argument(
+        "--split", choices=("blocks", "random"), default="blocks", help="how --cv/--fit fold"
+    )
     args = parser.parse_args()
 
     papers = labelled_papers()
@@ -321,44 +415,69 @@ def main() -> None:
     if args.cv:
         title_vectors = embedding.embed_texts([p.title for p in papers])
         candidates = Candidates(model, vectors, title_vectors, texts, labels)
-        shipped_rule = (tagging.THRESHOLD, tagging.THIRD_THRESHOLD)
-        result = {"model": embedding.MODEL_NAME, "papers": len(tune), "candidates": {}}
+        shipped_rule = (tagging.THRESHOLD, tagging.THIRD_THRESHOLD, tagging.RELATIVE)
+        result = {
+            "model": embedding.MODEL_NAME,
+            "papers": len(tune),
+            "split": args.split,
+            "candidates": {},
+        }
         result["shipped_rule"] = shipped_rule
         for name, make in candidates.table().items():
-            cv = cross_validate(make, tune, labels, tune_truth, slugs)
+            cv = cross_validate(make, tune, labels, tune_truth, slugs, args.split)
             result["candidates"][name] = {
                 "rule": cv["rule"],
                 "figures": cv["figures"],
                 "at_shipped_rule": cv["rules"][
                     min(
                         cv["rules"],
-                        key=lambda r: abs(r[0] - shipped_rule[0]) + abs(r[1] - shipped_rule[1]),
+                        key=lambda r: sum(abs(a - b) for a, b in zip(r, shipped_rule, strict=True)),
                     )
                 ],
+                "at_rule_before": cv["rules"][RULE_BEFORE],
             }
+        per_topic = cross_validate(
+            candidates.shipped, tune, labels, tune_truth, slugs, args.split, per_topic=True
+        )
+        result["candidates"]["shipped + a threshold per topic, shrunk toward the rule's"] = {
+            "rule": per_topic["rule"],
+            "figures": per_topic["figures"],
+            "at_shipped_rule": per_topic["rules"][
+                min(
+                    per_topic["rules"],
+                    key=lambda r: sum(abs(a - b) for a, b in zip(r, shipped_rule, strict=True)),
+                )
+            ],
+        }
         write_cv(result)
         return
 
     closeness = model.closeness(vectors)
     features = model.features(vectors, texts, closeness)
     weights, bias = tagging.WEIGHTS, tagging.BIAS
-    rule = (tagging.THRESHOLD, tagging.THIRD_THRESHOLD)
+    rule = (tagging.THRESHOLD, tagging.THIRD_THRESHOLD, tagging.RELATIVE)
     if args.fit:
-        cv = cross_validate(lambda r, e, s: features[r], tune, labels, tune_truth, slugs)
+        cv = cross_validate(
+            lambda r, e, s: features[r], tune, labels, tune_truth, slugs, args.split
+        )
         rule = cv["rule"]
         weights, bias = fit_logistic(
             features[tune].reshape(-1, len(tagging.FEATURES)), labels[tune].reshape(-1)
         )
         print("WEIGHTS =", np.round(weights, 3).tolist(), "BIAS =", round(bias, 3))
-        print("THRESHOLD, THIRD_THRESHOLD =", rule, "cross-validated:", cv["figures"])
+        print("THRESHOLD, THIRD_THRESHOLD, RELATIVE =", rule, "cross-validated:", cv["figures"])
 
-    new = tag_sets(tagging.probabilities(features, weights, bias), slugs, *rule)
+    probability = tagging.probabilities(features, weights, bias)
+    new = tag_sets(probability, slugs, *rule)
+    # The rule as it shipped before the margin rule, for the same model.
+    rule_before = tag_sets(probability, slugs, *RULE_BEFORE)
     old_features = np.concatenate([closeness, features], axis=2)
     old = tag_sets(
         tagging.probabilities(old_features, PREVIOUS_MODEL["weights"], PREVIOUS_MODEL["bias"]),
         slugs,
         PREVIOUS_MODEL["threshold"],
         PREVIOUS_MODEL["third_threshold"],
+        PREVIOUS_MODEL["relative"],
     )
     before = phrase_tags(texts)
     best = closeness[:, :, 0].max(axis=1)
@@ -380,6 +499,7 @@ def main() -> None:
         result["sets"][name] = {
             "before (phrases)": measure([before[i] for i in rows], wanted),
             "previous model": measure([old[i] for i in rows], wanted),
+            "model, rule before": measure([rule_before[i] for i in rows], wanted),
             "new model": measure([new[i] for i in rows], wanted),
         }
     result["seconds_for_a_day_of_50"] = time_a_day(model, vectors, texts, in_set)

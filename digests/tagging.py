@@ -18,13 +18,16 @@ probability that an editor would give the paper that topic, from a logistic mode
 
 A paper is tagged with its two most probable topics where they clear `THRESHOLD`, a third
 only when it clears `THIRD_THRESHOLD` (an editor gives three when each is clearly central),
-and always with its best topic when that one is at least `BEST_THRESHOLD`. The features and
-the rule were chosen by cross-validation on the tuning papers of
-bench/data/editor_labels.json (`bench/tagging_eval.py --cv`, which also tried a vote of the
-nearest editor-labelled papers, a separate title meaning and an offset per topic: none did
-better there), the weights fitted on all of them by `--fit`, and checked on the held-out
-upstream days (its table is in the README). Editors' corrections in admin lock a paper's
-topics (Paper.topics_locked): tagging never touches them again.
+each only when it reaches `RELATIVE` times the best topic's probability (a second subject
+must be nearly as clear as the first, not merely likely), and always with its best topic when
+that one is at least `BEST_THRESHOLD`. The features and the rule were chosen by
+cross-validation on the tuning papers of bench/data/editor_labels.json, in folds of
+consecutive papers of a page ordered by field (`bench/tagging_eval.py --cv`, which also tried
+a vote of the nearest editor-labelled papers, a separate title meaning, the best topic's lead,
+a softmax share and an offset per topic: none did better there), the weights fitted on all
+of them by `--fit`, and checked on the held-out upstream days (its table is in the README).
+Editors' corrections in admin lock a paper's topics (Paper.topics_locked): tagging never
+touches them again.
 """
 
 from __future__ import annotations
@@ -49,9 +52,11 @@ FEATURES = (
 WEIGHTS = np.array([3.276, 1.873, 3.346, 1.577, 2.634], dtype=np.float32)
 BIAS = -3.007
 # The rule, chosen by cross-validation on the tuning papers (bench/tagging_eval.py --fit).
-THRESHOLD = 0.325
+THRESHOLD = 0.225
 THIRD_THRESHOLD = 0.7
 BEST_THRESHOLD = 0.05
+# A topic is kept only if its probability is at least this share of the paper's best one.
+RELATIVE = 0.5
 MAX_TAGS = 3
 # How much an untagged topic still counts for ranking, per unit of probability: a paper near
 # a followed topic may surface with other evidence (what the reader wrote, what they liked),
@@ -213,19 +218,22 @@ def choose_tags(
     threshold: float = THRESHOLD,
     third_threshold: float = THIRD_THRESHOLD,
     best_threshold: float = BEST_THRESHOLD,
+    relative: float = RELATIVE,
     max_tags: int = MAX_TAGS,
 ) -> list[list[int]]:
     """Per paper, the topic columns it is tagged with, most probable first: the first two
     that clear `threshold`, any further one (up to `max_tags`) only if it clears
-    `third_threshold`, and the best one alone when none clears but it reaches
-    `best_threshold`."""
+    `third_threshold`, each only if it reaches `relative` times the best one's probability,
+    and the best one alone when none clears but it reaches `best_threshold`."""
     tags = []
     for row in probability:
         order = np.argsort(-row, kind="stable")[:max_tags]
+        floor = relative * row[order[0]] if len(order) else 0.0
         chosen = [
             int(c)
             for rank, c in enumerate(order)
             if row[c] >= (threshold if rank < 2 else max(threshold, third_threshold))
+            and row[c] >= floor
         ]
         if not chosen and len(order) and row[order[0]] >= best_threshold:
             chosen = [int(order[0])]

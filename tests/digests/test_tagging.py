@@ -132,6 +132,20 @@ def test_a_third_topic_needs_a_high_probability_and_none_gets_more_than_three():
     assert tagging.MAX_TAGS == 3 and tagging.THIRD_THRESHOLD > tagging.THRESHOLD
 
 
+def test_a_second_topic_must_be_nearly_as_probable_as_the_best():
+    probability = np.array(
+        [
+            [0.95, 0.40, 0.01],  # likely enough alone, but far behind the best: left off
+            [0.50, 0.40, 0.01],  # as likely as the best, which is itself unsure: kept
+        ],
+        dtype=np.float32,
+    )
+
+    assert tagging.THRESHOLD <= 0.40 < tagging.RELATIVE * 0.95
+    assert tagging.choose_tags(probability) == [[0], [0, 1]]
+    assert tagging.choose_tags(probability, relative=0.0) == [[0, 1], [0, 1]]
+
+
 def test_only_how_close_a_paper_is_relative_to_its_best_topic_counts():
     # How close a paper comes to every description shifts with its writing (length, upstream
     # keywords): moving all of a paper's closeness by the same amount changes nothing.
