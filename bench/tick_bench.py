@@ -1,22 +1,37 @@
-"""The due tick's cost: a day of ticks over N readers spread over the world's time zones, and
-a tick's cost with few versus many readers not yet due.
+"""The due tick at production's shape: a simulated day of ticks over N readers spread over the
+world's time zones, the sends on real Celery workers, against the single send of the same readers.
 
-    .venv/bin/python bench/tick_bench.py --subscribers 100000
+    .venv/bin/python bench/tick_bench.py --subscribers 1000000 --rounds 1
 
 N readers (the send benchmark's subscribers, 3-5 Zipf topics each) get a rhythm: a zone
 weighted as researchers are (Americas 35 %, Europe 35 %, Asia 30 %), an hour (07:00 for most),
-weekdays, every day or weekly. Then:
+weekdays, every day or weekly. Each round runs, in this order:
 
-1. **A day of ticks**: one tick every 5 minutes of simulated time over the batch's day (UTC),
-   each running the real ``due_tick`` in this process with the send tasks run inline
-   (eager), through the Postmark backend over HTTP to the fake Postmark in its own process.
-   Per tick that had readers due: the due query's time, the tick's wall time (planning,
-   writing the rows and handing every email of the slot to the provider) and how many.
-2. **Not-yet-due readers**: the same 2,000 due readers, ticked with 10,000 and with N - 2,000
-   other active readers not yet due, alternating (A B A B), so the two share the machine's
-   state. If a tick's cost followed the readers not yet due, B would cost more.
+A. **The single send** (bench/measuring.py's ``paperboy_run``, as bench/send_bench.py runs it):
+   ``send_daily_digest`` on 2 Celery workers sends the batch to all N readers at once.
+B. **A day of ticks**: one tick every 5 minutes of simulated time over the batch's day (UTC).
+   Only the clock the tick sees is simulated: this process runs the real ``due_tick(now=...)``
+   (as beat's task would, in one process); the 2 workers (real time, no frozen clock) claim
+   and send the chunks it enqueues through the Postmark backend over HTTP to the fake Postmark
+   (its own process). A tick that wrote rows is its slot's instant; the clock moves on once
+   every email of it was handed to the provider, or after 5 real minutes (when the next tick
+   would come anyway), so idle time is skipped but no slot is given less time than beat would.
+   Per tick that wrote rows: the local-hour slots it served, its readers and emails, the tick's
+   own wall and CPU time, and the time from the slot's instant to the last email of the slot
+   recorded as handed to the provider (its row's ``sent_at``).
 
-Results go to ``bench/results/tick.json``. Peak RSS is this process's (the fake is apart).
+The day's work (CPU seconds of every process: tick, workers, fake, PostgreSQL; and wall) is
+compared with the single send's, per email and in total: what the day costs beyond the single
+send, per slot. Peak RSS of every process (the kernel's high-water mark). With ``--rounds 2``
+the two alternate A B A B in the same invocation and medians are reported.
+
+``--scaling`` adds the not-yet-due comparison: the same 2,000 due readers ticked with 10,000
+and with N - 2,000 other active readers not yet due, alternating, so the two share the
+machine's state (bench/results/tick-1m-not-yet-due.json is that part alone at 1M).
+
+Results go to ``bench/results/<name>.json`` and ``.md`` (name ``tick-1m`` for 1M readers).
+Needs PostgreSQL and Redis (BENCH_DATABASE_URL, BENCH_REDIS_URL; by default the database
+``bench_tickbench`` and Redis db 4, which this script empties).
 """
 
 from __future__ import annotations
@@ -26,7 +41,6 @@ import datetime as dt
 import json
 import os
 import random
-import resource
 import statistics
 import sys
 import tempfile
@@ -36,7 +50,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from bench.environment import DEFAULT_DATABASE_URL, database_create, free_port, pipeline_env
+from bench.environment import (
+    DEFAULT_DATABASE_URL,
+    database_create,
+    free_port,
+    pipeline_env,
+    with_database,
+)
 from bench.reporting import git_commit, log, machine
 from devtools.processes import ChildProcess
 
@@ -60,25 +80,35 @@ HOURS = {7: 60, 6: 10, 8: 20, 9: 10}
 FREQUENCIES = {"weekdays": 55, "every_day": 25, "weekly": 20}
 STEP = dt.timedelta(minutes=5)
 DUE_IN_TEST = 2000
+# Beat's next tick comes 5 minutes after this one: a slot still sending by then shares the
+# machine with it, as it would in production.
+SLOT_WAIT = dt.timedelta(minutes=5)
+BENCH_REDIS_URL = "redis://127.0.0.1:6379/4"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", "-n", type=int, default=100_000)
+    parser.add_argument("--name", help="results file name (default tick-1m, tick-100k, ...)")
+    parser.add_argument("--rounds", type=int, default=1, help="A B rounds (single send, day)")
+    parser.add_argument("--no-send", action="store_true", help="only the day, no single send")
+    parser.add_argument("--scaling", action="store_true", help="also the not-yet-due part")
     parser.add_argument("--few", type=int, default=10_000, help="not-yet-due readers in A")
-    parser.add_argument("--rounds", type=int, default=2, help="A B rounds")
+    parser.add_argument("--batch-size", type=int, default=500, help="DIGEST_BATCH_SIZE")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--timeout", type=float, default=1800, help="for the single send")
     parser.add_argument(
         "--database-url",
         default=os.environ.get(
-            "BENCH_DATABASE_URL", DEFAULT_DATABASE_URL.replace("pb_bench", "pb_tick")
+            "BENCH_DATABASE_URL", with_database(DEFAULT_DATABASE_URL, "bench_tickbench")
         ),
     )
-    parser.add_argument("--no-day", action="store_true", help="only the not-yet-due part")
-    parser.add_argument("--output", type=Path, default=RESULTS / "tick.json")
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", BENCH_REDIS_URL))
     args = parser.parse_args(argv)
-    args.redis_url = ""  # no broker: the tick's send tasks run inline, in this process
-    args.batch_size = 0
+    if args.name is None:
+        n = args.subscribers
+        args.name = f"tick-{n // 1_000_000}m" if n % 1_000_000 == 0 else f"tick-{n // 1000}k"
+    args.rate = 0  # measuring.paperboy_run's settings: no shared send rate
     return args
 
 
@@ -139,42 +169,6 @@ def timed_due_query(now: dt.datetime) -> tuple[float, int]:
     return time.perf_counter() - started, len(rows)
 
 
-def sent_count() -> int:
-    from newsletter.models import Delivery
-
-    return Delivery.objects.filter(status=Delivery.Status.SENT).count()
-
-
-def day_of_ticks(day_start: dt.datetime) -> list[dict]:
-    from newsletter.services.ticks import due_tick
-
-    ticks = []
-    moment = day_start
-    while moment < day_start + dt.timedelta(days=1):
-        query_s, _ = timed_due_query(moment)
-        before = sent_count()
-        started = time.perf_counter()
-        report = due_tick(now=moment)
-        wall = time.perf_counter() - started
-        if report.due:
-            handed = sent_count() - before
-            ticks.append(
-                {
-                    "at_utc": moment.isoformat(),
-                    "due": report.due,
-                    "rows": report.joined,
-                    "emails_handed": handed,
-                    "waiting": report.waiting,
-                    "due_query_ms": round(query_s * 1000, 2),
-                    "tick_s": round(wall, 3),
-                }
-            )
-            log(f"{moment:%H:%M} due {report.due:>6} handed {handed:>6} in {wall:6.2f}s "
-                f"(query {query_s * 1000:.1f} ms)")  # fmt: skip
-        moment += STEP
-    return ticks
-
-
 def not_yet_due_tick(n: int, not_yet_due: int, at: dt.datetime) -> dict:
     """DUE_IN_TEST readers due at `at`, `not_yet_due` others active and due tomorrow, the
     rest paused (outside the due index); one tick, timed."""
@@ -216,6 +210,271 @@ def not_yet_due_tick(n: int, not_yet_due: int, at: dt.datetime) -> dict:
     }
 
 
+def _max_delivery_id(conn) -> int:
+    return conn.execute("SELECT coalesce(max(id), 0) FROM newsletter_delivery").fetchone()[0]
+
+
+def _slot_wait(conn, low: int, high: int, until: float, workers: list[ChildProcess]) -> None:
+    """Until every row the tick wrote (ids low < id <= high) left pending/sending, or `until`."""
+    while time.monotonic() < until:
+        left = conn.execute(
+            "SELECT count(*) FROM newsletter_delivery WHERE id > %s AND id <= %s"
+            " AND status IN ('pending', 'sending')",
+            [low, high],
+        ).fetchone()[0]
+        if not left:
+            return
+        for worker in workers:
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"worker died:\n{worker.tail()}")
+        time.sleep(0.1)
+
+
+def _slot_figures(conn, tick: dict) -> dict:
+    """What the workers did with one tick's rows: emails sent, the last one's time, the
+    local-hour slots they belong to."""
+    low, high = tick.pop("_ids")
+    started_at = tick.pop("_started_at")
+    sent, skipped, last = conn.execute(
+        "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = "
+        "'skipped'), max(sent_at) FROM newsletter_delivery WHERE id > %s AND id <= %s",
+        [low, high],
+    ).fetchone()
+    slots = conn.execute(
+        "SELECT s.time_zone, s.delivery_hour, count(*) FROM newsletter_delivery d"
+        " JOIN subscriptions_subscriber s ON s.id = d.subscriber_id"
+        " WHERE d.id > %s AND d.id <= %s GROUP BY 1, 2 ORDER BY 3 DESC",
+        [low, high],
+    ).fetchall()
+    handed = (last - started_at).total_seconds() if last else None
+    return {
+        **tick,
+        "emails": sent,
+        "skipped": skipped,
+        "slot_to_last_email_s": round(handed, 1) if handed is not None else None,
+        "local_slots": [f"{zone} {hour:02d}:00 ({count})" for zone, hour, count in slots],
+    }
+
+
+def day_round(args, fake_url: str, fake_pid: int, workdir: Path, day_start: dt.datetime) -> dict:
+    """One simulated day of ticks in this process, the sends on real workers (see the top)."""
+    import psutil
+    import psycopg
+    import redis
+    from django.db import connections
+
+    from bench.measuring import _machine_busy_s, _workers_start
+    from bench.probes import MemoryWatch, fake_stats, postgres_cpu_s
+    from bench.seeding import batch_ensure
+    from newsletter.services.ticks import due_tick
+
+    batch_ensure(day_start.date(), workdir)
+    issues_clear()
+    rhythms_seed(args.subscribers, args.seed, day_start)
+    connections.close_all()
+    redis.Redis.from_url(args.redis_url).flushdb()
+    fake_stats(fake_url, reset=True)
+    query_dir = workdir / f"queries-{time.monotonic_ns()}"
+    query_dir.mkdir()
+    workers: list[ChildProcess] = []
+    ticks: list[dict] = []
+    idle_ticks_s = 0.0
+    try:
+        _workers_start(workers, pipeline_env(args, fake_url, query_dir), workdir)
+        watch = MemoryWatch()
+        for index, worker in enumerate(workers, start=1):
+            watch.watch(f"worker {index}", worker.process.pid)
+        watch.watch("fake provider", fake_pid)
+        watch.watch("tick (this process)", os.getpid())
+        watch.start()
+        pg_cpu_before = postgres_cpu_s()
+        machine_before = psutil.cpu_times()
+        started = time.perf_counter()
+        with psycopg.connect(args.database_url, autocommit=True) as conn:
+            moment = day_start
+            while moment < day_start + dt.timedelta(days=1):
+                low = _max_delivery_id(conn)
+                started_at = dt.datetime.now(dt.UTC)
+                tick_started, tick_cpu = time.monotonic(), time.process_time()
+                report = due_tick(now=moment)
+                tick_s = time.monotonic() - tick_started
+                tick_cpu = time.process_time() - tick_cpu
+                if not report.joined:
+                    idle_ticks_s += tick_s
+                    moment += STEP
+                    continue
+                high = _max_delivery_id(conn)
+                _slot_wait(conn, low, high, tick_started + SLOT_WAIT.total_seconds(), workers)
+                ticks.append(
+                    {
+                        "at_utc": f"{moment:%H:%M}",
+                        "due": report.due,
+                        "rows": report.joined,
+                        "tick_s": round(tick_s, 2),
+                        "tick_cpu_s": round(tick_cpu, 2),
+                        "_ids": (low, high),
+                        "_started_at": started_at,
+                    }
+                )
+                done_s = time.monotonic() - tick_started
+                log(f"{moment:%H:%M} due {report.due:>7,} rows {report.joined:>7,} "
+                    f"tick {tick_s:6.1f}s, slot done after {done_s:6.1f}s")  # fmt: skip
+                moment += STEP
+            # A slot still sending after its 5 minutes: the day ends when every row is done.
+            _slot_wait(conn, 0, _max_delivery_id(conn), time.monotonic() + 1800, workers)
+            wall = time.perf_counter() - started
+            pg_cpu = postgres_cpu_s() - pg_cpu_before
+            machine_after = psutil.cpu_times()
+            ticks = [_slot_figures(conn, tick) for tick in ticks]
+            statuses = dict(
+                conn.execute(
+                    "SELECT status, count(*) FROM newsletter_delivery GROUP BY 1"
+                ).fetchall()
+            )
+        watch.stop()
+    finally:
+        for worker in workers:
+            worker.stop()
+    provider = fake_stats(fake_url)
+    sent = statuses.get("sent", 0)
+    if (
+        provider["accepted"] != sent
+        or provider["duplicates"]
+        or set(statuses) - {"sent", "skipped"}
+    ):
+        raise AssertionError(f"lost or repeated mail: {statuses} {provider}")
+    cpu = {k: round(v, 2) for k, v in sorted(watch.cpu.items())}
+    cpu["postgresql (all backends)"] = round(pg_cpu, 2)
+    busy = [max(t["tick_s"], t["slot_to_last_email_s"] or 0) for t in ticks]
+    return {
+        "kind": "day of ticks",
+        "emails": sent,
+        "skipped_rows": statuses.get("skipped", 0),
+        "ticks_total": int(dt.timedelta(days=1) / STEP),
+        "ticks_with_rows": len(ticks),
+        # The day's wall: each slot from its instant to its last email (or its tick's end),
+        # plus the ticks that found nobody due; the simulated idle time between is skipped.
+        "wall_s": round(sum(busy) + idle_ticks_s, 1),
+        "idle_ticks_s": round(idle_ticks_s, 1),
+        "bench_wall_s": round(wall, 1),
+        "cpu_s": cpu,
+        "cpu_s_total": round(sum(cpu.values()), 1),
+        "cpu_s_per_1000_emails": round(1000 * sum(cpu.values()) / max(sent, 1), 3),
+        "machine_cpu_busy_pct": round(
+            100 * _machine_busy_s(machine_before, machine_after) / (wall * (os.cpu_count() or 1)),
+            1,
+        ),
+        "peak_rss_mb": {k: round(v, 1) for k, v in sorted(watch.peaks.items())},
+        "slowest_slot_to_last_email_s": max(t["slot_to_last_email_s"] or 0 for t in ticks),
+        "slowest_tick_s": max(t["tick_s"] for t in ticks),
+        "largest_slot_emails": max(t["emails"] for t in ticks),
+        "provider_accepted": provider["accepted"],
+        "provider_duplicates": provider["duplicates"],
+        "ticks": ticks,
+    }
+
+
+def send_round(args, fake_url: str, fake_pid: int, workdir: Path) -> dict:
+    """The single send of the batch to all N readers (bench/send_bench.py's Paperboy round)."""
+    from bench.measuring import paperboy_run
+
+    run = paperboy_run(args, fake_url, fake_pid, workdir)
+    cpu = dict(run.cpu_s)
+    cpu.pop("bench", None)  # its polling only: the send runs on the workers
+    return {
+        "kind": "single send",
+        "emails": run.emails,
+        "wall_s": run.wall_s,
+        "cpu_s": cpu,
+        "cpu_s_total": round(sum(cpu.values()), 1),
+        "cpu_s_per_1000_emails": round(1000 * sum(cpu.values()) / max(run.emails, 1), 3),
+        "machine_cpu_busy_pct": run.extra["machine_cpu_busy_pct"],
+        "peak_rss_mb": run.peak_rss_mb,
+        "phases_s": run.extra["phases_s"],
+    }
+
+
+def compare(sends: list[dict], days: list[dict]) -> dict:
+    """The day against the single send: per email, and what the day costs beyond the single
+    send's cost for the same number of emails, per slot."""
+    median = statistics.median
+    send_per_email = median(r["cpu_s_per_1000_emails"] for r in sends) / 1000
+    send_wall_per_email = median(r["wall_s"] / r["emails"] for r in sends)
+    day = sorted(days, key=lambda r: r["cpu_s_total"])[len(days) // 2]
+    extra_cpu = day["cpu_s_total"] - send_per_email * day["emails"]
+    extra_wall = day["wall_s"] - send_wall_per_email * day["emails"]
+    return {
+        "single_send_cpu_s_per_1000_emails": round(send_per_email * 1000, 3),
+        "day_cpu_s_per_1000_emails": day["cpu_s_per_1000_emails"],
+        "cpu_ratio_day_to_send_per_email": round(
+            day["cpu_s_per_1000_emails"] / (send_per_email * 1000), 2
+        ),
+        "day_cpu_s_beyond_single_send": round(extra_cpu, 1),
+        "day_cpu_s_beyond_single_send_per_slot": round(extra_cpu / day["ticks_with_rows"], 2),
+        "single_send_wall_s_per_1000_emails": round(send_wall_per_email * 1000, 3),
+        "day_wall_s_per_1000_emails": round(1000 * day["wall_s"] / day["emails"], 3),
+        "day_wall_s_beyond_single_send": round(extra_wall, 1),
+        "day_wall_s_beyond_single_send_per_slot": round(extra_wall / day["ticks_with_rows"], 2),
+    }
+
+
+def markdown(result: dict) -> str:
+    day = result["day_median"]
+    lines = [
+        f"# Due tick, {result['subscribers']:,} readers: a day of ticks vs the single send",
+        "",
+        f"Commit {result['commit']}, {result['ran_at']}, `{result['command']}`; rounds in order: "
+        + ", ".join(f"{r['kind']} ({r['wall_s']} s)" for r in result["rounds"])
+        + ".",
+        "",
+        "| | single send | day of ticks |",
+        "|---|---:|---:|",
+    ]
+    send = result["send_median"]
+    if send:
+        rows = [
+            ("emails", f"{send['emails']:,}", f"{day['emails']:,}"),
+            ("wall (day: slots' instant to last email, summed)", f"{send['wall_s']:.1f} s",
+             f"{day['wall_s']:.1f} s"),
+            ("CPU, all processes", f"{send['cpu_s_total']:.1f} s", f"{day['cpu_s_total']:.1f} s"),
+            ("CPU s / 1,000 emails", f"{send['cpu_s_per_1000_emails']:.3f}",
+             f"{day['cpu_s_per_1000_emails']:.3f}"),
+            ("largest process peak RSS", f"{max(send['peak_rss_mb'].values()):.0f} MB",
+             f"{max(day['peak_rss_mb'].values()):.0f} MB"),
+        ]  # fmt: skip
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+        c = result["comparison"]
+        lines += [
+            "",
+            f"The day's CPU beyond the single send's per email: {c['day_cpu_s_beyond_single_send']}"
+            f" s, {c['day_cpu_s_beyond_single_send_per_slot']} s per slot "
+            f"({day['ticks_with_rows']} ticks with readers); wall beyond it: "
+            f"{c['day_wall_s_beyond_single_send']} s, "
+            f"{c['day_wall_s_beyond_single_send_per_slot']} s per slot.",
+        ]
+    lines += [
+        "",
+        "Peak RSS (MB), day: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in day["peak_rss_mb"].items())
+        + (
+            "; single send: " + ", ".join(f"{k} {v:.0f}" for k, v in send["peak_rss_mb"].items())
+            if send
+            else ""
+        ),
+        "",
+        "| tick (UTC) | local-hour slots | rows | emails | tick wall | tick CPU "
+        "| slot to last email |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for t in day["ticks"]:
+        slots = "; ".join(t["local_slots"][:4]) + (" …" if len(t["local_slots"]) > 4 else "")
+        lines.append(
+            f"| {t['at_utc']} | {slots} | {t['rows']:,} | {t['emails']:,} | {t['tick_s']:.1f} s "
+            f"| {t['tick_cpu_s']:.1f} s | {t['slot_to_last_email_s']} s |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     database_create(args.database_url, fresh=False)
@@ -224,7 +483,6 @@ def main(argv=None) -> dict:
     fake_url = f"http://127.0.0.1:{port}/"
     env = pipeline_env(args, fake_url, workdir)
     env.pop("PAPERBOY_BENCH_QUERY_DIR")
-    env["CELERY_BROKER_URL"] = ""
     env["LOG_LEVEL"] = "WARNING"
     os.environ.update(env)
     import django
@@ -232,7 +490,7 @@ def main(argv=None) -> dict:
     django.setup()
     from django.core.management import call_command
 
-    from bench.seeding import batch_ensure, subscribers_seed
+    from bench.seeding import batch_ensure, profiles_seed, subscribers_seed
 
     call_command("migrate", verbosity=0)
     fake = ChildProcess(
@@ -240,29 +498,79 @@ def main(argv=None) -> dict:
         os.environ.copy(),
         workdir / "fake.log",
     )
+    rounds: list[dict] = []
+    scaling: list[dict] = []
     try:
         fake.wait_for(b"fake Postmark at")
         day = dt.datetime.now(dt.UTC).date()
         day_start = dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
         subscribers_seed(args.subscribers, args.seed)
-        batch = batch_ensure(day, workdir)
-        issues_clear()
-        rhythms_seed(args.subscribers, args.seed, day_start)
-        log(f"a day of ticks over {args.subscribers:,} readers, batch {batch.date}")
-        started = time.perf_counter()
-        ticks = [] if args.no_day else day_of_ticks(day_start)
-        day_s = time.perf_counter() - started
-        many = args.subscribers - DUE_IN_TEST
-        scaling = []
-        at = day_start + dt.timedelta(hours=12, minutes=2)
-        for round_ in range(args.rounds):
-            for not_yet_due in (args.few, many):
-                scaling.append(not_yet_due_tick(args.subscribers, not_yet_due, at))
-                log(f"round {round_ + 1}: {not_yet_due:,} not yet due: {scaling[-1]}")
+        batch_ensure(day, workdir)
+        profiles_seed(args.subscribers, args.seed, distinct=False)
+        for round_ in range(1, args.rounds + 1):
+            if not args.no_send:
+                log(f"round {round_}: single send to {args.subscribers:,}")
+                rounds.append(send_round(args, fake_url, fake.process.pid, workdir))
+                log(f"  {rounds[-1]['wall_s']} s, CPU {rounds[-1]['cpu_s_total']} s")
+            log(f"round {round_}: a day of ticks over {args.subscribers:,} readers")
+            rounds.append(day_round(args, fake_url, fake.process.pid, workdir, day_start))
+            log(f"  {rounds[-1]['wall_s']} s, CPU {rounds[-1]['cpu_s_total']} s")
+        if args.scaling:
+            import redis
+
+            many = args.subscribers - DUE_IN_TEST
+            at = day_start + dt.timedelta(hours=12, minutes=2)
+            for round_ in range(2):
+                for not_yet_due in (args.few, many):
+                    scaling.append(not_yet_due_tick(args.subscribers, not_yet_due, at))
+                    log(f"round {round_ + 1}: {not_yet_due:,} not yet due: {scaling[-1]}")
+                    # No workers run here: the tick's chunk tasks are dropped, not sent.
+                    redis.Redis.from_url(args.redis_url).flushdb()
     finally:
         fake.stop()
-    emails = sum(t["emails_handed"] for t in ticks)
+    sends = [r for r in rounds if r["kind"] == "single send"]
+    days = [r for r in rounds if r["kind"] == "day of ticks"]
+    median_of = lambda runs: sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]  # noqa: E731
+    result = {
+        "benchmark": "tick",
+        "commit": git_commit(),
+        "ran_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "python bench/tick_bench.py " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        "subscribers": args.subscribers,
+        "workers": 2,
+        "provider_batch": args.batch_size,
+        "zones": ZONES,
+        "hours": HOURS,
+        "frequencies": FREQUENCIES,
+        "comparison": compare(sends, days) if sends else None,
+        "targets": {
+            "every slot's last email within 5 minutes": all(
+                (t["slot_to_last_email_s"] or 0) <= 300 for d in days for t in d["ticks"]
+            ),
+            "every process <= 300 MB": all(
+                v <= 300 for r in rounds for v in r["peak_rss_mb"].values()
+            ),
+        },
+        "rounds": [
+            {"kind": r["kind"], "wall_s": r["wall_s"], "cpu_s_total": r["cpu_s_total"]}
+            for r in rounds
+        ],
+        "send_median": median_of(sends) if sends else None,
+        "day_median": median_of(days),
+        "all_days": [{k: v for k, v in d.items() if k != "ticks"} for d in days],
+        "not_yet_due": scaling_summary(args, scaling) if scaling else None,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{args.name}.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    path.with_suffix(".md").write_text(markdown(result))
+    log(f"wrote {path} and {path.with_suffix('.md').name}")
+    return result
 
+
+def scaling_summary(args, scaling: list[dict]) -> dict:
     def medians(not_yet_due):
         rows = [s for s in scaling if s["not_yet_due"] == not_yet_due]
         return {
@@ -270,35 +578,13 @@ def main(argv=None) -> dict:
             for key in ("due_query_ms", "due_query_server_ms", "tick_s")
         }
 
-    result = {
-        "benchmark": "tick",
-        "commit": git_commit(),
-        "machine": machine(),
-        "subscribers": args.subscribers,
-        "zones": ZONES,
-        "hours": HOURS,
-        "frequencies": FREQUENCIES,
-        "day": {
-            "ticks_with_readers_due": len(ticks),
-            "ticks_total": int(dt.timedelta(days=1) / STEP),
-            "emails_handed": emails,
-            "wall_s": round(day_s, 1),
-            "slowest_tick_s": max((t["tick_s"] for t in ticks), default=0),
-            "slowest_due_query_ms": max((t["due_query_ms"] for t in ticks), default=0),
-            "ticks": ticks,
-        },
-        "not_yet_due": {
-            "due": DUE_IN_TEST,
-            "runs_in_order": scaling,
-            "median_few": {"not_yet_due": args.few, **medians(args.few)},
-            "median_many": {"not_yet_due": many, **medians(many)},
-        },
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    many = args.subscribers - DUE_IN_TEST
+    return {
+        "due": DUE_IN_TEST,
+        "runs_in_order": scaling,
+        "median_few": {"not_yet_due": args.few, **medians(args.few)},
+        "median_many": {"not_yet_due": many, **medians(many)},
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {args.output}")
-    return result
 
 
 if __name__ == "__main__":

@@ -102,14 +102,24 @@ def issue_cancel(*, issue: Issue) -> bool:
     )
 
 
-def issue_finish_if_done(*, issue_id: int) -> bool:
-    """Mark a sending issue sent (and its batch) once no delivery is pending or sending."""
-    unfinished = Delivery.objects.filter(
+def _issue_unfinished(issue_id: int) -> bool:
+    return Delivery.objects.filter(
         issue_id=issue_id, status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING]
     ).exists()
-    if unfinished:
-        return False
+
+
+def issue_finish_if_done(*, issue_id: int) -> bool:
+    """Mark a sending issue sent (and its batch) once no delivery is pending or sending."""
+    if _issue_unfinished(issue_id):
+        return False  # the common case, after most chunks: no lock taken
     with transaction.atomic():
+        # Looked finished: ask again holding the issue's row lock. The due tick adds rows
+        # under that lock (issue_join); without it, a chunk finishing while a tick wrote the
+        # next slot's rows saw none of them, then marked the issue sent just after the tick
+        # committed, and the slot's chunk tasks found a sent issue and sent nothing.
+        Issue.objects.select_for_update().filter(pk=issue_id).values_list("pk").first()
+        if _issue_unfinished(issue_id):
+            return False
         finished = Issue.objects.filter(pk=issue_id, status=Issue.Status.SENDING).update(
             status=Issue.Status.SENT, finished_at=timezone.now()
         )
