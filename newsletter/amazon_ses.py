@@ -80,9 +80,11 @@ class AmazonSesEmailBackend(AnymailSesBackend):
         timeout = settings.ANYMAIL_TIMEOUT_SECONDS
         configured = self.client_params["config"]
         # The operator's own timeouts, if set, win (merge: the argument's options override).
-        self.client_params["config"] = Config(connect_timeout=timeout, read_timeout=timeout).merge(
-            configured
-        )
+        # The client is shared by a worker's concurrent sends: a connection for each of them.
+        pool = max(10, settings.SEND_CONCURRENCY)
+        self.client_params["config"] = Config(
+            connect_timeout=timeout, read_timeout=timeout, max_pool_connections=pool
+        ).merge(configured)
 
     def _client_key(self) -> tuple:
         params = {k: v for k, v in self.client_params.items() if k != "config"}
