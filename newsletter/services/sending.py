@@ -789,6 +789,16 @@ def deliveries_sweep() -> int:
     for claim in list(unsettled.values_list("claim", flat=True).distinct()):
         settled += _claim_sweep(claim, lease_cutoff=lease_cutoff)
     requeue_cutoff = now - timedelta(seconds=settings.DIGEST_REQUEUE_SECONDS)
+    # A sent issue holding pending rows (rows that joined it as it was being marked sent, or
+    # an operator's edit) would never be looked at again: it is sending once more.
+    stranded = Issue.objects.filter(
+        status=Issue.Status.SENT, deliveries__status=Delivery.Status.PENDING
+    ).values_list("id", flat=True)
+    reopened = Issue.objects.filter(pk__in=list(stranded), status=Issue.Status.SENT).update(
+        status=Issue.Status.SENDING, finished_at=None
+    )
+    if reopened:
+        logger.warning("sent issues with pending rows sending again", extra={"issues": reopened})
     for issue_id in Issue.objects.filter(status=Issue.Status.SENDING).values_list("id", flat=True):
         count = Delivery.objects.filter(issue_id=issue_id, status=Delivery.Status.PENDING).count()
         if not count:

@@ -219,6 +219,23 @@ def test_the_sweeper_re_enqueues_only_an_issue_nobody_works_on(
     assert len(enqueued) == 1
 
 
+def test_the_sweeper_sends_pending_rows_an_issue_marked_sent_still_holds(
+    postmark, day_batch, sending, settings, django_capture_on_commit_callbacks
+):
+    readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(2)]
+    issue = sending()
+    settings.DIGEST_REQUEUE_SECONDS = 0
+    Issue.objects.filter(pk=issue.pk).update(status=Issue.Status.SENT)  # rows still pending
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deliveries_sweep()
+
+    assert sorted(m["To"] for m in postmark.state.messages) == sorted(r.email for r in readers)
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENT
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+
+
 def _batch_message(subject: str, to: list[str], **extra) -> AnymailMessage:
     message = AnymailMessage(subject, "Hi {{name}}", "Paperboy <digest@paperboy.example.org>", to)
     message.merge_data = {address: {"name": f"reader {address}"} for address in to}
