@@ -35,7 +35,18 @@ def test_it_sends_through_every_provider_and_writes_well_formed_results(tmp_path
 
     result = json.loads((tmp_path / "providers-smoke.json").read_text())
     variants = {v["variant"]: v for v in result["variants"]}
-    assert set(variants) == {"postmark", "mailgun-anymail", "mailgun", "sendgrid"}
+    assert set(variants) == {
+        "postmark",
+        "mailgun-anymail",
+        "mailgun",
+        "sendgrid",
+        "amazon_ses",
+        "resend",
+        "brevo",
+        "mailjet",
+        "sparkpost",
+        "smtp",
+    }
     for variant in variants.values():
         assert variant["emails"] == 300
         assert variant["http_calls"] > 0 and variant["bytes_sent_per_email"] > 0
@@ -47,5 +58,8 @@ def test_it_sends_through_every_provider_and_writes_well_formed_results(tmp_path
         variants["mailgun"]["bytes_sent_per_email"]
         < variants["mailgun-anymail"]["bytes_sent_per_email"]
     )
+    # The providers sent one copy per recipient make one call per copy.
+    for name in ("amazon_ses", "resend", "brevo", "mailjet", "sparkpost", "smtp"):
+        assert variants[name]["http_calls"] == 300, name
     assert result["baseline"]["subscribers"] == 20
     assert (tmp_path / "providers-smoke.md").read_text().startswith("300 subscribers")
