@@ -18,10 +18,11 @@ read and written by the caller, on its own database connection.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 
 from anymail.exceptions import AnymailError
 from anymail.message import AnymailMessage
@@ -58,8 +59,8 @@ def send_concurrently(
     waits: list[rate.RateWait] = []
 
     def backend_take():
-        if not idle.empty():
-            return idle.get()
+        with contextlib.suppress(Empty):
+            return idle.get_nowait()
         with opened_lock:
             if len(opened) + 1 < concurrency:
                 backend = open_backend()
@@ -77,6 +78,9 @@ def send_concurrently(
             waits.append(wait)
             stop.set()
             return
+        except BaseException:
+            stop.set()  # raised to the caller once the copies in flight are done
+            raise
         finally:
             idle.put(backend)
         if error is not None:
