@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from devtools.fakes.resend import API_KEY, FakeResend
 from digests.models import DailyBatch, PaperTopic, Topic
 from newsletter.models import IssueContent
 from newsletter.services.issues import issue_create, issue_start
@@ -69,3 +70,18 @@ def sending(day_batch, django_capture_on_commit_callbacks):
         return issue
 
     return start
+
+
+@pytest.fixture
+def resend(settings):
+    """ANYMAIL_ESP=resend: the real Anymail Resend backend against the local fake."""
+    with FakeResend() as fake:
+        settings.ANYMAIL_ESP = "resend"
+        settings.EMAIL_BACKEND = "anymail.backends.resend.EmailBackend"
+        settings.ANYMAIL = {
+            **settings.ANYMAIL,
+            "RESEND_API_KEY": API_KEY,
+            "RESEND_API_URL": fake.url,
+        }
+        settings.SITE_URL = "https://paperboy.example.org"
+        yield fake

@@ -10,25 +10,11 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from devtools.fakes.resend import API_KEY, FakeResend
 from newsletter.models import Delivery
 from newsletter.services.sending import ClaimUnsettled, deliveries_send_chunk, deliveries_sweep
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def resend(settings):
-    with FakeResend() as fake:
-        settings.ANYMAIL_ESP = "resend"
-        settings.EMAIL_BACKEND = "anymail.backends.resend.EmailBackend"
-        settings.ANYMAIL = {
-            **settings.ANYMAIL,
-            "RESEND_API_KEY": API_KEY,
-            "RESEND_API_URL": fake.url,
-        }
-        yield fake
 
 
 def test_a_chunks_copies_go_out_over_several_connections_at_once(

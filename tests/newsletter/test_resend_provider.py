@@ -13,7 +13,6 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from devtools.fakes.resend import API_KEY, FakeResend
 from newsletter.models import Delivery, Issue
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import (
@@ -26,20 +25,6 @@ from subscriptions.links import unsubscribe_url
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def resend(settings):
-    with FakeResend() as fake:
-        settings.ANYMAIL_ESP = "resend"
-        settings.EMAIL_BACKEND = "anymail.backends.resend.EmailBackend"
-        settings.ANYMAIL = {
-            **settings.ANYMAIL,
-            "RESEND_API_KEY": API_KEY,
-            "RESEND_API_URL": fake.url,
-        }
-        settings.SITE_URL = "https://paperboy.example.org"
-        yield fake
 
 
 def test_each_reader_gets_their_own_filled_copy(resend, day_batch, sending):
