@@ -35,6 +35,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from devtools.fakes.serving import peak_per_second
+
 BATCH_LIMIT = 500
 TOKEN = "fake-postmark-token"  # noqa: S105 - the fake's own token, not a secret
 ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
@@ -94,15 +96,7 @@ class FakePostmarkState:
     def peak_per_second(self) -> int:
         """The most messages accepted in calls that arrived within any one second."""
         with self.lock:
-            arrivals = sorted(self.arrivals)
-        peak, start, inside = 0, 0, 0
-        for when, count in arrivals:
-            inside += count
-            while arrivals[start][0] <= when - 1.0:
-                inside -= arrivals[start][1]
-                start += 1
-            peak = max(peak, inside)
-        return peak
+            return peak_per_second(self.arrivals)
 
     def recipients(self) -> list[str]:
         with self.lock:

@@ -69,15 +69,7 @@ class Counters:
     def peak_per_second(self) -> int:
         """The most recipients accepted in calls that arrived within any one second."""
         with self.lock:
-            arrivals = sorted(self.arrivals)
-        peak, start, inside = 0, 0, 0
-        for when, count in arrivals:
-            inside += count
-            while arrivals[start][0] <= when - 1.0:
-                inside -= arrivals[start][1]
-                start += 1
-            peak = max(peak, inside)
-        return peak
+            return peak_per_second(self.arrivals)
 
     def stats(self) -> dict[str, object]:
         with self.lock:
@@ -238,3 +230,16 @@ class LocalFake:
         with cls(args.port, store=args.store) as fake:
             fake.counters.answer_delay = args.answer_delay
             fake.serve()
+
+
+def peak_per_second(arrivals: list[tuple[float, int]]) -> int:
+    """The most of `count` in (arrival time, count) pairs that arrived within any one second."""
+    ordered = sorted(arrivals)
+    peak, start, inside = 0, 0, 0
+    for when, count in ordered:
+        inside += count
+        while ordered[start][0] <= when - 1.0:
+            inside -= ordered[start][1]
+            start += 1
+        peak = max(peak, inside)
+    return peak

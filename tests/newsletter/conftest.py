@@ -4,11 +4,13 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pytest
+import redis
 
 from devtools.fakes.resend import API_KEY, FakeResend
 from digests.models import DailyBatch, PaperTopic, Topic
 from newsletter.models import IssueContent
 from newsletter.services.issues import issue_create, issue_start
+from tests.external import require_redis
 from tests.factories import BatchEntryFactory, DailyBatchFactory, PaperFactory, TopicFactory
 
 DAY = dt.date(2026, 3, 10)  # a Tuesday
@@ -85,3 +87,14 @@ def resend(settings):
         }
         settings.SITE_URL = "https://paperboy.example.org"
         yield fake
+
+
+@pytest.fixture
+def redis_url(settings):
+    """The send rate's Redis, its budgets emptied: each test starts with the whole rate."""
+    url = require_redis()
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter("paperboy:rate:*"):
+        client.delete(key)
+    settings.SEND_RATE_REDIS_URL = url
+    return url

@@ -7,7 +7,6 @@ import socket
 from datetime import timedelta
 
 import pytest
-import redis
 import time_machine
 from django.utils import timezone
 
@@ -23,7 +22,6 @@ from newsletter.services.sending import (
     deliveries_sweep,
 )
 from subscriptions.links import unsubscribe_url
-from tests.external import require_redis
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -161,12 +159,7 @@ def test_a_call_timed_out_after_it_went_out_is_unknown_never_resent(
     assert ses.state.recipients() == ["first@example.org"]  # exactly once
 
 
-def test_the_send_rate_paces_each_call(ses, day_batch, sending, settings):
-    url = require_redis()
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter("paperboy:rate:*"):
-        client.delete(key)
-    settings.SEND_RATE_REDIS_URL = url
+def test_the_send_rate_paces_each_call(ses, day_batch, sending, settings, redis_url):
     settings.SEND_RATE_PER_SECOND = 2
     for _ in range(5):
         SubscriberFactory(topics=[day_batch.topics["robotics"]])

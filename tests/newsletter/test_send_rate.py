@@ -15,18 +15,8 @@ from newsletter.services import rate
 from newsletter.services.issues import issue_create, issue_start
 from newsletter.services.sending import deliveries_send_chunk, deliveries_sweep
 from subscriptions.models import Subscriber
-from tests.external import require_postgres, require_redis
+from tests.external import require_postgres
 from tests.factories import SubscriberFactory
-
-
-@pytest.fixture
-def redis_url(settings):
-    url = require_redis()
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter("paperboy:rate:*"):
-        client.delete(key)
-    settings.SEND_RATE_REDIS_URL = url
-    return url
 
 
 def limiter(url: str, **limits) -> rate.RateLimiter:

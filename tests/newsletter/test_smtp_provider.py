@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import redis
 import time_machine
 from django.utils import timezone
 
@@ -19,7 +18,6 @@ from newsletter.services.sending import (
     deliveries_sweep,
 )
 from subscriptions.links import unsubscribe_url
-from tests.external import require_redis
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -142,14 +140,9 @@ def test_a_lost_answer_is_never_resent_blindly(smtp, day_batch, sending, setting
 
 
 def test_the_send_rate_paces_each_message_as_it_goes_on_the_wire(
-    smtp, day_batch, sending, settings
+    smtp, day_batch, sending, settings, redis_url
 ):
     settings.SEND_CONCURRENCY = 1  # one connection a chunk, reused message after message
-    url = require_redis()
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter("paperboy:rate:*"):
-        client.delete(key)
-    settings.SEND_RATE_REDIS_URL = url
     settings.SEND_RATE_PER_SECOND = 2
     for _ in range(5):
         SubscriberFactory(topics=[day_batch.topics["robotics"]])
