@@ -104,7 +104,7 @@ def profiles_for_ranking(
     if subscriber_id is not None:
         subscribers = Subscriber.objects.filter(pk=subscriber_id)
     elif subscriber_ids is not None:
-        subscribers = subscribers_mailable().filter(pk__in=subscriber_ids)
+        subscribers = subscribers_mailable().filter(pk__any_of=subscriber_ids)
     else:
         subscribers = subscribers_sendable()
         if weekly is not None:

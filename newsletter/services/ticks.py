@@ -189,7 +189,7 @@ def _fresh_days(reader: _Due) -> int:
 
 def _tick_chunk(chunk: list[_Due], *, now: datetime, sources: _Sources, report: TickReport) -> None:
     ids = [r.subscriber_id for r in chunk]
-    mailable = set(subscribers_mailable().filter(pk__in=ids).values_list("pk", flat=True))
+    mailable = set(subscribers_mailable().filter(pk__any_of=ids).values_list("pk", flat=True))
     paused = {
         r.subscriber_id
         for r in chunk
@@ -240,7 +240,7 @@ def _join(
     issue = Issue.objects.select_for_update().get(pk=source.issue_id)
     ids = [r.subscriber_id for r in readers]
     in_issue = set(
-        Delivery.objects.filter(issue=issue, subscriber_id__in=ids).values_list(
+        Delivery.objects.filter(issue=issue, subscriber_id__any_of=ids).values_list(
             "subscriber_id", flat=True
         )
     )
@@ -248,7 +248,7 @@ def _join(
     period_taken = {
         s
         for s, p in Delivery.objects.filter(
-            subscriber_id__in=ids, period__in=set(periods.values())
+            subscriber_id__any_of=ids, period__any_of=set(periods.values())
         ).values_list("subscriber_id", "period")
         if periods.get(s) == p
     }
