@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import httpx
 import pytest
 import time_machine
 from django.core import mail
 from django.utils import timezone
 
+from devtools.fakes.resend import API_KEY
 from newsletter.models import Delivery, Issue
 from newsletter.services import rate
 from newsletter.services.previews import digest_preview
@@ -200,3 +202,25 @@ def test_a_message_a_batch_cannot_carry_goes_out_alone(resend, settings):
 
     assert resend.counters.calls == {"/emails/batch": 1, "/emails": 1}
     assert sorted(resend.state.recipients()) == ["one@example.org", "two@example.org"]
+
+
+@pytest.mark.parametrize("mode", ["strict", "permissive"])
+def test_the_fake_answers_a_batch_as_resend_documents_it(resend, mode):
+    def email(to: str) -> dict:
+        return {"from": "a@example.org", "to": [to], "subject": "s", "html": "<p>h</p>"}
+
+    answer = httpx.post(
+        f"{resend.url}emails/batch",
+        json=[email("one@example.org"), email("not-an-address"), email("three@example.org")],
+        headers={"Authorization": f"Bearer {API_KEY}", "x-batch-validation": mode},
+    )
+
+    if mode == "strict":  # one invalid email refuses the whole call
+        assert answer.status_code == 422 and answer.json()["name"] == "validation_error"
+        assert resend.state.messages == []
+        return
+    body = answer.json()
+    assert answer.status_code == 200 and len(body["data"]) == 2
+    assert [e["index"] for e in body["errors"]] == [1]
+    assert [m["_id"] for m in resend.state.messages] == [d["id"] for d in body["data"]]
+    assert resend.state.recipients() == ["one@example.org", "three@example.org"]
