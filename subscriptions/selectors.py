@@ -26,10 +26,14 @@ def subscribers_mailable() -> QuerySet[Subscriber]:
     again for every reader (measured: 61 s for a due tick's chunk of 2,000 readers against
     200,000 suppressions). NOT EXISTS is an anti-join probing the list's unique index: 38 ms.
     """
+    return Subscriber.objects.filter(mailable_condition(), status=Subscriber.Status.ACTIVE)
+
+
+def mailable_condition() -> Q:
+    """What makes an active subscriber mailable (confirmed, not suppressed), as a condition a
+    query can filter on or read as a flag (the due tick reads it with each due reader)."""
     suppressed = Suppression.objects.filter(email_hash=OuterRef("email_hash"))
-    return Subscriber.objects.filter(
-        ~Exists(suppressed), status=Subscriber.Status.ACTIVE, confirmed_at__isnull=False
-    )
+    return Q(~Exists(suppressed), confirmed_at__isnull=False)
 
 
 def subscribers_sendable() -> QuerySet[Subscriber]:
