@@ -8,8 +8,9 @@ only with a stored template: the payload here sets ``TemplateLanguage``. Mailjet
 documents no escape for its own delimiters, so literal ``{{``, ``}}``, ``{%`` and ``%}`` in our
 text are printed as variables whose values are those delimiters
 (newsletter/providers.py, ``MAILJET_LITERALS``); each message whose body needs them carries
-them. Mailjet answers a message it refuses in the answer (``"Status": "error"``), so that
-recipient fails alone; a 400 refusing the whole call is split as newsletter/refusals.py does.
+them. (Anymail's payload also lost a lone recipient's Variables and Headers: fixed here.)
+Mailjet answers a message it refuses in the answer (``"Status": "error"``), so that recipient
+fails alone; a 400 refusing the whole call is split as newsletter/refusals.py does.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ _PARTS = ("Subject", "TextPart", "HTMLPart")
 
 
 class MailjetTemplatePayload(MailjetPayload):
+    _burst = False
+
+    def _burst_for_batch_send(self):
+        # Anymail's bursts again whenever Messages holds one message, which for a batch of one
+        # recipient rebuilds it from its To and drops the Variables and Headers set before.
+        if not self._burst:
+            super()._burst_for_batch_send()
+            self._burst = True
+
     def serialize_data(self):
         shared = self.data["Globals"]
         shared["TemplateLanguage"] = True

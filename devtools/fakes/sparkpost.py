@@ -15,7 +15,8 @@ Errors are ``{"errors": [{"message": ..., "code": ..., "description": ...}]}``: 
 1902, "Message generation rejected"), 429 "Too many requests" with Retry-After, 500. In a
 transmission of several recipients SparkPost accepts a suppressed one at first and rejects it
 afterwards with a ``policy_rejection`` event: the fake counts it accepted, generates no copy
-for it and lists it in ``rejected_later``. SparkPost's message events can be searched, but
+for it and keeps the ``policy_rejection`` event SparkPost would post to the tracking webhook in
+``events`` (a webhook batch each). SparkPost's message events can be searched, but
 only for hours later and not by our metadata at send time, so Paperboy does not ask it.
 
 Run standalone (for benchmarks): ``python -m devtools.fakes.sparkpost --port N [--no-store]``.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -40,7 +42,7 @@ class FakeSparkPostState:
     # Each recipient's generated copy: {"recipients": [it], "content", "metadata", "_id"}.
     transmissions: list[dict] = field(default_factory=list)
     suppressed: set[str] = field(default_factory=set)  # the suppression list
-    rejected_later: list[str] = field(default_factory=list)  # policy_rejection events
+    events: list[list[dict]] = field(default_factory=list)  # webhook posts it would make
     failures: list[int] = field(default_factory=list)  # statuses for the next calls
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,7 +101,11 @@ class _Handler(FakeHandler):
             return self.reply(422, _errors("substitution language errors", "3000", str(error)))
         self.counters.accepted_count(recipients, arrived)
         with state.lock:
-            state.rejected_later.extend(blocked)
+            state.events.extend(
+                _policy_rejection(body, one, transmission_id)
+                for one in body["recipients"]
+                if one["address"]["email"].lower() in state.suppressed
+            )
             if self.counters.store:
                 state.transmissions.extend(copies)
         results = {
@@ -133,6 +139,26 @@ def _copy(body: dict, recipient: dict, transmission_id: str) -> dict:
         "campaign_id": body.get("campaign_id"),
         "_id": transmission_id,
     }
+
+
+def _policy_rejection(body: dict, recipient: dict, transmission_id: str) -> list[dict]:
+    """The webhook batch SparkPost posts when it rejects a suppressed recipient afterwards."""
+    address = recipient["address"]["email"]
+    event = {
+        "type": "policy_rejection",
+        "bounce_class": "25",
+        "error_code": "554",
+        "event_id": str(uuid.uuid4().int)[:17],
+        "message_id": uuid.uuid4().hex[:20],
+        "raw_rcpt_to": address,
+        "rcpt_to": address,
+        "rcpt_meta": {**(body.get("metadata") or {}), **(recipient.get("metadata") or {})},
+        "raw_reason": "554 5.7.1 recipient address suppressed due to customer policy",
+        "reason": "554 5.7.1 recipient address suppressed due to customer policy",
+        "timestamp": str(int(time.time())),
+        "transmission_id": transmission_id,
+    }
+    return [{"msys": {"message_event": event}}]
 
 
 class FakeSparkPost(LocalFake):

@@ -350,7 +350,7 @@ def _schedule_words(subscriber) -> str:
 def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMessage]]) -> None:
     """Store the provider's answer for each (deliveries, message) pair, in one transaction."""
     now = timezone.now()
-    sent, failed = [], []
+    sent, failed, unknown = [], [], []
     for deliveries, message in answered:
         by_address = {d.subscriber.email.lower(): d for d in deliveries}
         answered_ids = set()
@@ -362,6 +362,10 @@ def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMes
             if status.status in {"sent", "queued"}:
                 message_id = status.message_id
                 sent.append((delivery.pk, "" if message_id is None else str(message_id)))
+            elif status.status == "unknown":
+                # Taken or not, the answer does not say (SparkPost's mixed totals): possibly
+                # sent, so never failed (which "Retry failed" would send again).
+                unknown.append(delivery.pk)
             else:
                 failed.append((delivery.pk, f"provider {status.status} this recipient"))
         for delivery in deliveries:
@@ -379,6 +383,13 @@ def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMes
             errors[error].append(pk)
         for error, ids in errors.items():
             _mark_failed(claim, ids, error)
+        if unknown:
+            Delivery.objects.filter(
+                pk__in=unknown, claim=claim, status=Delivery.Status.SENDING
+            ).update(
+                status=Delivery.Status.UNKNOWN,
+                last_error="the provider's answer does not say whether it took this recipient",
+            )
 
 
 def _mark_sent(
