@@ -264,7 +264,12 @@ def test_amazon_ses_needs_boto3_and_a_region(load):
 )
 def test_each_api_provider_gets_its_key_and_endpoint(load, esp, key_setting):
     s = load(ANYMAIL_ESP=esp, ANYMAIL_API_KEY="k", ANYMAIL_API_URL="http://127.0.0.1:9/")
-    assert s["EMAIL_BACKEND"] == f"anymail.backends.{esp}.EmailBackend"
+    # Brevo and SparkPost through Paperboy's batch backends (newsletter/{brevo,sparkpost}.py).
+    backend = {
+        "brevo": "newsletter.brevo.BrevoEmailBackend",
+        "sparkpost": "newsletter.sparkpost.SparkPostEmailBackend",
+    }.get(esp, f"anymail.backends.{esp}.EmailBackend")
+    assert s["EMAIL_BACKEND"] == backend
     assert s["ANYMAIL"][key_setting] == "k"
     assert s["ANYMAIL"][f"{esp.upper()}_API_URL"] == "http://127.0.0.1:9/"
 
@@ -272,6 +277,7 @@ def test_each_api_provider_gets_its_key_and_endpoint(load, esp, key_setting):
 def test_mailjet_gets_its_secret(load):
     s = load(ANYMAIL_ESP="mailjet", ANYMAIL_API_KEY="k", ANYMAIL_API_SECRET="s")
     assert (s["ANYMAIL"]["MAILJET_API_KEY"], s["ANYMAIL"]["MAILJET_SECRET_KEY"]) == ("k", "s")
+    assert s["EMAIL_BACKEND"] == "newsletter.mailjet.MailjetEmailBackend"
 
 
 def test_smtp_reads_the_mail_server(load):
