@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Provider:
     batch_limit: int  # recipients per API call, as the provider documents it
+    # Where one claim holds more rows than one call may carry: recipients per call (a claim's
+    # readers of one content then go in several calls). Mailjet's calls carry at most 50
+    # messages; claims of 50 cost a worker more in claiming and recording than in sending.
+    call_limit: int = 0
     merge_field_format: str = "{{{{{}}}}}"  # str.format pattern of a body merge field: {{name}}
     # How the provider's template language writes each of its delimiters as literal text, for
     # the providers that run one over our bodies and subjects: a paper title with "{{" (LaTeX
@@ -78,9 +82,12 @@ PROVIDERS = {
         batch_limit=1000, merge_field_format="{{{{ params.{} }}}}", literals=BREVO_LITERALS
     ),
     # Send API v3.1: Globals (the body once) and one message per recipient (its Variables);
-    # at most 50 messages a call.
+    # at most 50 messages a call, so a claim of 500 goes in calls of 50.
     "mailjet": Provider(
-        batch_limit=50, merge_field_format="{{{{var:{}}}}}", literals=MAILJET_LITERALS
+        batch_limit=500,
+        call_limit=50,
+        merge_field_format="{{{{var:{}}}}}",
+        literals=MAILJET_LITERALS,
     ),
     # One copy per recipient (merge fields filled here): Resend and Amazon SES only merge into
     # their own stored templates. The batch limit is then only how many rows one claim holds.
@@ -158,6 +165,14 @@ def crash_recovery_note() -> str:
         return (
             f"{name}: after a worker dies mid-send, {name} is asked which messages it accepted; "
             "the rest are sent again"
+        )
+    if provider().merges and provider().call_limit:
+        # A claim's calls are recorded together, once all of them are answered.
+        return (
+            f"{name} cannot say which messages it accepted when a worker dies mid-send: the "
+            f"deliveries of the claim it died in (up to {batch_limit()}, in calls of "
+            f"{provider().call_limit}) are marked unknown, never re-sent; check them in the "
+            "provider's own log"
         )
     if provider().merges:
         return (

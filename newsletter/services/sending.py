@@ -689,6 +689,11 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
             return _rate_wait(issue, None, quota)
     renderer = _issue_renderer(issue)
     groups = [list(g) for _, g in groupby(rows, key=lambda d: d.content_key)]
+    call_limit = providers.provider().call_limit
+    if call_limit:
+        # A claim larger than one call may carry (Mailjet's 50 messages): a content's readers
+        # go in calls of at most that many, each with the same rendered body.
+        groups = [g[i : i + call_limit] for g in groups for i in range(0, len(g), call_limit)]
     key_links = KeyLinks()
     messages = [
         digest_message(
