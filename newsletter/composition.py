@@ -8,6 +8,11 @@ Two kinds of gap are left in a rendered digest:
   recipient. The provider fills them, or, where it cannot fill a body it did not render (our
   Postmark backend, the local outbox, the editor's preview), ``merge_fields_apply`` here.
 
+Providers that run a template language over the body and subject (SparkPost, Brevo, Mailjet)
+would also read text that is not ours to fill ("{{" in a LaTeX title) as their syntax: every
+piece is escaped the provider's way here (``literal_escape``), and ``merge_fields_apply``
+reads a body as the provider prints it, so the preview stays what the reader gets.
+
 Why string substitution rather than rendering a template for each: templates and CSS inlining
 run once per issue (the shell, each paper block), then each distinct content is a join of
 pieces already split around their merge fields (``MergeBody``), and each recipient's copy a

@@ -7,7 +7,6 @@ false), each recipient gets a copy with its fields filled in here, exactly as th
 preview fill them, and its per-recipient headers and metadata made the copy's own; the send code
 then sees one group of one row per copy, so a refused, failed or unanswered copy concerns that
 row alone.
-
 """
 
 from __future__ import annotations
