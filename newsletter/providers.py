@@ -39,7 +39,8 @@ class Provider:
     # (newsletter/services/single_sends.py), over one reused connection.
     merges: bool = True
     # True where one chunk goes in one HTTP call (our Postmark backend shares /email/batch
-    # calls); otherwise one call per message, and the send rate paces each call.
+    # calls, our Resend backend posts a claim's filled copies to /emails/batch); otherwise one
+    # call per message. The send rate paces each call, as many emails as it carries.
     one_call_per_chunk: bool = False
 
 
@@ -94,7 +95,9 @@ PROVIDERS = {
     # None of the providers but Postmark can search sent mail by our metadata, so a claim
     # whose worker died mid-call is marked "unknown" for an operator, never re-sent blindly.
     "amazon_ses": Provider(batch_limit=50, merges=False),
-    "resend": Provider(batch_limit=100, merges=False),
+    # Resend's /emails/batch takes up to 100 emails, each its own filled copy: a claim is one
+    # call (newsletter/resend.py).
+    "resend": Provider(batch_limit=100, merges=False, one_call_per_chunk=True),
     "smtp": Provider(batch_limit=100, merges=False),
 }
 # The local outbox has no limit, but takes Postmark's so development sends in the same shape as
@@ -173,6 +176,13 @@ def crash_recovery_note() -> str:
             f"deliveries of the claim it died in (up to {batch_limit()}, in calls of "
             f"{provider().call_limit}) are marked unknown, never re-sent; check them in the "
             "provider's own log"
+        )
+    if provider().one_call_per_chunk:
+        # Resend: a claim's filled copies are one /emails/batch call.
+        return (
+            f"{name} cannot say which messages it accepted when a worker dies mid-send: the "
+            f"deliveries of the call it died in (up to {batch_limit()}, one claim) are marked "
+            "unknown, never re-sent; check them in the provider's own log"
         )
     if provider().merges:
         return (

@@ -259,16 +259,15 @@ def test_amazon_ses_needs_boto3_and_a_region(load):
 
 
 @pytest.mark.parametrize(
-    ("esp", "key_setting"),
-    [("resend", "RESEND_API_KEY"), ("brevo", "BREVO_API_KEY"), ("sparkpost", "SPARKPOST_API_KEY")],
+    ("esp", "key_setting", "backend"),
+    [
+        ("resend", "RESEND_API_KEY", "newsletter.resend.ResendBatchEmailBackend"),
+        ("brevo", "BREVO_API_KEY", "newsletter.brevo.BrevoEmailBackend"),
+        ("sparkpost", "SPARKPOST_API_KEY", "newsletter.sparkpost.SparkPostEmailBackend"),
+    ],
 )
-def test_each_api_provider_gets_its_key_and_endpoint(load, esp, key_setting):
+def test_each_api_provider_gets_its_key_and_endpoint(load, esp, key_setting, backend):
     s = load(ANYMAIL_ESP=esp, ANYMAIL_API_KEY="k", ANYMAIL_API_URL="http://127.0.0.1:9/")
-    # Brevo and SparkPost through Paperboy's batch backends (newsletter/{brevo,sparkpost}.py).
-    backend = {
-        "brevo": "newsletter.brevo.BrevoEmailBackend",
-        "sparkpost": "newsletter.sparkpost.SparkPostEmailBackend",
-    }.get(esp, f"anymail.backends.{esp}.EmailBackend")
     assert s["EMAIL_BACKEND"] == backend
     assert s["ANYMAIL"][key_setting] == "k"
     assert s["ANYMAIL"][f"{esp.upper()}_API_URL"] == "http://127.0.0.1:9/"

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from devtools.fakes.resend import API_KEY, FakeResend
+from config.mail_providers import provider_settings
+from devtools.fakes import resend as resend_fake
+from devtools.fakes.amazon_ses import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, FakeAmazonSes
 from digests.models import DailyBatch, PaperTopic, Topic
 from newsletter.models import IssueContent
 from newsletter.services.issues import issue_create, issue_start
@@ -76,15 +78,35 @@ def sending(day_batch, django_capture_on_commit_callbacks):
 
 @pytest.fixture
 def resend(settings):
-    """ANYMAIL_ESP=resend: the real Anymail Resend backend against the local fake."""
-    with FakeResend() as fake:
+    """ANYMAIL_ESP=resend: Paperboy's Resend backend (newsletter/resend.py, on Anymail's)
+    against the local fake."""
+    with resend_fake.FakeResend() as fake:
         settings.ANYMAIL_ESP = "resend"
-        settings.EMAIL_BACKEND = "anymail.backends.resend.EmailBackend"
+        settings.EMAIL_BACKEND = "newsletter.resend.ResendBatchEmailBackend"
         settings.ANYMAIL = {
             **settings.ANYMAIL,
-            "RESEND_API_KEY": API_KEY,
+            "RESEND_API_KEY": resend_fake.API_KEY,
             "RESEND_API_URL": fake.url,
         }
+        settings.SITE_URL = "https://paperboy.example.org"
+        yield fake
+
+
+@pytest.fixture
+def ses(settings, monkeypatch):
+    """ANYMAIL_ESP=amazon_ses: Paperboy's SES backend and boto3 (one copy per call) against
+    the local fake, through the same settings code as production: region, endpoint and
+    retries."""
+    with FakeAmazonSes() as fake:
+        monkeypatch.setenv("AWS_REGION", REGION)
+        monkeypatch.setenv("ANYMAIL_API_URL", fake.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        anymail = {k: v for k, v in settings.ANYMAIL.items() if not k.startswith("AMAZON_SES")}
+        backend, _ = provider_settings("amazon_ses", {"amazon_ses": None}, anymail)
+        settings.ANYMAIL_ESP = "amazon_ses"
+        settings.EMAIL_BACKEND = backend
+        settings.ANYMAIL = anymail
         settings.SITE_URL = "https://paperboy.example.org"
         yield fake
 
