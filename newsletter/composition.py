@@ -94,19 +94,13 @@ MERGE_FIELD = re.compile(r"(\{\{\s*([A-Za-z0-9_]+)\s*\}\})")
 
 @functools.lru_cache(maxsize=8)
 def _field_pattern(field_format: str) -> re.Pattern:
+    """How a provider's merge fields are found in a body (written, name): the bodies are
+    sent with its spelling (Mailgun's ``%recipient.name%``), so the copies filled here
+    (preview, outbox, single sends) find that spelling too."""
     if field_format == "{{{{{}}}}}":
         return MERGE_FIELD
     before, after = field_format.format("\0").split("\0")
     return re.compile(f"({re.escape(before)}([A-Za-z0-9_]+){re.escape(after)})")
-
-
-def merge_pattern() -> re.Pattern:
-    """How the configured provider's merge fields are found in a body (written, name).
-
-    The bodies are rendered with the provider's spelling (Mailgun's ``%recipient.name%``), so
-    the copies filled here (preview, outbox, single sends) must find that spelling too.
-    """
-    return _field_pattern(provider().merge_field_format)
 
 
 # --- Literal template syntax ---------------------------------------------------------------------
@@ -114,8 +108,8 @@ def merge_pattern() -> re.Pattern:
 
 @functools.lru_cache(maxsize=8)
 def _literal_patterns(literals: tuple[tuple[str, str], ...]) -> tuple[re.Pattern, re.Pattern]:
-    # Delimiters longest first, matched left to right: "{{{" is "{{" then "{", so no brace
-    # left over can join the escape's own braces into a delimiter.
+    # Matched left to right, each match taking its two characters: "{{{" is "{{" then "{", so
+    # a brace left over is never the start of a delimiter.
     delimiters = sorted((d for d, _ in literals), key=len, reverse=True)
     spellings = sorted((s for _, s in literals), key=len, reverse=True)
     return (

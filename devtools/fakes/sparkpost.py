@@ -43,6 +43,9 @@ class FakeSparkPostState:
     transmissions: list[dict] = field(default_factory=list)
     suppressed: set[str] = field(default_factory=set)  # the suppression list
     events: list[list[dict]] = field(default_factory=list)  # webhook posts it would make
+    # Recipients the next transmissions count as rejected in their totals, without saying
+    # which (SparkPost's answer names none): how a mixed answer looks.
+    rejected_in_totals: int = 0
     failures: list[int] = field(default_factory=list)  # statuses for the next calls
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,10 +111,11 @@ class _Handler(FakeHandler):
             )
             if self.counters.store:
                 state.transmissions.extend(copies)
+        rejected = min(state.rejected_in_totals, len(recipients))
         results = {
             "id": transmission_id,
-            "total_accepted_recipients": len(recipients),
-            "total_rejected_recipients": 0,
+            "total_accepted_recipients": len(recipients) - rejected,
+            "total_rejected_recipients": rejected,
         }
         self.reply(200, {"results": results})
 

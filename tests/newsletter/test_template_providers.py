@@ -27,6 +27,7 @@ from newsletter.services.previews import digest_preview
 from newsletter.services.sending import (
     ClaimUnsettled,
     TransientSendError,
+    deliveries_retry,
     deliveries_send_chunk,
     deliveries_sweep,
 )
@@ -374,3 +375,20 @@ def test_the_admin_is_told_what_a_crash_leaves_unknown(provider):
         assert "the claim it died in (up to 500, in calls of 50)" in note
     else:
         assert "the call it died in" in note
+
+
+def test_sparkpost_totals_that_do_not_say_who_was_taken_leave_the_rows_unknown(
+    provider, day_batch, sending
+):
+    if provider.name != "sparkpost":
+        pytest.skip("SparkPost's answer")
+    for i in range(3):
+        SubscriberFactory(email=f"reader{i}@example.org", topics=[day_batch.topics["robotics"]])
+    provider.state.rejected_in_totals = 1  # "2 accepted, 1 rejected", naming nobody
+    issue = sending()
+
+    deliveries_send_chunk(issue_id=issue.pk)
+
+    # Possibly sent, every one: never failed, which "Retry failed" would send again.
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.UNKNOWN}
+    assert deliveries_retry(deliveries=Delivery.objects.all()) == 0
