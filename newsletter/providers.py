@@ -76,6 +76,8 @@ PROVIDERS = {
     "mailgun": Provider(batch_limit=1000, merge_field_format="%recipient.{}%"),
     "sendgrid": Provider(batch_limit=1000),
     # One transmission: each recipient's substitution_data and metadata beside one body.
+    # SparkPost names no cap (a transmission "can send to a single recipient or thousands"):
+    # 1,000 keeps its calls the size of Mailgun's and SendGrid's.
     "sparkpost": Provider(batch_limit=1000, literals=SPARKPOST_LITERALS),
     # One call: messageVersions (each recipient's params and headers), the body once; Brevo
     # takes up to 1,000 versions a call.
