@@ -13,8 +13,9 @@ recipient's List-Unsubscribe sent whole), the "before" of newsletter/mailgun.py.
 Reported per variant: emails/s, HTTP calls, bytes sent per email (the request bodies the fake
 received, divided by the emails sent; for SMTP each message's DATA is a call), the largest
 call, peak RSS and CPU per 1,000 emails. Each provider's chunk is its own per-call limit
-(Postmark 500, Mailgun and SendGrid 1,000) or, for the providers sent one copy per recipient,
-how many rows one claim holds (newsletter/providers.py).
+(Postmark 500, Mailgun, SendGrid, SparkPost and Brevo 1,000), Mailjet's claim of 500 (in
+calls of 50) or, for the providers sent one copy per recipient, how many rows one claim holds
+(newsletter/providers.py).
 Figures go to ``bench/results/providers-<name>.json`` and ``.md``.
 """
 

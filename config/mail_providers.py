@@ -14,8 +14,9 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import env_int, env_str, env_url
 
 # Postmark goes through its batch backend (merge fields filled in the bodies, see
-# newsletter/backends.py); Mailgun and SendGrid through Anymail's, a refused address failing
-# alone and Mailgun posting fewer bytes (newsletter/mailgun.py, newsletter/sendgrid.py); SMTP
+# newsletter/backends.py); Mailgun, SendGrid, SparkPost, Brevo and Mailjet through Anymail's,
+# a refused address failing alone, Mailgun posting fewer bytes and Mailjet asked to run its
+# template language (newsletter/{mailgun,sendgrid,sparkpost,brevo,mailjet}.py); SMTP
 # through Django's own backend wrapped so it answers recipient by recipient as the Anymail ones
 # do (newsletter/smtp.py); Amazon SES through Anymail's, one boto3 client per process and
 # connection failures read as "not taken" or "unknown" (newsletter/amazon_ses.py); Resend's
@@ -24,6 +25,9 @@ BACKENDS = {
     "postmark": "newsletter.backends.PostmarkBatchEmailBackend",
     "mailgun": "newsletter.mailgun.MailgunLeanEmailBackend",
     "sendgrid": "newsletter.sendgrid.SendGridEmailBackend",
+    "sparkpost": "newsletter.sparkpost.SparkPostEmailBackend",
+    "brevo": "newsletter.brevo.BrevoEmailBackend",
+    "mailjet": "newsletter.mailjet.MailjetEmailBackend",
     "resend": "newsletter.resend.ResendBatchEmailBackend",
     "smtp": "newsletter.smtp.SmtpEmailBackend",
     "amazon_ses": "newsletter.amazon_ses.AmazonSesEmailBackend",

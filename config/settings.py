@@ -229,8 +229,8 @@ EMAIL_OUTBOX_DIR = PAPERBOY_VAR_DIR / "outbox"
 # Providers the digest can go through, and the setting that carries each one's key (None:
 # no key; Amazon SES takes AWS credentials the AWS way, SMTP its EMAIL_HOST_* settings). The
 # digest fills per-recipient links into the body, which Postmark (newsletter/backends.py),
-# Mailgun and SendGrid do on their side and the others get one filled copy per recipient
-# (newsletter/providers.py says which).
+# Mailgun, SendGrid, SparkPost, Brevo and Mailjet do on their side and the others get one
+# filled copy per recipient (newsletter/providers.py says which).
 ANYMAIL_ESP_KEYS = {
     "postmark": "POSTMARK_SERVER_TOKEN",
     "mailgun": "MAILGUN_API_KEY",

@@ -180,6 +180,9 @@ class PostmarkBatchPayload(PostmarkPayload):
             return data
         fields = data.pop("TemplateModel", None) or {}
         if fields:
+            # The subject as the preview reads it (composition.messages_per_recipient).
+            if "Subject" in data:
+                data["Subject"] = merge_fields_apply(data["Subject"], fields, html_escape=False)
             if "HtmlBody" in data:
                 data["HtmlBody"] = merge_fields_apply(data["HtmlBody"], fields, html_escape=True)
             if "TextBody" in data:

@@ -8,6 +8,11 @@ Two kinds of gap are left in a rendered digest:
   recipient. The provider fills them, or, where it cannot fill a body it did not render (our
   Postmark backend, the local outbox, the editor's preview), ``merge_fields_apply`` here.
 
+Providers that run a template language over the body and subject (SparkPost, Brevo, Mailjet)
+would also read text that is not ours to fill ("{{" in a LaTeX title) as their syntax: every
+piece is escaped the provider's way here (``literal_escape``), and ``merge_fields_apply``
+reads a body as the provider prints it, so the preview stays what the reader gets.
+
 Why string substitution rather than rendering a template for each: templates and CSS inlining
 run once per issue (the shell, each paper block), then each distinct content is a join of
 pieces already split around their merge fields (``MergeBody``), and each recipient's copy a
@@ -64,7 +69,21 @@ VIEW_TOKEN = "view_token"  # noqa: S105 - a merge field name
 SCHEDULE = "schedule"
 
 
+# How the templates write a merge field: its name between two private-use characters, which
+# no upstream text carries (digests.text drops them) and nobody types, so a field written by
+# a template is never confused with text that merely looks like one (a title with
+# "{{unsubscribe_url}}" in it). ``merge_split`` writes each as the provider spells it; in the
+# HTML pieces, turned to ASCII first, the mark is its character reference.
+_MARK = "\ue000"
+_MARKED = re.compile(r"(?:\ue000|&#57344;)([A-Za-z0-9_]+)(?:\ue000|&#57344;)")
+
+
 def merge_field(name: str) -> str:
+    """A merge field as the templates write it (``merge_split`` spells it for the provider)."""
+    return f"{_MARK}{name}{_MARK}"
+
+
+def merge_field_spelled(name: str) -> str:
     """A merge field as the configured provider spells it in a body."""
     return provider().merge_field_format.format(name)
 
@@ -75,24 +94,58 @@ MERGE_FIELD = re.compile(r"(\{\{\s*([A-Za-z0-9_]+)\s*\}\})")
 
 @functools.lru_cache(maxsize=8)
 def _field_pattern(field_format: str) -> re.Pattern:
+    """How a provider's merge fields are found in a body (written, name): the bodies are
+    sent with its spelling (Mailgun's ``%recipient.name%``), so the copies filled here
+    (preview, outbox, single sends) find that spelling too."""
     if field_format == "{{{{{}}}}}":
         return MERGE_FIELD
     before, after = field_format.format("\0").split("\0")
     return re.compile(f"({re.escape(before)}([A-Za-z0-9_]+){re.escape(after)})")
 
 
-def merge_pattern() -> re.Pattern:
-    """How the configured provider's merge fields are found in a body (written, name).
+# --- Literal template syntax ---------------------------------------------------------------------
 
-    The bodies are rendered with the provider's spelling (Mailgun's ``%recipient.name%``), so
-    the copies filled here (preview, outbox, single sends) must find that spelling too.
+
+@functools.lru_cache(maxsize=8)
+def _literal_patterns(literals: tuple[tuple[str, str], ...]) -> tuple[re.Pattern, re.Pattern]:
+    # Matched left to right, each match taking its two characters: "{{{" is "{{" then "{", so
+    # a brace left over is never the start of a delimiter.
+    delimiters = sorted((d for d, _ in literals), key=len, reverse=True)
+    spellings = sorted((s for _, s in literals), key=len, reverse=True)
+    return (
+        re.compile("|".join(re.escape(d) for d in delimiters)),
+        re.compile("|".join(re.escape(s) for s in spellings)),
+    )
+
+
+def literal_escape(text: str) -> str:
+    """`text` with every delimiter of the provider's template language written the way that
+    language documents for literal text; unchanged for providers without one.
+
+    Every piece of a body (``merge_split``) and the subject go through here, so whatever a
+    paper, an editor or a template puts in them reaches the reader as written.
     """
-    return _field_pattern(provider().merge_field_format)
+    literals = provider().literals
+    if not literals:
+        return text
+    delimiters, _ = _literal_patterns(literals)
+    spelled = dict(literals)
+    return delimiters.sub(lambda m: spelled[m.group()], text)
+
+
+def _literal_unescape(text: str, literals: tuple[tuple[str, str], ...]) -> str:
+    """What the provider's template language prints for literal text written so."""
+    if not literals:
+        return text
+    _, spellings = _literal_patterns(literals)
+    printed = {s: d for d, s in literals}
+    return spellings.sub(lambda m: printed[m.group()], text)
 
 
 class MergeBody(str):
-    """A body that knows where its merge fields are: ``merge_parts`` is literal, (field as
-    written, name, literal)*.
+    """A body as the provider gets it, which knows what each recipient reads of it:
+    ``merge_parts`` is literal, (field as written, name, literal)*, each literal as printed
+    (its escaped template syntax back to what it stands for).
 
     A digest's body is joined from pieces (shell, paper blocks) split once per issue, so
     filling it for a recipient needs no scan of its 30 KB; with every selection distinct,
@@ -104,9 +157,16 @@ class MergeBody(str):
 
 
 def merge_split(text: str) -> MergeBody:
-    """``text``, split around its merge fields."""
-    body = MergeBody(text)
-    body.merge_parts = tuple(merge_pattern().split(text))
+    """``text`` (fields as the templates write them) as the provider gets it: its fields in
+    the provider's spelling, the rest escaped (``literal_escape``); split around its fields."""
+    pieces = _MARKED.split(text)
+    for i in range(0, len(pieces), 2):
+        pieces[i] = literal_escape(pieces[i])
+    for i in range(1, len(pieces), 2):
+        pieces[i] = merge_field_spelled(pieces[i])
+    wire = "".join(pieces)
+    body = MergeBody(wire)
+    body.merge_parts = _merge_parts(wire, provider().merge_field_format, provider().literals)
     return body
 
 
@@ -127,21 +187,42 @@ def merge_join(pieces: list[MergeBody]) -> MergeBody:
 
 
 @functools.lru_cache(maxsize=64)
-def _merge_parts(text: str, pattern: re.Pattern) -> tuple[str, ...]:
-    # Cached because one body is filled for every recipient of a batch message: the scan for
-    # fields then happens once per body instead of once per recipient.
-    return tuple(pattern.split(text))
+def _merge_parts(
+    text: str, field_format: str, literals: tuple[tuple[str, str], ...]
+) -> tuple[str, ...]:
+    """The parts of a body as the provider reads it: its fields, found as the provider finds
+    them, and between them the literal text it prints.
+
+    Cached because one body is filled for every recipient of a batch message: the scan for
+    fields then happens once per body instead of once per recipient.
+    """
+    split = _field_pattern(field_format).split(text)
+    escapes = {s for _, s in literals}
+    parts = [split[0]]
+    rest = iter(split[1:])
+    for written, name, literal in zip(rest, rest, rest, strict=True):
+        if written in escapes:  # a delimiter printed as a variable (Mailjet's): literal text
+            parts[-1] += written + literal
+        else:
+            parts += [written, name, literal]
+    for i in range(0, len(parts), 3):
+        parts[i] = _literal_unescape(parts[i], literals)
+    return tuple(parts)
 
 
 def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) -> str:
-    """Replace the provider's merge fields (``{{name}}``) with a recipient's values (escaped
-    for HTML bodies).
+    """What a recipient reads of a body or subject: the provider's merge fields
+    (``{{name}}``) replaced with their values (escaped for HTML bodies), literal template
+    syntax as it prints.
 
     Unknown fields are left as they are, as a provider would.
     """
-    parts = getattr(text, "merge_parts", None) or _merge_parts(text, merge_pattern())
+    current = provider()
+    parts = getattr(text, "merge_parts", None) or _merge_parts(
+        str(text), current.merge_field_format, current.literals
+    )
     if len(parts) == 1:
-        return str(text)
+        return parts[0]
     # Each value escaped once, not at each of its slots (a digest has 22 slots, 3 values).
     values = {k: html.escape(str(v)) if html_escape else str(v) for k, v in data.items() if k}
     filled = [parts[0]]
@@ -170,6 +251,8 @@ def messages_per_recipient(message: EmailMessage) -> list[tuple[str, EmailMessag
         data.update((merge_data or {}).get(address, {}))
         one = copy.copy(message)
         one.to, one.cc, one.bcc = [recipient], [], []
+        # The provider reads the subject as a template too (literal_escape).
+        one.subject = merge_fields_apply(message.subject, data, html_escape=False)
         one.body = merge_fields_apply(message.body, data, html_escape=False)
         one.extra_headers = {**message.extra_headers, **(merge_headers or {}).get(address, {})}
         if isinstance(message, EmailMultiAlternatives):

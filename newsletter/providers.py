@@ -2,10 +2,11 @@
 
 Anymail abstracts how to send; what it does not say is what the send code must plan around:
 how many recipients one API call may carry (batches are cut to it), how a per-recipient merge
-field is spelled in a body, and whether the provider can be asked, after a worker died
-mid-call, which messages of that call it accepted (so the sweeper marks them sent instead of
-sending them twice). Every provider listed takes one call of separate recipients (Anymail
-``merge_data``, so nobody sees anyone else's address).
+field is spelled in a body, how its template language is told that text is literal, and
+whether the provider can be asked, after a worker died mid-call, which messages of that call
+it accepted (so the sweeper marks them sent instead of sending them twice). Every provider
+listed takes one call of separate recipients (Anymail ``merge_data``, so nobody sees anyone
+else's address).
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Provider:
     batch_limit: int  # recipients per API call, as the provider documents it
+    # Where one claim holds more rows than one call may carry: recipients per call (a claim's
+    # readers of one content then go in several calls). Mailjet's calls carry at most 50
+    # messages; claims of 50 cost a worker more in claiming and recording than in sending.
+    call_limit: int = 0
     merge_field_format: str = "{{{{{}}}}}"  # str.format pattern of a body merge field: {{name}}
+    # How the provider's template language writes each of its delimiters as literal text, for
+    # the providers that run one over our bodies and subjects: a paper title with "{{" (LaTeX
+    # has them) must reach the reader as written, not be read as template syntax. Empty: the
+    # provider only replaces its merge fields (Mailgun, SendGrid) or fills nothing.
+    literals: tuple[tuple[str, str], ...] = ()
     message_search_page: int = 0  # messages per page of its outbound search; 0: cannot search
     # Whether one call carries per-recipient merge fields for bodies rendered here. Where it
     # cannot, each recipient gets a copy with the fields filled in, one call per copy
@@ -34,23 +44,62 @@ class Provider:
     one_call_per_chunk: bool = False
 
 
+# SparkPost's template language (handlebars-like: {{name}}, {{{raw}}}, {{if}}...) documents two
+# functions for literal braces; it has no {% %} syntax.
+SPARKPOST_LITERALS = (
+    ("{{", "{{opening_double_curly()}}"),
+    ("}}", "{{closing_double_curly()}}"),
+)
+# Brevo's template language (Django-like: {{ params.x }}, {% tag %}, {# comment #}) documents
+# the verbatim tag for text it must not interpret.
+BREVO_LITERALS = tuple(
+    (delimiter, "{% verbatim %}" + delimiter + "{% endverbatim %}")
+    for delimiter in ("{{", "}}", "{%", "%}", "{#", "#}")
+)
+# Mailjet's template language ({{ expression }}, {% statement %}) documents no escape for its
+# delimiters, so each is printed as a variable whose value is the delimiter: Paperboy's
+# Mailjet backend sends these values with every message that needs them
+# (newsletter/mailjet.py, MAILJET_LITERAL_VARIABLES).
+MAILJET_LITERAL_VARIABLES = {
+    "literal_open_curly": "{{",
+    "literal_close_curly": "}}",
+    "literal_open_percent": "{%",
+    "literal_close_percent": "%}",
+}
+MAILJET_LITERALS = tuple(
+    (value, "{{var:" + name + "}}") for name, value in MAILJET_LITERAL_VARIABLES.items()
+)
+
 PROVIDERS = {
     # /email/batch; fields filled by our backend; messages searchable by metadata.
     "postmark": Provider(batch_limit=500, message_search_page=500, one_call_per_chunk=True),
     "mailgun": Provider(batch_limit=1000, merge_field_format="%recipient.{}%"),
     "sendgrid": Provider(batch_limit=1000),
+    # One transmission: each recipient's substitution_data and metadata beside one body.
+    # SparkPost names no cap (a transmission "can send to a single recipient or thousands"):
+    # 1,000 keeps its calls the size of Mailgun's and SendGrid's.
+    "sparkpost": Provider(batch_limit=1000, literals=SPARKPOST_LITERALS),
+    # One call: messageVersions (each recipient's params and headers), the body once; Brevo
+    # takes up to 1,000 versions a call.
+    "brevo": Provider(
+        batch_limit=1000, merge_field_format="{{{{ params.{} }}}}", literals=BREVO_LITERALS
+    ),
+    # Send API v3.1: Globals (the body once) and one message per recipient (its Variables);
+    # at most 50 messages a call, so a claim of 500 goes in calls of 50.
+    "mailjet": Provider(
+        batch_limit=500,
+        call_limit=50,
+        merge_field_format="{{{{var:{}}}}}",
+        literals=MAILJET_LITERALS,
+    ),
     # One copy per recipient (merge fields filled here): Resend and Amazon SES only merge into
-    # their own stored templates, and Anymail's Brevo, Mailjet and SparkPost merge data needs
-    # the provider's template language in the body. The batch limit is then how many rows one
-    # claim holds. None of them can search sent mail by our metadata, so a claim whose worker
-    # died mid-call is marked "unknown" for an operator, never re-sent blindly.
+    # their own stored templates. The batch limit is then only how many rows one claim holds.
+    # None of the providers but Postmark can search sent mail by our metadata, so a claim
+    # whose worker died mid-call is marked "unknown" for an operator, never re-sent blindly.
     "amazon_ses": Provider(batch_limit=50, merges=False),
     # Resend's /emails/batch takes up to 100 emails, each its own filled copy: a claim is one
     # call (newsletter/resend.py).
     "resend": Provider(batch_limit=100, merges=False, one_call_per_chunk=True),
-    "brevo": Provider(batch_limit=100, merges=False),
-    "mailjet": Provider(batch_limit=100, merges=False),
-    "sparkpost": Provider(batch_limit=100, merges=False),
     "smtp": Provider(batch_limit=100, merges=False),
 }
 # The local outbox has no limit, but takes Postmark's so development sends in the same shape as
@@ -121,6 +170,14 @@ def crash_recovery_note() -> str:
         return (
             f"{name}: after a worker dies mid-send, {name} is asked which messages it accepted; "
             "the rest are sent again"
+        )
+    if provider().merges and provider().call_limit:
+        # A claim's calls are recorded together, once all of them are answered.
+        return (
+            f"{name} cannot say which messages it accepted when a worker dies mid-send: the "
+            f"deliveries of the claim it died in (up to {batch_limit()}, in calls of "
+            f"{provider().call_limit}) are marked unknown, never re-sent; check them in the "
+            "provider's own log"
         )
     if provider().one_call_per_chunk:
         # Resend: a claim's filled copies are one /emails/batch call.

@@ -46,6 +46,7 @@ from newsletter.composition import (
     UNSUBSCRIBE_URL,
     VIEW_TOKEN,
     MergeBody,
+    literal_escape,
     merge_field,
     merge_join,
     merge_split,
@@ -304,7 +305,8 @@ class IssueRenderer:
             intro = f"{len(chosen)} trending paper{plural} picked for you."
         (h_start, h_preheader, h_intro, h_end), (t_start, t_intro, t_end) = self._shell_pieces
         rendered = RenderedDigest(
-            subject=self._subject(chosen[0][0], len(chosen)),
+            # Providers with a template language read the subject as one (composition).
+            subject=literal_escape(self._subject(chosen[0][0], len(chosen))),
             html=merge_join(
                 [
                     h_start,

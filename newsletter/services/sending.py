@@ -350,7 +350,7 @@ def _schedule_words(subscriber) -> str:
 def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMessage]]) -> None:
     """Store the provider's answer for each (deliveries, message) pair, in one transaction."""
     now = timezone.now()
-    sent, failed = [], []
+    sent, failed, unknown = [], [], []
     for deliveries, message in answered:
         by_address = {d.subscriber.email.lower(): d for d in deliveries}
         answered_ids = set()
@@ -362,6 +362,10 @@ def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMes
             if status.status in {"sent", "queued"}:
                 message_id = status.message_id
                 sent.append((delivery.pk, "" if message_id is None else str(message_id)))
+            elif status.status == "unknown":
+                # Taken or not, the answer does not say (SparkPost's mixed totals): possibly
+                # sent, so never failed (which "Retry failed" would send again).
+                unknown.append(delivery.pk)
             else:
                 # A provider that says why (Resend's batch errors) has it kept with the row.
                 reason = getattr(status, "reason", "")
@@ -382,6 +386,13 @@ def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMes
             errors[error].append(pk)
         for error, ids in errors.items():
             _mark_failed(claim, ids, error)
+        if unknown:
+            Delivery.objects.filter(
+                pk__in=unknown, claim=claim, status=Delivery.Status.SENDING
+            ).update(
+                status=Delivery.Status.UNKNOWN,
+                last_error="the provider's answer does not say whether it took this recipient",
+            )
 
 
 def _mark_sent(
@@ -681,6 +692,11 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
             return _rate_wait(issue, None, quota)
     renderer = _issue_renderer(issue)
     groups = [list(g) for _, g in groupby(rows, key=lambda d: d.content_key)]
+    call_limit = providers.provider().call_limit
+    if call_limit:
+        # A claim larger than one call may carry (Mailjet's 50 messages): a content's readers
+        # go in calls of at most that many, each with the same rendered body.
+        groups = [g[i : i + call_limit] for g in groups for i in range(0, len(g), call_limit)]
     key_links = KeyLinks()
     messages = [
         digest_message(

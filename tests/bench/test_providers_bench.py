@@ -51,15 +51,18 @@ def test_it_sends_through_every_provider_and_writes_well_formed_results(tmp_path
         assert variant["emails"] == 300
         assert variant["http_calls"] > 0 and variant["bytes_sent_per_email"] > 0
         assert variant["largest_call_bytes"] > 0 and variant["peak_rss_mb"] > 0
-    # The same contents go out as one call each through Mailgun and SendGrid.
-    assert variants["mailgun"]["http_calls"] == variants["mailgun"]["distinct_contents"]
-    assert variants["sendgrid"]["http_calls"] == variants["sendgrid"]["distinct_contents"]
+    # The same contents go out as one call each through the providers that merge.
+    for name in ("mailgun", "sendgrid", "sparkpost", "brevo"):
+        assert variants[name]["http_calls"] == variants[name]["distinct_contents"], name
+    # Mailjet's calls carry at most 50 messages: a content of more readers takes more.
+    assert variants["mailjet"]["http_calls"] >= variants["mailjet"]["distinct_contents"]
+    assert variants["mailjet"]["http_calls"] < 300
     assert (
         variants["mailgun"]["bytes_sent_per_email"]
         < variants["mailgun-anymail"]["bytes_sent_per_email"]
     )
     # The providers sent one copy per call make one call per copy; Resend one per claim of 100.
-    for name in ("amazon_ses", "brevo", "mailjet", "sparkpost", "smtp"):
+    for name in ("amazon_ses", "smtp"):
         assert variants[name]["http_calls"] == 300, name
     assert variants["resend"]["http_calls"] == 3
     assert result["baseline"]["subscribers"] == 20

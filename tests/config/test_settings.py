@@ -262,8 +262,8 @@ def test_amazon_ses_needs_boto3_and_a_region(load):
     ("esp", "key_setting", "backend"),
     [
         ("resend", "RESEND_API_KEY", "newsletter.resend.ResendBatchEmailBackend"),
-        ("brevo", "BREVO_API_KEY", "anymail.backends.brevo.EmailBackend"),
-        ("sparkpost", "SPARKPOST_API_KEY", "anymail.backends.sparkpost.EmailBackend"),
+        ("brevo", "BREVO_API_KEY", "newsletter.brevo.BrevoEmailBackend"),
+        ("sparkpost", "SPARKPOST_API_KEY", "newsletter.sparkpost.SparkPostEmailBackend"),
     ],
 )
 def test_each_api_provider_gets_its_key_and_endpoint(load, esp, key_setting, backend):
@@ -276,6 +276,7 @@ def test_each_api_provider_gets_its_key_and_endpoint(load, esp, key_setting, bac
 def test_mailjet_gets_its_secret(load):
     s = load(ANYMAIL_ESP="mailjet", ANYMAIL_API_KEY="k", ANYMAIL_API_SECRET="s")
     assert (s["ANYMAIL"]["MAILJET_API_KEY"], s["ANYMAIL"]["MAILJET_SECRET_KEY"]) == ("k", "s")
+    assert s["EMAIL_BACKEND"] == "newsletter.mailjet.MailjetEmailBackend"
 
 
 def test_smtp_reads_the_mail_server(load):

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from devtools.fakes import brevo as brevo_fake
+from config.mail_providers import provider_settings
 from devtools.fakes import resend as resend_fake
+from devtools.fakes.amazon_ses import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, FakeAmazonSes
 from digests.models import DailyBatch, PaperTopic, Topic
 from newsletter.models import IssueContent
 from newsletter.services.issues import issue_create, issue_start
@@ -92,17 +93,20 @@ def resend(settings):
 
 
 @pytest.fixture
-def brevo(settings):
-    """ANYMAIL_ESP=brevo: the real Anymail Brevo backend (one copy per call) against the
-    local fake."""
-    with brevo_fake.FakeBrevo() as fake:
-        settings.ANYMAIL_ESP = "brevo"
-        settings.EMAIL_BACKEND = "anymail.backends.brevo.EmailBackend"
-        settings.ANYMAIL = {
-            **settings.ANYMAIL,
-            "BREVO_API_KEY": brevo_fake.API_KEY,
-            "BREVO_API_URL": fake.url,
-        }
+def ses(settings, monkeypatch):
+    """ANYMAIL_ESP=amazon_ses: Paperboy's SES backend and boto3 (one copy per call) against
+    the local fake, through the same settings code as production: region, endpoint and
+    retries."""
+    with FakeAmazonSes() as fake:
+        monkeypatch.setenv("AWS_REGION", REGION)
+        monkeypatch.setenv("ANYMAIL_API_URL", fake.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        anymail = {k: v for k, v in settings.ANYMAIL.items() if not k.startswith("AMAZON_SES")}
+        backend, _ = provider_settings("amazon_ses", {"amazon_ses": None}, anymail)
+        settings.ANYMAIL_ESP = "amazon_ses"
+        settings.EMAIL_BACKEND = backend
+        settings.ANYMAIL = anymail
         settings.SITE_URL = "https://paperboy.example.org"
         yield fake
 

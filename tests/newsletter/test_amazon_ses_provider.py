@@ -10,8 +10,6 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from config.mail_providers import provider_settings
-from devtools.fakes.amazon_ses import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, FakeAmazonSes
 from newsletter.models import Delivery
 from newsletter.services import rate
 from newsletter.services.previews import digest_preview
@@ -25,23 +23,6 @@ from subscriptions.links import unsubscribe_url
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def ses(settings, monkeypatch):
-    with FakeAmazonSes() as fake:
-        # Through the same settings code as production: region, endpoint and retries.
-        monkeypatch.setenv("AWS_REGION", REGION)
-        monkeypatch.setenv("ANYMAIL_API_URL", fake.url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        anymail = {k: v for k, v in settings.ANYMAIL.items() if not k.startswith("AMAZON_SES")}
-        backend, _ = provider_settings("amazon_ses", {"amazon_ses": None}, anymail)
-        settings.ANYMAIL_ESP = "amazon_ses"
-        settings.EMAIL_BACKEND = backend
-        settings.ANYMAIL = anymail
-        settings.SITE_URL = "https://paperboy.example.org"
-        yield fake
 
 
 def test_each_reader_gets_their_own_filled_copy(ses, day_batch, sending):

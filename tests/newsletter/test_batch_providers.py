@@ -8,6 +8,7 @@ must be exactly what the preview shows that reader.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ import time_machine
 from django.utils import timezone
 
 from devtools.fakes import mailgun, sendgrid
+from digests.models import Paper
 from newsletter.models import Delivery, Issue
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import (
@@ -106,6 +108,25 @@ def test_each_reader_gets_their_own_filled_copy_from_one_call(provider, day_batc
             assert "%recipient" not in provider.html(copy) and "{{" not in provider.html(copy)
     issue.refresh_from_db()
     assert issue.status == Issue.Status.SENT
+
+
+def test_template_syntax_in_a_paper_reaches_the_reader_as_written(provider, day_batch, sending):
+    # Neither has a template language: only their own fields are replaced, so braces and
+    # percent signs pass as they are, and the copy is still the preview.
+    title = "Sets {{x}} and {{{y}}}: {%raw%} 50%} {#c#} }} %recipient%"
+    Paper.objects.filter(pk=day_batch.papers["r1"].pk).update(
+        title=title, abstract=r"$\frac{{a}}{b}$ {{ y|safe }} {% if x %}", ai_summary=""
+    )
+    reader = SubscriberFactory(topics=[day_batch.topics["robotics"]])
+    with time_machine.travel(timezone.now(), tick=False):
+        issue = sending()
+        assert deliveries_send_chunk(issue_id=issue.pk) == 1
+
+        [copy] = provider.state.copies
+        preview = digest_preview(batch=day_batch.batch, subscriber=reader)
+        assert (provider.html(copy), provider.text(copy)) == (preview.html, preview.text)
+        assert copy["subject"] == preview.subject and title in preview.subject
+        assert title in preview.text and html.escape(title) in preview.html
 
 
 def test_an_address_the_provider_refuses_fails_alone(provider, day_batch, sending):

@@ -1,0 +1,394 @@
+"""ANYMAIL_ESP=sparkpost, brevo and mailjet: Paperboy's backends for them (Anymail's,
+newsletter/{sparkpost,brevo,mailjet}.py) over HTTP against devtools/fakes/{sparkpost,brevo,
+mailjet}.py.
+
+All three merge on their side: one call carries a content's body once and each reader's links
+beside it, and each runs its template language over subject and bodies. The fakes render each
+reader's copy with that language (devtools/fakes/templating.py) and refuse what it cannot
+render, so every copy must be exactly what the preview shows that reader, even for a paper
+whose title and abstract are full of template syntax.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from devtools.fakes import brevo, mailjet, sparkpost
+from digests.models import Paper
+from newsletter.models import Delivery, Issue
+from newsletter.services.previews import digest_preview
+from newsletter.services.sending import (
+    ClaimUnsettled,
+    TransientSendError,
+    deliveries_retry,
+    deliveries_send_chunk,
+    deliveries_sweep,
+)
+from subscriptions.links import unsubscribe_url
+from tests.factories import SubscriberFactory
+from tests.newsletter.hooks import configure, post
+
+pytestmark = pytest.mark.django_db
+
+# What LaTeX and code in a paper's title or abstract look like to a template language: every
+# delimiter of the three, a triple brace, and text spelled like each provider's merge fields.
+TRICKY_TITLE = "Sets {{x}} and {{{y}}}: {%raw%} 50%} {#c#} }}"
+TRICKY_ABSTRACT = (
+    r"We bound $\frac{{a}}{b}$ by {{unsubscribe_url}}, {{ params.unsubscribe_url }}, "
+    "{{var:unsubscribe_url}} and %recipient.unsubscribe_url%; {% if x %}{{ y|safe }}{% endif %}"
+    " {{opening_double_curly()}} {{"
+)
+
+
+@dataclass
+class Provider:
+    """A fake, and where each rendered copy keeps what the tests compare."""
+
+    name: str
+    fake: object
+
+    @property
+    def state(self):
+        return self.fake.state
+
+    def copies(self) -> list[dict]:
+        if self.name == "sparkpost":
+            return self.state.transmissions
+        return self.state.messages
+
+    def to(self, copy: dict) -> str:
+        if self.name == "sparkpost":
+            return copy["recipients"][0]["address"]["email"]
+        return copy["to"][0]["email"] if self.name == "brevo" else copy["To"][0]["Email"]
+
+    # Where each provider's copy keeps its parts: SparkPost's in its content, Brevo's and
+    # Mailjet's at the top, under their own names.
+    PARTS = {
+        "brevo": {"html": "htmlContent", "text": "textContent", "subject": "subject"},
+        "mailjet": {"html": "HTMLPart", "text": "TextPart", "subject": "Subject"},
+    }
+
+    def part(self, copy: dict, name: str) -> str:
+        if self.name == "sparkpost":
+            return copy["content"][name]
+        return copy[self.PARTS[self.name][name]]
+
+    def html(self, copy: dict) -> str:
+        return self.part(copy, "html")
+
+    def text(self, copy: dict) -> str:
+        return self.part(copy, "text")
+
+    def subject(self, copy: dict) -> str:
+        return self.part(copy, "subject")
+
+    def header(self, copy: dict, name: str) -> str:
+        if self.name == "sparkpost":
+            return copy["content"]["headers"][name]
+        return copy["headers" if self.name == "brevo" else "Headers"][name]
+
+    def metadata(self, copy: dict) -> dict:
+        if self.name == "sparkpost":
+            return copy["metadata"]
+        if self.name == "brevo":
+            return json.loads(copy["headers"]["X-Mailin-custom"])
+        return json.loads(copy["EventPayload"])
+
+    def calls(self) -> int:
+        return self.fake.counters.stats()["http_calls"]
+
+    def fail_next(self, *statuses: int) -> None:
+        self.state.fail_next(*statuses)
+
+
+FAKES = {
+    "sparkpost": sparkpost.FakeSparkPost,
+    "brevo": brevo.FakeBrevo,
+    "mailjet": mailjet.FakeMailjet,
+}
+BACKENDS = {
+    "sparkpost": "newsletter.sparkpost.SparkPostEmailBackend",
+    "brevo": "newsletter.brevo.BrevoEmailBackend",
+    "mailjet": "newsletter.mailjet.MailjetEmailBackend",
+}
+
+
+def provider_settings(name: str, fake) -> dict:
+    settings = {f"{name.upper()}_API_URL": fake.url}
+    if name == "sparkpost":
+        settings["SPARKPOST_API_KEY"] = sparkpost.API_KEY
+    elif name == "brevo":
+        settings["BREVO_API_KEY"] = brevo.API_KEY
+    else:
+        settings["MAILJET_API_KEY"], settings["MAILJET_SECRET_KEY"] = (
+            mailjet.API_KEY,
+            mailjet.SECRET_KEY,
+        )
+    return settings
+
+
+@pytest.fixture(params=sorted(FAKES))
+def provider(request, settings):
+    name = request.param
+    with FAKES[name]() as fake:
+        settings.ANYMAIL_ESP = name
+        settings.EMAIL_BACKEND = BACKENDS[name]
+        settings.ANYMAIL = {**settings.ANYMAIL, **provider_settings(name, fake)}
+        settings.SITE_URL = "https://paperboy.example.org"
+        yield Provider(name, fake)
+
+
+def assert_copies_are_previews(provider, day_batch, readers) -> None:
+    by_to = {provider.to(c): c for c in provider.copies()}
+    assert sorted(by_to) == sorted(r.email for r in readers)
+    for reader in readers:
+        copy = by_to[reader.email]
+        preview = digest_preview(batch=day_batch.batch, subscriber=reader)
+        assert provider.html(copy) == preview.html
+        assert provider.text(copy) == preview.text
+        assert provider.subject(copy) == preview.subject
+        assert provider.header(copy, "List-Unsubscribe") == f"<{unsubscribe_url(reader)}>"
+        assert provider.header(copy, "List-Unsubscribe") == preview.headers["List-Unsubscribe"]
+        delivery = Delivery.objects.get(subscriber=reader)
+        metadata = provider.metadata(copy)
+        assert metadata["delivery"] == str(delivery.pk)
+        assert metadata["issue"] == str(delivery.issue_id) and metadata["claim"] == delivery.claim
+        assert delivery.status == Delivery.Status.SENT
+
+
+def test_each_reader_gets_their_own_filled_copy_from_one_call(provider, day_batch, sending):
+    robotics, agents = day_batch.topics["robotics"], day_batch.topics["agents"]
+    readers = [SubscriberFactory(topics=[robotics]) for _ in range(3)]
+    readers.append(SubscriberFactory(topics=[agents]))
+    with time_machine.travel(timezone.now(), tick=False):
+        issue = sending()
+
+        assert deliveries_send_chunk(issue_id=issue.pk) == 4
+
+        # One call per distinct content: the three robotics readers share one.
+        assert issue.contents.count() == 2
+        assert provider.calls() == 2
+        assert_copies_are_previews(provider, day_batch, readers)
+        for copy in provider.copies():
+            assert "paperboy.example.org/u/" in provider.html(copy)  # their links, filled
+    # The provider's message id of each reader (Brevo and Mailjet: one per recipient).
+    ids = set(Delivery.objects.values_list("provider_message_id", flat=True))
+    assert "" not in ids and len(ids) == (2 if provider.name == "sparkpost" else 4)
+    issue.refresh_from_db()
+    assert issue.status == Issue.Status.SENT
+
+
+def test_template_syntax_in_a_paper_reaches_the_reader_as_written(provider, day_batch, sending):
+    paper = day_batch.papers["r1"]  # the robotics readers' top paper: in the subject too
+    Paper.objects.filter(pk=paper.pk).update(
+        title=TRICKY_TITLE, abstract=TRICKY_ABSTRACT, ai_summary=""
+    )
+    readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(2)]
+    with time_machine.travel(timezone.now(), tick=False):
+        issue = sending()
+
+        assert deliveries_send_chunk(issue_id=issue.pk) == 2
+
+        assert provider.calls() == 1
+        assert_copies_are_previews(provider, day_batch, readers)
+        copy = provider.copies()[0]
+        assert TRICKY_TITLE in provider.subject(copy)
+        assert TRICKY_TITLE in provider.text(copy) and TRICKY_ABSTRACT in provider.text(copy)
+        assert html.escape(TRICKY_TITLE) in provider.html(copy)
+        assert html.escape(TRICKY_ABSTRACT) in provider.html(copy)
+        # Text spelled like a merge field stays text: nobody's link is put in its place.
+        assert unsubscribe_url(readers[0]) not in provider.text(copy).split("Unsubscribe:")[0]
+
+
+def test_the_fakes_refuse_template_syntax_their_provider_cannot_render(provider):
+    """The escaping above is needed: unescaped, each provider refuses or empties the text."""
+    from devtools.fakes.templating import (
+        TemplateError,
+        render_brevo,
+        render_mailjet,
+        render_sparkpost,
+    )
+
+    render = {"sparkpost": render_sparkpost, "brevo": render_brevo, "mailjet": render_mailjet}
+    with pytest.raises(TemplateError):
+        render[provider.name](TRICKY_ABSTRACT, {}, html_body=False)
+
+
+def test_a_transient_answer_is_retried_exactly_once(provider, day_batch, sending):
+    readers = [SubscriberFactory(topics=[day_batch.topics["agents"]]) for _ in range(2)]
+    issue = sending()
+    provider.fail_next(429, 500)
+
+    with pytest.raises(TransientSendError) as raised:
+        deliveries_send_chunk(issue_id=issue.pk)
+    claim = raised.value.claim
+    assert deliveries_send_chunk(issue_id=issue.pk) == 0  # held for the retry
+    with pytest.raises(TransientSendError):
+        deliveries_send_chunk(issue_id=issue.pk, claim=claim)
+    assert provider.copies() == []
+
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=claim) == 2
+    assert sorted(provider.state.recipients()) == sorted(r.email for r in readers)
+    assert provider.fake.counters.stats()["duplicates"] == 0
+    assert provider.calls() == 3
+
+
+def test_a_call_refused_as_a_whole_fails_its_rows(provider, day_batch, sending):
+    SubscriberFactory(topics=[day_batch.topics["agents"]])
+    SubscriberFactory(topics=[day_batch.topics["agents"]])
+    if provider.name == "mailjet":
+        provider.state.credentials = ("another", "key")
+    else:
+        provider.state.api_key = "another-key"
+    issue = sending()
+
+    assert deliveries_send_chunk(issue_id=issue.pk) == 0
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.FAILED}
+    assert provider.copies() == []
+
+
+def test_an_unanswered_send_is_marked_unknown_never_resent(provider, day_batch, sending, settings):
+    SubscriberFactory(email="first@example.org", topics=[day_batch.topics["agents"]])
+    SubscriberFactory(email="second@example.org", topics=[day_batch.topics["agents"]])
+    settings.ANYMAIL = {**settings.ANYMAIL, "REQUESTS_TIMEOUT": 0.3}
+    provider.fake.counters.answer_delay = 1.0  # taken; the answer comes after our timeout
+    issue = sending()
+
+    with pytest.raises(ClaimUnsettled):
+        deliveries_send_chunk(issue_id=issue.pk)
+    later = timezone.now() + timedelta(seconds=settings.DIGEST_CLAIM_LEASE_SECONDS + 1)
+    with time_machine.travel(later):
+        deliveries_sweep()
+        deliveries_sweep()
+
+    # One call carried both: both possibly sent, neither sent again.
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.UNKNOWN}
+    assert deliveries_send_chunk(issue_id=issue.pk) == 0
+    assert sorted(provider.state.recipients()) == ["first@example.org", "second@example.org"]
+
+
+# --- A recipient the provider refuses, each provider's way ------------------------------------
+
+
+def test_brevo_refuses_the_call_for_a_blocked_address_which_then_fails_alone(
+    provider, day_batch, sending
+):
+    if provider.name != "brevo":
+        pytest.skip("Brevo's refusal")
+    robotics = day_batch.topics["robotics"]
+    kept = [SubscriberFactory(email=f"kept{i}@example.org", topics=[robotics]) for i in range(4)]
+    SubscriberFactory(email="gone@example.org", topics=[robotics])
+    provider.state.blocked.add("gone@example.org")
+    issue = sending()
+
+    deliveries_send_chunk(issue_id=issue.pk)
+    # The whole call refused (400), then its halves, down to the blocked address alone.
+    assert provider.calls() > 1
+    gone = Delivery.objects.get(subscriber__email="gone@example.org")
+    assert gone.status == Delivery.Status.FAILED and "rejected" in gone.last_error
+    assert sorted(provider.state.recipients()) == sorted(r.email for r in kept)
+    assert set(Delivery.objects.exclude(pk=gone.pk).values_list("status", flat=True)) == {"sent"}
+
+
+def test_mailjet_answers_a_refused_message_alone_and_sends_the_others(provider, day_batch, sending):
+    if provider.name != "mailjet":
+        pytest.skip("Mailjet's refusal")
+    robotics = day_batch.topics["robotics"]
+    SubscriberFactory(email="kept@example.org", topics=[robotics])
+    SubscriberFactory(email="gone@example.org", topics=[robotics])
+    provider.state.blocked.add("gone@example.org")
+    issue = sending()
+
+    # Mailjet answers a refused message in the body (Status "error"): an answer per recipient.
+    assert deliveries_send_chunk(issue_id=issue.pk) == 2
+    assert provider.calls() == 1
+    gone = Delivery.objects.get(subscriber__email="gone@example.org")
+    assert (gone.status, gone.last_error) == ("failed", "provider failed this recipient")
+    assert Delivery.objects.get(subscriber__email="kept@example.org").status == "sent"
+    assert provider.state.recipients() == ["kept@example.org"]
+
+
+def test_mailjet_gets_at_most_50_messages_a_call(provider, day_batch, sending, settings):
+    if provider.name != "mailjet":
+        pytest.skip("Mailjet's limit")
+    settings.DIGEST_BATCH_SIZE = 0
+    robotics = day_batch.topics["robotics"]
+    for i in range(51):
+        SubscriberFactory(email=f"reader{i}@example.org", topics=[robotics])
+    issue = sending()
+
+    # One claim (up to 500 rows), its 51 readers of one content in two calls.
+    assert deliveries_send_chunk(issue_id=issue.pk) == 51
+    assert provider.calls() == 2 and len(provider.state.recipients()) == 51
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_sparkpost_rejects_a_suppressed_address_of_a_batch_afterwards(
+    provider, day_batch, sending, settings, client
+):
+    if provider.name != "sparkpost":
+        pytest.skip("SparkPost's refusal")
+    robotics = day_batch.topics["robotics"]
+    kept = [SubscriberFactory(email=f"kept{i}@example.org", topics=[robotics]) for i in range(2)]
+    SubscriberFactory(email="gone@example.org", topics=[robotics])
+    provider.state.suppressed.add("gone@example.org")
+    issue = sending()
+
+    # A transmission of several recipients: SparkPost accepts them all, then rejects the
+    # suppressed one with an event (the tracking webhook), which settles that row alone.
+    assert deliveries_send_chunk(issue_id=issue.pk) == 3
+    assert sorted(provider.state.recipients()) == sorted(r.email for r in kept)
+    [event] = provider.state.events
+    configure(settings, "sparkpost")
+    assert post(client, "sparkpost", event).status_code == 200
+    gone = Delivery.objects.get(subscriber__email="gone@example.org")
+    assert gone.status == Delivery.Status.BOUNCED
+    assert set(Delivery.objects.exclude(pk=gone.pk).values_list("status", flat=True)) == {"sent"}
+
+
+def test_sparkpost_refuses_a_transmission_to_one_suppressed_address(provider, day_batch, sending):
+    if provider.name != "sparkpost":
+        pytest.skip("SparkPost's refusal")
+    SubscriberFactory(email="kept@example.org", topics=[day_batch.topics["robotics"]])
+    SubscriberFactory(email="gone@example.org", topics=[day_batch.topics["agents"]])
+    provider.state.suppressed.add("gone@example.org")
+    issue = sending()
+
+    assert deliveries_send_chunk(issue_id=issue.pk) == 1
+    gone = Delivery.objects.get(subscriber__email="gone@example.org")
+    assert gone.status == Delivery.Status.FAILED and "suppressed" in gone.last_error
+    assert provider.state.recipients() == ["kept@example.org"]
+
+
+def test_the_admin_is_told_what_a_crash_leaves_unknown(provider):
+    from newsletter.providers import crash_recovery_note
+
+    note = crash_recovery_note()
+    if provider.name == "mailjet":
+        assert "the claim it died in (up to 500, in calls of 50)" in note
+    else:
+        assert "the call it died in" in note
+
+
+def test_sparkpost_totals_that_do_not_say_who_was_taken_leave_the_rows_unknown(
+    provider, day_batch, sending
+):
+    if provider.name != "sparkpost":
+        pytest.skip("SparkPost's answer")
+    for i in range(3):
+        SubscriberFactory(email=f"reader{i}@example.org", topics=[day_batch.topics["robotics"]])
+    provider.state.rejected_in_totals = 1  # "2 accepted, 1 rejected", naming nobody
+    issue = sending()
+
+    deliveries_send_chunk(issue_id=issue.pk)
+
+    # Possibly sent, every one: never failed, which "Retry failed" would send again.
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.UNKNOWN}
+    assert deliveries_retry(deliveries=Delivery.objects.all()) == 0
