@@ -44,6 +44,10 @@ def _bodies(message) -> dict[str, str]:
 
 def test_each_reader_gets_their_own_copy(smtp, day_batch, sending):
     readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(3)]
+    # Each answer takes a round trip's time, so the three copies are in flight together however
+    # slowly the machine starts the threads (answered at once, one could finish before the
+    # last thread starts, which then reuses its connection).
+    smtp.counters.answer_delay = 0.3
     with time_machine.travel(timezone.now(), tick=False):
         issue = sending()
 
