@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import os
 import threading
+from email.message import Message
 
 import boto3
+from anymail.backends.amazon_ses import AmazonSESBasePayload, AmazonSESV2SendEmailPayload
 from anymail.backends.amazon_ses import EmailBackend as AnymailSesBackend
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
+from anymail.utils import UNSET
 from botocore.client import Config
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
@@ -38,6 +41,8 @@ from botocore.exceptions import (
     ProxyConnectionError,
 )
 from django.conf import settings
+
+from newsletter import mime_copies
 
 NOT_TAKEN = 503  # how a certainly-not-taken call is reported, as the HTTP providers' 503
 # Failures before any byte of the request reached SES.
@@ -55,6 +60,7 @@ _clients_lock = threading.Lock()
 # The pacer of the call a thread is making (boto3 calls the event handler on that thread).
 _calling = threading.local()
 SEND_EVENT = "before-send.sesv2.SendEmail"
+MIME_KEY = "amazon_ses"  # this backend's templates of a content (newsletter/mime_copies.py)
 
 
 def _turn_at_the_wire(**_: object) -> None:
@@ -125,6 +131,22 @@ class AmazonSesEmailBackend(AnymailSesBackend):
     def pace_with(self, pacer) -> None:
         self.pacer = pacer
 
+    def build_message_payload(self, message, defaults):
+        # A copy of a content is filled into the content's template; any other message, or a
+        # copy the template cannot make exactly, is built whole by Anymail.
+        if getattr(message, "template_id", UNSET) is UNSET:
+            raw = mime_copies.copy_bytes(message, key=MIME_KEY, build=self._mime_probe)
+            if raw is not None:
+                return _FilledCopyPayload(message, defaults, self, raw=raw)
+        return super().build_message_payload(message, defaults)
+
+    def _mime_probe(self, probe):
+        """The template's copy (newsletter/mime_copies.py), built as Anymail builds each one:
+        (MIME message, the raw bytes sent, line separator)."""
+        payload = super().build_message_payload(probe, self.send_defaults)
+        raw = payload.generate_raw_message()  # 8bit parts made quoted-printable, in place
+        return payload.mime_message, raw, "\n"
+
     def post_to_esp(self, payload, message):
         _calling.pacer = self.pacer
         try:
@@ -151,3 +173,22 @@ class AmazonSesEmailBackend(AnymailSesBackend):
             ) from cause
         finally:
             _calling.pacer = None
+
+
+class _FilledCopyPayload(AmazonSESV2SendEmailPayload):
+    """Anymail's SendEmail payload of a copy whose raw MIME bytes were filled in from its
+    content's template: everything but the MIME message is Anymail's own (Destination, tags,
+    configuration set); what Anymail writes into the MIME message (X-Metadata, X-Tag) is in the
+    template already."""
+
+    def __init__(self, message, defaults, backend, *, raw: bytes):
+        self.raw = raw
+        super().__init__(message, defaults, backend)
+
+    def init_payload(self):
+        AmazonSESBasePayload.init_payload(self)  # not the MIME message the subclass builds
+        self.all_recipients = []
+        self.mime_message = Message()  # set_metadata and set_tags write here, unsent
+
+    def generate_raw_message(self):
+        return self.raw
