@@ -21,15 +21,15 @@ connection failures read for what they say about the message.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
-from email.message import Message
 
 import boto3
-from anymail.backends.amazon_ses import AmazonSESBasePayload, AmazonSESV2SendEmailPayload
+from anymail.backends.amazon_ses import AmazonSESV2SendEmailPayload
 from anymail.backends.amazon_ses import EmailBackend as AnymailSesBackend
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
-from anymail.utils import UNSET
+from anymail.utils import UNSET, EmailAddress
 from botocore.client import Config
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
@@ -132,20 +132,25 @@ class AmazonSesEmailBackend(AnymailSesBackend):
         self.pacer = pacer
 
     def build_message_payload(self, message, defaults):
-        # A copy of a content is filled into the content's template; any other message, or a
-        # copy the template cannot make exactly, is built whole by Anymail.
+        # A copy of a content is filled into the content's template, and its call's parameters
+        # are the content's probe's with its own address; any other message, or a copy the
+        # template cannot make exactly, is built whole by Anymail.
         if getattr(message, "template_id", UNSET) is UNSET:
-            raw = mime_copies.copy_bytes(message, key=MIME_KEY, build=self._mime_probe)
-            if raw is not None:
-                return _FilledCopyPayload(message, defaults, self, raw=raw)
+            filled = mime_copies.copy_filled(message, key=MIME_KEY, build=self._mime_probe)
+            if filled is not None and filled.extra is not None:
+                return _FilledCopyPayload(message, defaults, self, filled=filled)
         return super().build_message_payload(message, defaults)
 
     def _mime_probe(self, probe):
         """The template's copy (newsletter/mime_copies.py), built as Anymail builds each one:
-        (MIME message, the raw bytes sent, line separator)."""
+        (MIME message, the raw bytes sent, line separator, the call's other parameters)."""
         payload = super().build_message_payload(probe, self.send_defaults)
         raw = payload.generate_raw_message()  # 8bit parts made quoted-printable, in place
-        return payload.mime_message, raw, "\n"
+        params = {k: v for k, v in payload.params.items() if k not in ("Destination", "Content")}
+        # The copies' parameters are these with their own address: only where that is all
+        # the probe's destination is.
+        plain = payload.params.get("Destination") == {"ToAddresses": probe.to}
+        return payload.mime_message, raw, "\n", params if plain else None
 
     def post_to_esp(self, payload, message):
         _calling.pacer = self.pacer
@@ -176,19 +181,21 @@ class AmazonSesEmailBackend(AnymailSesBackend):
 
 
 class _FilledCopyPayload(AmazonSESV2SendEmailPayload):
-    """Anymail's SendEmail payload of a copy whose raw MIME bytes were filled in from its
-    content's template: everything but the MIME message is Anymail's own (Destination, tags,
-    configuration set); what Anymail writes into the MIME message (X-Metadata, X-Tag) is in the
-    template already."""
+    """Anymail's SendEmail payload of a copy filled in from its content's template
+    (newsletter/mime_copies.py): the raw bytes filled, the parameters the content's probe's
+    (configuration set, tags, feedback address: the copies share them) with the copy's own
+    address. Anymail's payload building, address parsing included, ran once for the probe."""
 
-    def __init__(self, message, defaults, backend, *, raw: bytes):
-        self.raw = raw
-        super().__init__(message, defaults, backend)
-
-    def init_payload(self):
-        AmazonSESBasePayload.init_payload(self)  # not the MIME message the subclass builds
-        self.all_recipients = []
-        self.mime_message = Message()  # set_metadata and set_tags write here, unsent
+    def __init__(self, message, defaults, backend, *, filled: mime_copies.Filled):
+        # Not BasePayload.__init__: what it computes from the message is the probe's.
+        self.message, self.defaults, self.backend = message, defaults, backend
+        self.esp_name = backend.esp_name
+        address = message.to[0]  # a plain addr-spec (mime_copies), as Anymail would format it
+        username, domain = address.rsplit("@", 1)
+        self.all_recipients = [EmailAddress(username=username, domain=domain)]
+        self.params = copy.deepcopy(filled.extra)
+        self.params["Destination"] = {"ToAddresses": [address]}
+        self.raw = filled.raw
 
     def generate_raw_message(self):
         return self.raw

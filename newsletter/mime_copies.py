@@ -46,8 +46,9 @@ from django.core.mail.utils import DNS_NAME
 
 from newsletter.composition import addr_spec, merge_field_names, recipient_merge_data
 
-# A backend's normal build of a copy: (the message it serialized, its bytes, the line separator).
-Build = Callable[[EmailMessage], tuple[Message, bytes, str]]
+# A backend's normal build of a copy: the message it serialized, its bytes, the line separator,
+# and what else the backend keeps of the probe for its copies (``Filled.extra``).
+Build = Callable[[EmailMessage], tuple[Message, bytes, str, object]]
 # How one content's messages are expanded into one copy per recipient: (address, copy) each.
 CopiesOf = Callable[[EmailMessage], list[tuple[str, EmailMessage]]]
 
@@ -66,6 +67,27 @@ _GENERATED_VALUE = re.compile(r"[ -~]+")  # Date and Message-ID: ASCII, no line 
 _BODY_VALUE = re.compile(r"[\t -~]*")
 # Made for each copy unless the copy's headers carry it (Django's EmailMessage.message()).
 _PER_COPY_HEADERS = {"date", "message-id"}
+# What a copy has of its content unchanged (what the probe's bytes and parameters were made of).
+_SHARED = (
+    "subject",
+    "from_email",
+    "reply_to",
+    "cc",
+    "bcc",
+    "attachments",
+    "encoding",
+    "tags",
+    "envelope_sender",
+    "esp_extra",
+    "track_clicks",
+    "track_opens",
+    "send_at",
+    "template_id",
+    "merge_data",
+    "merge_headers",
+    "merge_metadata",
+    "merge_global_data",
+)
 _ENCODINGS = ("7bit", "8bit", "quoted-printable")  # of a text part the template can make
 
 
@@ -79,7 +101,15 @@ def content_share(
         one.mime_copy_of = _CopyOf(shared, one.body, tuple(c for c, _ in one.alternatives))
 
 
-def copy_bytes(message: EmailMessage, *, key: str, build: Build) -> bytes | None:
+@dataclass(frozen=True)
+class Filled:
+    """A copy's MIME bytes, and what its backend kept of the content's probe (``Build``)."""
+
+    raw: bytes
+    extra: object = None
+
+
+def copy_filled(message: EmailMessage, *, key: str, build: Build) -> Filled | None:
     """The MIME bytes of ``message``, a copy made by ``content_share``, filled into its
     content's template for the backend ``key`` (built once with ``build``, the backend's own
     build); None where the backend must build this copy the normal way."""
@@ -89,7 +119,8 @@ def copy_bytes(message: EmailMessage, *, key: str, build: Build) -> bytes | None
     template = copy_of.content.template(key, build)
     if template is None:
         return None
-    return template.fill(message, copy_of.content)
+    raw = template.fill(message, copy_of.content)
+    return None if raw is None else Filled(raw, template.extra)
 
 
 @dataclass(frozen=True)
@@ -198,16 +229,31 @@ class _HeaderSlot:
 
 
 @dataclass(frozen=True)
-class _LineSlot:
-    """A body line holding merge fields: ``parts`` split around their sentinels, ``fixed`` the
-    bytes of its literals (line break not counted), ``quoted`` whether the part is
-    quoted-printable, ``escape`` whether values are html-escaped."""
+class _Value:
+    """A merge field's value in a 7bit/8bit part, as bytes (html-escaped in html)."""
+
+    sentinel: str
+    escape: bool
+
+
+@dataclass(frozen=True)
+class _QuotedLine:
+    """A body line of a quoted-printable part holding merge fields, encoded for each copy:
+    ``parts`` is the line split around its sentinels."""
 
     parts: tuple[str, ...]
-    fixed: int
-    quoted: bool
     escape: bool
-    linesep: str
+
+
+@dataclass(frozen=True)
+class _Line:
+    """What a body line holding merge fields must keep for Django's choices to hold: its
+    literals' bytes (line break not counted) and its fields' sentinels."""
+
+    fixed: int
+    sentinels: tuple[str, ...]
+    escape: bool
+    quoted: bool
 
 
 class _Template:
@@ -215,46 +261,68 @@ class _Template:
         self,
         *,
         probe: EmailMessage,
+        extra: object,
         sentinels: _Sentinels,
         policy,
+        linesep: str,
         pieces: list,
+        lines: list[_Line],
         boundaries: list[bytes],
     ) -> None:
+        self.extra = extra
         self.policy = policy
-        self.pieces = pieces  # bytes, _HeaderSlot or _LineSlot, in order
+        self.linesep = linesep
+        self.pieces = pieces  # bytes, _HeaderSlot, _Value or _QuotedLine, in order
+        self.lines = lines
         self.boundaries = boundaries
+        # A raw line as long as a boundary line could be one: such a copy is built whole.
+        self.boundary_lengths = {len(b) for b in boundaries} | {len(b) + 2 for b in boundaries}
         self.address_sentinel = sentinels.address_sentinel
         self.fields = sentinels.fields
         self.sentinels = set(sentinels.all)
         self.extra_headers = dict(probe.extra_headers)
         self.metadata = dict(getattr(probe, "metadata", None) or {})
-        self.shared = {
-            name: getattr(probe, name, None)
-            for name in ("subject", "from_email", "reply_to", "cc", "bcc", "attachments")
-        }
+        self.shared = {name: getattr(probe, name, None) for name in _SHARED}
 
     def fill(self, message: EmailMessage, content: ContentCopies) -> bytes | None:
         values = self._values(message, content)
         if values is None:
             return None
-        escaped = None
+        body = {s: values[s] for s in self.fields.values()}
+        escaped = {s: html.escape(v) for s, v in body.items()}
+        if not self._lines_hold(body, escaped):
+            return None
+        body_bytes = {s: v.encode() for s, v in body.items()}
+        escaped_bytes = {s: v.encode() for s, v in escaped.items()}
         out = []
         for piece in self.pieces:
-            if type(piece) is bytes:
+            kind = type(piece)
+            if kind is bytes:
                 out.append(piece)
-            elif type(piece) is _HeaderSlot:
+            elif kind is _Value:
+                out.append((escaped_bytes if piece.escape else body_bytes)[piece.sentinel])
+            elif kind is _HeaderSlot:
                 value = self._header_value(piece, message, values)
                 if value is None:
                     return None
-                out.append(self.policy.fold_binary(piece.name, value))
+                out.append(_folded(self.policy, piece.name, value))
             else:
-                if piece.escape and escaped is None:
-                    escaped = {s: html.escape(v) for s, v in values.items()}
-                line = _line_fill(piece, escaped if piece.escape else values)
-                if line is None or any(b in line for b in self.boundaries):
+                line = _filled(piece.parts, escaped if piece.escape else body)
+                encoded = _encode(line, quoted=True, linesep=self.linesep)
+                if any(b in encoded for b in self.boundaries):
                     return None
-                out.append(line)
+                out.append(encoded)
         return b"".join(out)
+
+    def _lines_hold(self, body: dict[str, str], escaped: dict[str, str]) -> bool:
+        """Whether each filled line keeps the probe's choices: none over 998 bytes (Django
+        would make the part quoted-printable) and, 7bit/8bit, none a boundary line."""
+        for line in self.lines:
+            values = escaped if line.escape else body
+            length = line.fixed + sum(len(values[s]) for s in line.sentinels)  # ASCII values
+            if length > LINE_LIMIT or (not line.quoted and length in self.boundary_lengths):
+                return False
+        return True
 
     def _values(self, message: EmailMessage, content: ContentCopies) -> dict[str, str] | None:
         """Each sentinel's value for this copy; None if the copy differs from the probe in any
@@ -298,35 +366,42 @@ class _Template:
     def _header_value(
         self, slot: _HeaderSlot, message: EmailMessage, values: dict[str, str]
     ) -> str | None:
-        if slot.per_copy:
-            given = [v for k, v in message.extra_headers.items() if k.lower() == slot.per_copy]
-            if given:
-                value = given[0]
-            elif slot.per_copy == "date":
-                value = formatdate(localtime=settings.EMAIL_USE_LOCALTIME)
-            else:
-                value = make_msgid(domain=DNS_NAME)
-            return value if isinstance(value, str) and _GENERATED_VALUE.fullmatch(value) else None
-        parts = slot.parts
-        filled = [parts[0]]
-        for i in range(1, len(parts), 2):
-            filled.append(values[parts[i]])
-            filled.append(parts[i + 1])
-        return "".join(filled)
+        if not slot.per_copy:
+            return _filled(slot.parts, values)
+        given = [v for k, v in message.extra_headers.items() if k.lower() == slot.per_copy]
+        if given:
+            value = given[0]
+        elif slot.per_copy == "date":
+            value = formatdate(localtime=settings.EMAIL_USE_LOCALTIME)
+        else:
+            value = make_msgid(domain=DNS_NAME)
+        return value if isinstance(value, str) and _GENERATED_VALUE.fullmatch(value) else None
 
 
-def _line_fill(slot: _LineSlot, values: dict[str, str]) -> bytes | None:
-    parts = slot.parts
+def _filled(parts: tuple[str, ...], values: dict[str, str]) -> str:
+    """``parts`` (literal, sentinel, literal, ...) with each sentinel's value in its place."""
     filled = [parts[0]]
-    length = slot.fixed
     for i in range(1, len(parts), 2):
-        value = values[parts[i]]
-        length += len(value)  # ASCII (_BODY_VALUE): as many bytes as characters
-        filled.append(value)
+        filled.append(values[parts[i]])
         filled.append(parts[i + 1])
-    if length > LINE_LIMIT:
-        return None
-    return _encode("".join(filled), quoted=slot.quoted, linesep=slot.linesep)
+    return "".join(filled)
+
+
+# A value the compat32 policy writes as it is: printable ASCII words, single spaces between.
+_UNFOLDED = re.compile(r"[!-~]+( [!-~]+)*")
+
+
+def _folded(policy, name: str, value: str) -> bytes:
+    """``policy.fold_binary(name, value)``, without its cost where its answer is known: a value
+    of words that fits on the header's line is that line; a single word that does not is put
+    alone on the next (test_mime_copies checks these against fold_binary)."""
+    if policy.max_line_length and _UNFOLDED.fullmatch(value):
+        linesep = policy.linesep
+        if len(name) + 2 + len(value) <= policy.max_line_length:
+            return f"{name}: {value}{linesep}".encode()
+        if " " not in value:
+            return f"{name}: {linesep} {value}{linesep}".encode()
+    return policy.fold_binary(name, value)
 
 
 def _quoted_printable(data: bytes) -> bytes:
@@ -337,7 +412,12 @@ def _quoted_printable(data: bytes) -> bytes:
 def _encode(text: str, *, quoted: bool, linesep: str) -> bytes:
     """A part's text as the generator writes its payload: line breaks as ``linesep``."""
     if quoted:
-        return _NEWLINE.sub(linesep, _quoted_printable(text.encode()).decode("ascii")).encode()
+        encoded = _quoted_printable(text.encode())
+        return (
+            encoded
+            if linesep == "\n" and b"\r" not in encoded
+            else _NEWLINE.sub(linesep, encoded.decode("ascii")).encode()
+        )
     return _NEWLINE.sub(linesep, text).encode()
 
 
@@ -354,7 +434,7 @@ def _template_make(content: ContentCopies, build: Build) -> _Template | None:
     if content.message.attachments:
         return None
     try:
-        mime, raw, linesep = build(probe)
+        mime, raw, linesep, extra = build(probe)
     except (AnymailError, ValueError):
         return None  # each copy's own build then raises what it raises
     found = sentinels.pattern()
@@ -387,41 +467,51 @@ def _template_make(content: ContentCopies, build: Build) -> _Template | None:
     boundaries = [
         b"--" + part.get_boundary().encode() for part in mime.walk() if part.is_multipart()
     ]
+    lines: list[_Line] = []
     at = len(headers)
     for part, (text, escape) in zip(parts, texts, strict=True):
-        lines = _part_pieces(part, text, escape=escape, linesep=linesep, found=found)
-        if lines is None:
+        payload = _part_pieces(part, text, escape=escape, linesep=linesep, found=found)
+        if payload is None:
             return None
+        part_pieces, part_lines = payload
         # The probe's own payload, as the pieces make it: line by line, it must be what the
         # part makes as a whole (quoted-printable encodes a line at a time), and found where
         # the generator wrote the part.
-        filled = [
-            piece if type(piece) is bytes else _line_fill(piece, _probe_values(sentinels))
-            for piece in lines
-        ]
-        if None in filled:
+        probe_payload = _probe_payload(part_pieces, linesep)
+        if probe_payload != _encode(text, quoted=_quoted(part), linesep=linesep):
             return None
-        payload = b"".join(filled)
-        if payload != _encode(text, quoted=_quoted(part), linesep=linesep):
-            return None
-        start = raw.find(payload, at)
+        start = raw.find(probe_payload, at)
         if start < 0:
             return None
         pieces.append(raw[at:start])
-        pieces.extend(lines)
-        at = start + len(payload)
+        pieces.extend(part_pieces)
+        lines.extend(part_lines)
+        at = start + len(probe_payload)
     pieces.append(raw[at:])
     return _Template(
         probe=probe,
+        extra=extra,
         sentinels=sentinels,
         policy=policy,
+        linesep=linesep,
         pieces=_joined(pieces),
+        lines=lines,
         boundaries=boundaries,
     )
 
 
-def _probe_values(sentinels: _Sentinels) -> dict[str, str]:
-    return {s: s for s in sentinels.all}
+def _probe_payload(pieces: list, linesep: str) -> bytes:
+    """The payload the pieces make with the probe's own values: its sentinels."""
+    out = []
+    for piece in pieces:
+        if type(piece) is bytes:
+            out.append(piece)
+        elif type(piece) is _Value:
+            out.append(piece.sentinel.encode())
+        else:
+            line = _filled(piece.parts, {s: s for s in piece.parts[1::2]})
+            out.append(_encode(line, quoted=True, linesep=linesep))
+    return b"".join(out)
 
 
 def _quoted(part: Message) -> bool:
@@ -430,8 +520,9 @@ def _quoted(part: Message) -> bool:
 
 def _part_pieces(
     part: Message, text: str, *, escape: bool, linesep: str, found: re.Pattern
-) -> list | None:
-    """A text part's payload as bytes and _LineSlots, or None if the template cannot make it."""
+) -> tuple[list, list[_Line]] | None:
+    """A text part's payload as pieces (bytes, _Value, _QuotedLine) and its lines holding
+    merge fields; None if the template cannot make it."""
     encoding = (part.get("Content-Transfer-Encoding") or "").lower()
     if part.get_content_charset() != "utf-8" or encoding not in _ENCODINGS:
         return None
@@ -440,24 +531,37 @@ def _part_pieces(
         # Django's own quoted-printable (long lines), or line breaks whose encoding depends on
         # the first one in the text: not encoded line by line here.
         return None
-    lines = text.split("\n")
-    lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+    split_lines = text.split("\n")
+    text_lines = [line + "\n" for line in split_lines[:-1]]
+    if split_lines[-1]:
+        text_lines.append(split_lines[-1])
     pieces: list = []
+    lines: list[_Line] = []
     run: list[str] = []
-    for line in lines:
+    for line in text_lines:
         if not found.search(line):
             run.append(line)
             continue
         if run:
             pieces.append(_encode("".join(run), quoted=quoted, linesep=linesep))
             run = []
-        split = tuple(found.split(line))
+        if "\r" in line.rstrip("\r\n"):
+            return None  # a line break inside the line: the checks below measure whole lines
+        parts = tuple(found.split(line))
         line_break = len(line) - len(line.rstrip("\r\n"))
-        fixed = sum(len(literal.encode()) for literal in split[0::2]) - line_break
-        pieces.append(_LineSlot(split, fixed, quoted, escape, linesep))
+        fixed = sum(len(literal.encode()) for literal in parts[0::2]) - line_break
+        lines.append(_Line(fixed, parts[1::2], escape, quoted))
+        if quoted:
+            pieces.append(_QuotedLine(parts, escape))
+            continue
+        for i, literal in enumerate(parts):
+            if i % 2:
+                pieces.append(_Value(literal, escape))
+            elif literal:
+                pieces.append(_encode(literal, quoted=False, linesep=linesep))
     if run:
         pieces.append(_encode("".join(run), quoted=quoted, linesep=linesep))
-    return pieces
+    return pieces, lines
 
 
 def _joined(pieces: list) -> list:

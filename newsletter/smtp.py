@@ -110,7 +110,7 @@ class SmtpEmailBackend(DjangoSmtpBackend):
         """The message as Django's backend writes it on the wire: (MIME message, bytes, line
         separator)."""
         mime = email_message.message()
-        return mime, mime.as_bytes(linesep="\r\n"), "\r\n"
+        return mime, mime.as_bytes(linesep="\r\n"), "\r\n", None
 
     def _mime_probe(self, probe):
         # The template's copy (newsletter/mime_copies.py) gets the headers each copy gets.
@@ -126,9 +126,8 @@ class SmtpEmailBackend(DjangoSmtpBackend):
         recipients = [sanitize_address(a, encoding) for a in email_message.recipients()]
         # A copy of a content is filled into the content's template; any other message, or a
         # copy the template cannot make exactly, is built whole.
-        data = mime_copies.copy_bytes(email_message, key=MIME_KEY, build=self._mime_probe)
-        if data is None:
-            data = self._mime(email_message)[1]
+        filled = mime_copies.copy_filled(email_message, key=MIME_KEY, build=self._mime_probe)
+        data = filled.raw if filled is not None else self._mime(email_message)[1]
         if self.pacer is not None:
             self.pacer.turn()  # built: the turn is taken as it goes on the wire
         return self.connection.sendmail(from_email, recipients, data)

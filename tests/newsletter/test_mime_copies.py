@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import random
 import re
+import string
 
 import pytest
 from anymail.backends.amazon_ses import EmailBackend as AnymailSesBackend
@@ -18,7 +20,7 @@ from newsletter.amazon_ses import AmazonSesEmailBackend
 from newsletter.composition import FEEDBACK_URL, SCHEDULE, UNSUBSCRIBE_URL
 from newsletter.models import Delivery, IssueContent
 from newsletter.rendering import IssueRenderer
-from newsletter.services.sending import deliveries_send_chunk, digest_message
+from newsletter.services.sending import DIGEST_TAG, deliveries_send_chunk, digest_message
 from newsletter.services.single_sends import message_single
 from newsletter.smtp import SmtpEmailBackend
 from subscriptions.links import preferences_url, unsubscribe_url
@@ -59,7 +61,8 @@ class Smtp:
 
     def filled(self, one) -> bytes | None:
         SmtpEmailBackend._headers_add(one)  # as _send does before the bytes are made
-        return mime_copies.copy_bytes(one, key="smtp-test", build=self.backend._mime_probe)
+        filled = mime_copies.copy_filled(one, key="smtp-test", build=self.backend._mime_probe)
+        return None if filled is None else filled.raw
 
     def whole(self, one) -> bytes:
         SmtpEmailBackend._headers_add(one)
@@ -93,6 +96,26 @@ class Ses:
         payload.finalize_payload()
         assert payload.params["Destination"] == {"ToAddresses": [_addr(one.to[0])]}
         return payload.params["Content"]["Raw"]["Data"]
+
+    def assert_same_call(self, one) -> None:
+        """The call's parameters but the raw message, and what its answer is read as, are
+        Anymail's own."""
+        defaults = self.backend.send_defaults
+        filled = self.backend.build_message_payload(one, defaults)
+        whole = AnymailSesBackend.build_message_payload(self.backend, one, defaults)
+        for payload in (filled, whole):
+            payload.finalize_payload()
+            del payload.params["Content"]
+        assert filled.params == whole.params
+        answer = {"MessageId": "0100-ses-id"}
+        statuses = [
+            {to: (status.message_id, status.status) for to, status in read.items()}
+            for read in (
+                filled.parse_recipient_status(answer),
+                whole.parse_recipient_status(answer),
+            )
+        ]
+        assert statuses[0] == statuses[1] == {_addr(one.to[0]): ("0100-ses-id", "queued")}
 
 
 def mime_copies_payload():
@@ -168,7 +191,42 @@ def test_it_fills_each_copy_as_the_backend_would_build_it(content, backend):
         assert html.count(links[FEEDBACK_URL]) >= 2  # the reader's own 👍/👎 links
         assert parsed["List-Unsubscribe"].strip() == f"<{links[UNSUBSCRIBE_URL]}>"
         message_ids.add(parsed["Message-ID"])
+        if isinstance(backend, Ses):
+            backend.assert_same_call(one)
     assert len(message_ids) == READERS
+
+
+def test_the_ses_call_keeps_the_configuration_set_and_tag(content, aws, settings):
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "AMAZON_SES_CONFIGURATION_SET_NAME": "digests",
+        "AMAZON_SES_MESSAGE_TAG_NAME": "kind",
+    }
+    content.envelope_sender = "bounces@paperboy.example.org"
+    ses = Ses()
+    for _, one in message_single(content):
+        assert ses.filled(one) is not None
+        ses.assert_same_call(one)
+        payload = ses.backend.build_message_payload(one, ses.backend.send_defaults)
+        assert payload.params["ConfigurationSetName"] == "digests"
+        assert payload.params["EmailTags"] == [{"Name": "kind", "Value": DIGEST_TAG}]
+
+
+@pytest.mark.parametrize("linesep", ["\n", "\r\n"])
+def test_a_header_written_without_folding_is_what_the_policy_folds(linesep):
+    policy = email.policy.compat32.clone(linesep=linesep)
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + "<>@.:/_-=+;,!#$%&'*?^`{|}~[]()"
+    for name in ("To", "Message-ID", "List-Unsubscribe", "X-Paperboy-Delivery", "Date"):
+        for length in range(1, 200):
+            for _ in range(4):
+                value = "".join(rng.choice(alphabet) for _ in range(length))
+                if length > 2 and rng.random() < 0.5:
+                    at = rng.randrange(1, length - 1)
+                    value = value[:at] + " " + value[at + 1 :]
+                assert mime_copies._folded(policy, name, value) == policy.fold_binary(
+                    name, value
+                ), (name, value)
 
 
 def test_a_non_ascii_subject_and_body_keep_their_encoding(content, backend):
