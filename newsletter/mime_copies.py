@@ -422,10 +422,12 @@ def _encode(text: str, *, quoted: bool, linesep: str) -> bytes:
 
 
 def _has_long_lines(text: str) -> bool:
-    # Django's test in SafeMIMEText.set_payload.
-    return any(
-        len(line.encode(errors="surrogateescape")) > LINE_LIMIT for line in text.splitlines()
-    )
+    """Django's test in SafeMIMEText.set_payload: a line of more than 998 bytes."""
+    lines = text.splitlines()
+    # A character is at most 4 bytes in UTF-8: most texts are answered without encoding.
+    if max(map(len, lines), default=0) * 4 <= LINE_LIMIT:
+        return False
+    return any(len(line.encode(errors="surrogateescape")) > LINE_LIMIT for line in lines)
 
 
 def _template_make(content: ContentCopies, build: Build) -> _Template | None:

@@ -19,6 +19,7 @@ An SMTP server cannot be asked afterwards what it took, so a crashed claim's row
 
 from __future__ import annotations
 
+import functools
 import smtplib
 
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
@@ -32,6 +33,12 @@ from newsletter.composition import addr_spec
 
 TEMPORARY = 503  # what a temporary SMTP failure is reported as
 MIME_KEY = "smtp"  # this backend's templates of a content (newsletter/mime_copies.py)
+
+
+@functools.lru_cache(maxsize=16)
+def _sender(address: str, encoding: str) -> str:
+    # Every message of a send has the same sender: parsed once, not once per copy.
+    return sanitize_address(address, encoding)
 
 
 class SmtpOutcomeUnknown(AnymailRequestsAPIError):
@@ -122,12 +129,18 @@ class SmtpEmailBackend(DjangoSmtpBackend):
         if self.connection is None:
             self.open()
         encoding = email_message.encoding or "utf-8"
-        from_email = sanitize_address(email_message.from_email, encoding)
-        recipients = [sanitize_address(a, encoding) for a in email_message.recipients()]
+        from_email = _sender(email_message.from_email, encoding)
         # A copy of a content is filled into the content's template; any other message, or a
         # copy the template cannot make exactly, is built whole.
         filled = mime_copies.copy_filled(email_message, key=MIME_KEY, build=self._mime_probe)
-        data = filled.raw if filled is not None else self._mime(email_message)[1]
+        if filled is not None:
+            # Its one recipient is a plain addr-spec (mime_copies), which sanitize_address
+            # gives back as it is.
+            recipients = email_message.recipients()
+            data = filled.raw
+        else:
+            recipients = [sanitize_address(a, encoding) for a in email_message.recipients()]
+            data = self._mime(email_message)[1]
         if self.pacer is not None:
             self.pacer.turn()  # built: the turn is taken as it goes on the wire
         return self.connection.sendmail(from_email, recipients, data)

@@ -272,6 +272,20 @@ def test_a_filled_line_over_998_bytes_is_built_whole(content, backend):
     assert backend.filled(copies[other]) is not None
 
 
+def test_a_value_is_html_escaped_in_the_html_part_only(content, backend):
+    reader = content.to[0]
+    content.merge_data[reader][SCHEDULE] = "Mon & Wed at 07:00 <O'Higgins>"
+    copies = dict(message_single(content))
+    filled = backend.filled(copies[reader])
+    assert filled is not None
+    assert_same_copy(filled, backend.whole(copies[reader]))
+    parsed = _parsed(filled)
+    assert (
+        "Mon &amp; Wed at 07:00 &lt;O&#x27;Higgins&gt;" in parsed.get_body(("html",)).get_content()
+    )
+    assert "Mon & Wed at 07:00 <O'Higgins>" in parsed.get_body(("plain",)).get_content()
+
+
 def test_a_non_ascii_merge_value_is_built_whole(content, backend):
     reader = content.to[0]
     content.merge_data[reader][SCHEDULE] = "weekdays at 07:00 (Europe/Zürich)"
