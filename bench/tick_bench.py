@@ -378,6 +378,9 @@ def send_round(args, fake_url: str, fake_pid: int, workdir: Path) -> dict:
     """The single send of the batch to all N readers (bench/send_bench.py's Paperboy round)."""
     from bench.measuring import paperboy_run
 
+    # A round after a day starts from no issues too: otherwise the send finds the day's issue
+    # (and its readers' papers as already sent) and sends fewer emails than the first round.
+    issues_clear()
     run = paperboy_run(args, fake_url, fake_pid, workdir)
     cpu = dict(run.cpu_s)
     cpu.pop("bench", None)  # its polling only: the send runs on the workers

@@ -12,6 +12,7 @@ class ConfigConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib import admin
 
+        from config import lookups  # noqa: F401 - registers field__any_of
         from config.editors import editors_post_migrate
 
         admin.site.site_header = "Paperboy"

@@ -18,11 +18,13 @@ from config.env import env_int, env_str, env_url
 # alone and Mailgun posting fewer bytes (newsletter/mailgun.py, newsletter/sendgrid.py); SMTP
 # through Django's own backend wrapped so it answers recipient by recipient as the Anymail ones
 # do (newsletter/smtp.py); Amazon SES through Anymail's, one boto3 client per process and
-# connection failures read as "not taken" or "unknown" (newsletter/amazon_ses.py).
+# connection failures read as "not taken" or "unknown" (newsletter/amazon_ses.py); Resend's
+# filled copies in calls of up to 100 (newsletter/resend.py).
 BACKENDS = {
     "postmark": "newsletter.backends.PostmarkBatchEmailBackend",
     "mailgun": "newsletter.mailgun.MailgunLeanEmailBackend",
     "sendgrid": "newsletter.sendgrid.SendGridEmailBackend",
+    "resend": "newsletter.resend.ResendBatchEmailBackend",
     "smtp": "newsletter.smtp.SmtpEmailBackend",
     "amazon_ses": "newsletter.amazon_ses.AmazonSesEmailBackend",
 }

@@ -29,7 +29,8 @@ class Provider:
     # (newsletter/services/single_sends.py), over one reused connection.
     merges: bool = True
     # True where one chunk goes in one HTTP call (our Postmark backend shares /email/batch
-    # calls); otherwise one call per message, and the send rate paces each call.
+    # calls, our Resend backend posts a claim's filled copies to /emails/batch); otherwise one
+    # call per message. The send rate paces each call, as many emails as it carries.
     one_call_per_chunk: bool = False
 
 
@@ -40,11 +41,13 @@ PROVIDERS = {
     "sendgrid": Provider(batch_limit=1000),
     # One copy per recipient (merge fields filled here): Resend and Amazon SES only merge into
     # their own stored templates, and Anymail's Brevo, Mailjet and SparkPost merge data needs
-    # the provider's template language in the body. The batch limit is then only how many rows
-    # one claim holds. None of them can search sent mail by our metadata, so a claim whose
-    # worker died mid-call is marked "unknown" for an operator, never re-sent blindly.
+    # the provider's template language in the body. The batch limit is then how many rows one
+    # claim holds. None of them can search sent mail by our metadata, so a claim whose worker
+    # died mid-call is marked "unknown" for an operator, never re-sent blindly.
     "amazon_ses": Provider(batch_limit=50, merges=False),
-    "resend": Provider(batch_limit=100, merges=False),
+    # Resend's /emails/batch takes up to 100 emails, each its own filled copy: a claim is one
+    # call (newsletter/resend.py).
+    "resend": Provider(batch_limit=100, merges=False, one_call_per_chunk=True),
     "brevo": Provider(batch_limit=100, merges=False),
     "mailjet": Provider(batch_limit=100, merges=False),
     "sparkpost": Provider(batch_limit=100, merges=False),
@@ -118,6 +121,13 @@ def crash_recovery_note() -> str:
         return (
             f"{name}: after a worker dies mid-send, {name} is asked which messages it accepted; "
             "the rest are sent again"
+        )
+    if provider().one_call_per_chunk:
+        # Resend: a claim's filled copies are one /emails/batch call.
+        return (
+            f"{name} cannot say which messages it accepted when a worker dies mid-send: the "
+            f"deliveries of the call it died in (up to {batch_limit()}, one claim) are marked "
+            "unknown, never re-sent; check them in the provider's own log"
         )
     if provider().merges:
         return (

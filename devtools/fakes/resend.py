@@ -1,7 +1,13 @@
 """A local stand-in for Resend's send API, written from its documented shapes.
 
 ``POST /emails`` (Bearer key) with a JSON body of from/to/subject/html/text/headers answers
-200 ``{"id": "<uuid>"}``. Errors are ``{"statusCode": n, "name": ..., "message": ...}``: 401
+200 ``{"id": "<uuid>"}``. ``POST /emails/batch`` takes a JSON list of up to 100 such emails
+(no ``attachments`` or ``scheduled_at``) and answers 200 ``{"data": [{"id": ...}, ...]}``, one
+id per email created, in the order sent. Its ``x-batch-validation`` header chooses how an
+invalid email is met: ``strict`` (the default) refuses the whole call with that email's 422;
+``permissive`` creates the others and lists each invalid one in ``"errors": [{"index": i,
+"message": ...}]`` (present only in that mode; emails past the 100th are errors too).
+Errors are ``{"statusCode": n, "name": ..., "message": ...}``: 401
 ``missing_api_key``/403 ``invalid_api_key``, 422 ``validation_error`` (a bad or suppressed
 ``to`` address), 429 ``rate_limit_exceeded`` with ``retry-after`` and the ``ratelimit-*``
 headers (Resend's default is 2 requests per second), 500 ``internal_server_error``. Resend
@@ -21,6 +27,8 @@ from dataclasses import dataclass, field
 from devtools.fakes.serving import FakeHandler, LocalFake
 
 API_KEY = "re_test_key"
+BATCH_LIMIT = 100  # emails per /emails/batch call
+TOO_MANY = "The batch contains more than 100 emails."
 ERROR_NAMES = {429: "rate_limit_exceeded", 500: "internal_server_error", 503: "application_error"}
 
 
@@ -52,7 +60,8 @@ class _Handler(FakeHandler):
         with state.lock:
             state.calls += 1
             failure = state.failures.pop(0) if state.failures else None
-        if self.path.rstrip("/") != "/emails":
+        path = self.path.rstrip("/")
+        if path not in ("/emails", "/emails/batch"):
             return self._error(404, "not_found", "The requested endpoint does not exist.")
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
@@ -67,30 +76,61 @@ class _Handler(FakeHandler):
         if failure:
             return self._error(failure, ERROR_NAMES.get(failure, "application_error"), "error")
         try:
-            message = json.loads(raw)
+            body = json.loads(raw)
         except ValueError:
             return self._error(422, "validation_error", "Invalid JSON body")
-        problem = self._check(message, state)
+        if path == "/emails/batch":
+            return self._batch(body, arrived, state)
+        problem = self._check(body, state)
         if problem:
             return self._error(422, "validation_error", problem)
-        message_id = str(uuid.uuid4())
-        to = message["to"] if isinstance(message["to"], list) else [message["to"]]
+        [message_id] = self._create([body], arrived, state)
+        self.reply(200, {"id": message_id})
+
+    def _batch(self, emails: object, arrived: float, state: FakeResendState) -> None:
+        if not isinstance(emails, list) or not emails:
+            return self._error(422, "validation_error", "The body must be a list of emails")
+        permissive = self.headers.get("x-batch-validation", "strict").lower() == "permissive"
+        if not permissive and len(emails) > BATCH_LIMIT:
+            return self._error(422, "validation_error", TOO_MANY)
+        errors = []
+        for index, email in enumerate(emails):
+            problem = TOO_MANY if index >= BATCH_LIMIT else self._check(email, state, batch=True)
+            if problem and not permissive:
+                return self._error(422, "validation_error", problem)
+            if problem:
+                errors.append({"index": index, "message": problem})
+        refused = {e["index"] for e in errors}
+        created = [email for index, email in enumerate(emails) if index not in refused]
+        answer: dict = {"data": [{"id": i} for i in self._create(created, arrived, state)]}
+        if permissive:
+            answer["errors"] = errors
+        self.reply(200, answer)
+
+    def _create(self, emails: list[dict], arrived: float, state: FakeResendState) -> list[str]:
+        """Take the emails (counted, and stored unless in bench mode); their ids."""
+        ids = [str(uuid.uuid4()) for _ in emails]
+        to = [a for email in emails for a in _addresses(email["to"])]
         self.counters.accepted_count(to, arrived)
         if self.counters.store:
             with state.lock:
-                state.messages.append({**message, "_id": message_id})
+                state.messages.extend({**e, "_id": i} for e, i in zip(emails, ids, strict=True))
         if state.answer_late:
             time.sleep(state.answer_late)  # taken, but the client may give up first
-        self.reply(200, {"id": message_id})
+        return ids
 
     @staticmethod
-    def _check(message: object, state: FakeResendState) -> str | None:
+    def _check(message: object, state: FakeResendState, *, batch: bool = False) -> str | None:
         if not isinstance(message, dict):
             return "The body must be an object"
         for name in ("from", "to", "subject"):
             if not message.get(name):
                 return f"Missing `{name}` field."
-        to = message["to"] if isinstance(message["to"], list) else [message["to"]]
+        if batch:
+            for name in ("attachments", "scheduled_at"):
+                if name in message:
+                    return f"The `{name}` field is not supported in batch emails."
+        to = _addresses(message["to"])
         if len(to) > 50:
             return "Invalid `to` field. Too many recipients (max 50)."
         for address in to:
@@ -99,6 +139,10 @@ class _Handler(FakeHandler):
         if not (message.get("html") or message.get("text")):
             return "Missing `html` or `text` field."
         return None
+
+
+def _addresses(to: object) -> list[str]:
+    return to if isinstance(to, list) else [to]
 
 
 class FakeResend(LocalFake):

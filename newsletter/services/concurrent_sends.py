@@ -1,7 +1,8 @@
 """A chunk's single sends over a few connections at once.
 
-A provider that takes one copy per call (``Provider.merges`` false: Amazon SES, Resend,
-Brevo, Mailjet, SparkPost, SMTP) costs a round trip per copy: one at a time, a worker sends
+A provider that takes one copy per call (``Provider.merges`` and ``one_call_per_chunk``
+false: Amazon SES, Brevo, Mailjet, SparkPost, SMTP; Resend's copies share one batch call)
+costs a round trip per copy: one at a time, a worker sends
 about 1/RTT copies a second (10 at 100 ms). Here the copies go out over up to
 ``SEND_CONCURRENCY`` connections at once, each its own backend (neither a requests session nor
 an SMTP connection is shared between threads), each reused for the whole chunk.

@@ -304,9 +304,9 @@ def papers_already_sent(
         if subscriber_id is not None:
             rows = rows.filter(subscriber_id=subscriber_id)
         if subscriber_ids is not None:
-            rows = rows.filter(subscriber_id__in=subscriber_ids)
+            rows = rows.filter(subscriber_id__any_of=subscriber_ids)
         received = list(rows)
-        contents = contents.filter(key__in={key for _, key in received})
+        contents = contents.filter(key__any_of={key for _, key in received})
     # A content key is a hash of the selection, so it means the same papers in every issue.
     repeated: dict[str, frozenset[int]] = {}  # content key -> this batch's papers in it
     for key, selection in contents.values_list("key", "selection").iterator(chunk_size=2000):
@@ -496,7 +496,7 @@ def deliveries_join(*, issue: Issue, plan: Plan, periods: dict[int, str] | None 
     now = timezone.now()
     used = {plan.keys[index] for index in plan.content_indexes if index >= 0}
     known = set(
-        IssueContent.objects.filter(issue=issue, key__in=used).values_list("key", flat=True)
+        IssueContent.objects.filter(issue=issue, key__any_of=used).values_list("key", flat=True)
     )
     IssueContent.objects.bulk_create(
         (

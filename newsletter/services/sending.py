@@ -363,7 +363,10 @@ def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMes
                 message_id = status.message_id
                 sent.append((delivery.pk, "" if message_id is None else str(message_id)))
             else:
-                failed.append((delivery.pk, f"provider {status.status} this recipient"))
+                # A provider that says why (Resend's batch errors) has it kept with the row.
+                reason = getattr(status, "reason", "")
+                error = f"provider {status.status} this recipient"
+                failed.append((delivery.pk, f"{error}: {reason}"[:2000] if reason else error))
         for delivery in deliveries:
             if delivery.pk not in answered_ids:
                 failed.append((delivery.pk, "provider gave no status for this recipient"))

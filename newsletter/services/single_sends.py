@@ -6,6 +6,8 @@ those in on their side. Where a provider cannot (``Provider.merges`` false), eac
 gets a copy with its fields filled in here, exactly as the outbox and the preview fill them,
 and its per-recipient headers and metadata made the copy's own; the send code then sees one
 group of one row per copy, so a refused, failed or unanswered copy concerns that row alone.
+The copies are sent one per call, except through Resend, whose backend (newsletter/resend.py)
+posts a claim's copies in one /emails/batch call.
 """
 
 from __future__ import annotations

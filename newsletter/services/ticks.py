@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from digests.models import DailyBatch
@@ -35,7 +35,7 @@ from newsletter.services.issues import issue_for_batch, issue_join
 from newsletter.services.planning import batch_day, issue_plan
 from subscriptions import schedule
 from subscriptions.models import Subscriber
-from subscriptions.selectors import subscribers_mailable
+from subscriptions.selectors import mailable_condition
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class _Due:
     subscriber_id: int
     due_at: datetime
     rhythm: schedule.Rhythm
+    mailable: bool  # confirmed and not suppressed (subscriptions.selectors.mailable_condition)
 
     @property
     def local_day(self):
@@ -112,6 +113,8 @@ def _due_chunk(*, now: datetime, since: datetime | None, after: tuple | None) ->
     if after is not None:
         rows = rows.filter(Q(next_due_at__gt=after[0]) | Q(next_due_at=after[0], pk__gt=after[1]))
     fields = ("pk", "next_due_at", "time_zone", "delivery_hour", "frequency", "weekday")
+    # Whether each may be mailed comes with the same read (one query a chunk, not two).
+    rows = rows.annotate(mailable=ExpressionWrapper(mailable_condition(), BooleanField()))
     return [
         _Due(
             subscriber_id=pk,
@@ -119,10 +122,11 @@ def _due_chunk(*, now: datetime, since: datetime | None, after: tuple | None) ->
             rhythm=schedule.Rhythm(
                 zone=zone, hour=hour, frequency=frequency, weekday=weekday, paused_until=paused
             ),
+            mailable=mailable,
         )
-        for pk, due_at, zone, hour, frequency, weekday, paused in rows.order_by(
+        for pk, due_at, zone, hour, frequency, weekday, paused, mailable in rows.order_by(
             "next_due_at", "pk"
-        ).values_list(*fields, "paused_until")[:TICK_CHUNK]
+        ).values_list(*fields, "paused_until", "mailable")[:TICK_CHUNK]
     ]
 
 
@@ -188,15 +192,13 @@ def _fresh_days(reader: _Due) -> int:
 
 
 def _tick_chunk(chunk: list[_Due], *, now: datetime, sources: _Sources, report: TickReport) -> None:
-    ids = [r.subscriber_id for r in chunk]
-    mailable = set(subscribers_mailable().filter(pk__in=ids).values_list("pk", flat=True))
     paused = {
         r.subscriber_id
         for r in chunk
         if r.rhythm.paused_until is not None and r.local_day < r.rhythm.paused_until
     }
-    gone = [r for r in chunk if r.subscriber_id not in mailable or r.subscriber_id in paused]
-    wanting = [r for r in chunk if r.subscriber_id in mailable and r.subscriber_id not in paused]
+    gone = [r for r in chunk if not r.mailable or r.subscriber_id in paused]
+    wanting = [r for r in chunk if r.mailable and r.subscriber_id not in paused]
     fresh = []
     if sources.daily is not None:
         # Too old a batch is nobody's digest of the day: those readers wait for a new one.
@@ -238,20 +240,24 @@ def _join(
     if source.issue_id is None:
         source.issue_id = issue_for_batch(batch=source.batch).pk
     issue = Issue.objects.select_for_update().get(pk=source.issue_id)
-    ids = [r.subscriber_id for r in readers]
-    in_issue = set(
-        Delivery.objects.filter(issue=issue, subscriber_id__in=ids).values_list(
-            "subscriber_id", flat=True
-        )
-    )
     periods = {r.subscriber_id: r.period for r in readers}
-    period_taken = {
-        s
-        for s, p in Delivery.objects.filter(
-            subscriber_id__in=ids, period__in=set(periods.values())
-        ).values_list("subscriber_id", "period")
-        if periods.get(s) == p
-    }
+    # The readers' rows in this issue and their rows for their periods, in one round trip;
+    # a UNION ALL so each part probes its own unique index ((issue, subscriber) and
+    # (subscriber, period)) instead of reading every reader's whole history.
+    ids = list(periods)
+    fields = ("subscriber_id", "issue_id", "period")
+    rows = Delivery.objects.filter(issue=issue, subscriber_id__any_of=ids).values_list(*fields)
+    for_periods = (
+        Delivery.objects.filter(subscriber_id__any_of=ids, period__any_of=set(periods.values()))
+        .exclude(period="")  # the unique index's own condition, so the planner can use it
+        .values_list(*fields)
+    )
+    in_issue, period_taken = set(), set()
+    for subscriber_id, issue_id, period in rows.union(for_periods, all=True):
+        if issue_id == issue.pk:
+            in_issue.add(subscriber_id)
+        if periods[subscriber_id] == period:
+            period_taken.add(subscriber_id)
     # Got this batch already (and nothing newer exists): they wait for the next one. Their
     # period served by an earlier batch (a changed hour, the same local day): they move on.
     waiting = len(in_issue - period_taken)

@@ -113,7 +113,7 @@ def test_the_dashboard_series_counts_by_day():
     ("esp", "says"),
     [
         ("postmark", b"postmark is asked which messages it accepted"),
-        ("resend", b"resend cannot say which messages it accepted"),
+        ("resend", b"the deliveries of the call it died in (up to 100, one claim)"),
         ("smtp", b"marked unknown, never re-sent"),
         ("mailgun", b"the deliveries of the call it died in are marked unknown"),
         ("amazon_ses", b"the deliveries of the claim it died in (up to 50, one call each)"),

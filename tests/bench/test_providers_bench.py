@@ -58,8 +58,9 @@ def test_it_sends_through_every_provider_and_writes_well_formed_results(tmp_path
         variants["mailgun"]["bytes_sent_per_email"]
         < variants["mailgun-anymail"]["bytes_sent_per_email"]
     )
-    # The providers sent one copy per recipient make one call per copy.
-    for name in ("amazon_ses", "resend", "brevo", "mailjet", "sparkpost", "smtp"):
+    # The providers sent one copy per call make one call per copy; Resend one per claim of 100.
+    for name in ("amazon_ses", "brevo", "mailjet", "sparkpost", "smtp"):
         assert variants[name]["http_calls"] == 300, name
+    assert variants["resend"]["http_calls"] == 3
     assert result["baseline"]["subscribers"] == 20
     assert (tmp_path / "providers-smoke.md").read_text().startswith("300 subscribers")

@@ -259,12 +259,16 @@ def test_amazon_ses_needs_boto3_and_a_region(load):
 
 
 @pytest.mark.parametrize(
-    ("esp", "key_setting"),
-    [("resend", "RESEND_API_KEY"), ("brevo", "BREVO_API_KEY"), ("sparkpost", "SPARKPOST_API_KEY")],
+    ("esp", "key_setting", "backend"),
+    [
+        ("resend", "RESEND_API_KEY", "newsletter.resend.ResendBatchEmailBackend"),
+        ("brevo", "BREVO_API_KEY", "anymail.backends.brevo.EmailBackend"),
+        ("sparkpost", "SPARKPOST_API_KEY", "anymail.backends.sparkpost.EmailBackend"),
+    ],
 )
-def test_each_api_provider_gets_its_key_and_endpoint(load, esp, key_setting):
+def test_each_api_provider_gets_its_key_and_endpoint(load, esp, key_setting, backend):
     s = load(ANYMAIL_ESP=esp, ANYMAIL_API_KEY="k", ANYMAIL_API_URL="http://127.0.0.1:9/")
-    assert s["EMAIL_BACKEND"] == f"anymail.backends.{esp}.EmailBackend"
+    assert s["EMAIL_BACKEND"] == backend
     assert s["ANYMAIL"][key_setting] == "k"
     assert s["ANYMAIL"][f"{esp.upper()}_API_URL"] == "http://127.0.0.1:9/"
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from devtools.fakes.resend import API_KEY, FakeResend
+from devtools.fakes import brevo as brevo_fake
+from devtools.fakes import resend as resend_fake
 from digests.models import DailyBatch, PaperTopic, Topic
 from newsletter.models import IssueContent
 from newsletter.services.issues import issue_create, issue_start
@@ -76,14 +77,31 @@ def sending(day_batch, django_capture_on_commit_callbacks):
 
 @pytest.fixture
 def resend(settings):
-    """ANYMAIL_ESP=resend: the real Anymail Resend backend against the local fake."""
-    with FakeResend() as fake:
+    """ANYMAIL_ESP=resend: Paperboy's Resend backend (newsletter/resend.py, on Anymail's)
+    against the local fake."""
+    with resend_fake.FakeResend() as fake:
         settings.ANYMAIL_ESP = "resend"
-        settings.EMAIL_BACKEND = "anymail.backends.resend.EmailBackend"
+        settings.EMAIL_BACKEND = "newsletter.resend.ResendBatchEmailBackend"
         settings.ANYMAIL = {
             **settings.ANYMAIL,
-            "RESEND_API_KEY": API_KEY,
+            "RESEND_API_KEY": resend_fake.API_KEY,
             "RESEND_API_URL": fake.url,
+        }
+        settings.SITE_URL = "https://paperboy.example.org"
+        yield fake
+
+
+@pytest.fixture
+def brevo(settings):
+    """ANYMAIL_ESP=brevo: the real Anymail Brevo backend (one copy per call) against the
+    local fake."""
+    with brevo_fake.FakeBrevo() as fake:
+        settings.ANYMAIL_ESP = "brevo"
+        settings.EMAIL_BACKEND = "anymail.backends.brevo.EmailBackend"
+        settings.ANYMAIL = {
+            **settings.ANYMAIL,
+            "BREVO_API_KEY": brevo_fake.API_KEY,
+            "BREVO_API_URL": fake.url,
         }
         settings.SITE_URL = "https://paperboy.example.org"
         yield fake

@@ -8,7 +8,6 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from devtools.fakes.brevo import API_KEY, FakeBrevo
 from newsletter.models import Delivery
 from newsletter.services.previews import digest_preview
 from newsletter.services.sending import TransientSendError, deliveries_send_chunk
@@ -16,16 +15,6 @@ from subscriptions.links import unsubscribe_url
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def brevo(settings):
-    with FakeBrevo() as fake:
-        settings.ANYMAIL_ESP = "brevo"
-        settings.EMAIL_BACKEND = "anymail.backends.brevo.EmailBackend"
-        settings.ANYMAIL = {**settings.ANYMAIL, "BREVO_API_KEY": API_KEY, "BREVO_API_URL": fake.url}
-        settings.SITE_URL = "https://paperboy.example.org"
-        yield fake
 
 
 def test_each_reader_gets_their_own_filled_copy(brevo, day_batch, sending):

@@ -15,6 +15,7 @@ from digests.models import DailyBatch
 from newsletter.models import Delivery, Issue
 from newsletter.services.ticks import due_tick
 from subscriptions import schedule
+from subscriptions.models import Suppression
 from subscriptions.services import subscriber_update_schedule
 from tests.factories import (
     BatchEntryFactory,
@@ -292,6 +293,31 @@ def test_a_tick_reads_only_due_readers(topic, django_capture_on_commit_callbacks
 
     assert (report.due, report.joined, report.waiting) == (3, 3, 0)
     assert set(Delivery.objects.values_list("subscriber_id", flat=True)) == {r.pk for r in due}
+
+
+def test_a_due_reader_suppressed_or_unconfirmed_is_not_sent_and_moves_on(
+    topic, django_capture_on_commit_callbacks
+):
+    start = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
+    kept = reader(topic, start=start)
+    bounced = reader(topic, start=start)
+    unconfirmed = reader(topic, start=start, confirmed_at=None)
+    Suppression.objects.create(
+        email_hash=bounced.email_hash, reason=Suppression.Reason.BOUNCED, created_at=start
+    )
+    batch_of(date(2026, 12, 2), topic)
+
+    seven = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
+    with time_machine.travel(seven, tick=False), django_capture_on_commit_callbacks(execute=True):
+        report = due_tick()
+
+    assert [e.to for e in mail.outbox] == [[kept.email]]
+    assert (report.due, report.joined, report.moved_on) == (3, 1, 2)
+    assert list(Delivery.objects.values_list("subscriber_id", flat=True)) == [kept.pk]
+    for gone in (bounced, unconfirmed):
+        gone.refresh_from_db()
+        # Moved on to their next slot: the next ticks do not read them again and again.
+        assert gone.next_due_at == datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
 
 
 def test_an_editors_send_now_joins_everyone_the_tick_has_not_served_yet(

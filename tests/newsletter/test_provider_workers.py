@@ -6,10 +6,11 @@ None of these providers can be asked which messages of a call it took. So a work
 (SIGKILL) while a call it made was taken but not yet answered must leave that claim's rows
 `unknown`: possibly sent, never sent again, for an operator to check in the provider's own
 log. Every other reader gets exactly one email. Where the provider gets one call per copy
-(newsletter/providers.py ``merges`` false), the rows of the killed claim not yet sent are
-`unknown` too: the worker recorded nothing of the claim before it died, so which copies went
-out is not known here either. And a storm of 429 and 503 answers is ridden out by the retries:
-everybody gets exactly one email, nobody is failed.
+(newsletter/providers.py ``merges`` and ``one_call_per_chunk`` false; Resend's copies share
+one call), the rows of the killed claim not yet sent are `unknown` too: the worker recorded
+nothing of the claim before it died, so which copies went out is not known here either. And
+a storm of 429 and 503 answers is ridden out by the retries: everybody gets exactly one email,
+nobody is failed.
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ def test_a_worker_killed_mid_call_leaves_unknown_never_resent(
     assert sent <= set(received)  # every row recorded sent was sent, once
     # Possibly sent, not re-sent: the killed call's rows, at most one claim's.
     assert taken & unknown and len(unknown) <= CHUNK
-    if PROVIDERS[provider.name].merges:
+    row = PROVIDERS[provider.name]
+    if row.merges or row.one_call_per_chunk:
         assert unknown <= taken  # one call per chunk: the call it died in, all taken
     assert set(received) - sent <= unknown  # nobody the records say nothing of
     assert sorted(sent | unknown) == readers  # nobody lost from view
