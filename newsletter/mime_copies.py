@@ -17,13 +17,17 @@ unique sentinel string for each of a reader's values, and its bytes are kept in 
   html-escaped in html parts as ``merge_fields_apply`` does; every other byte is the probe's.
 
 The pieces are exact for a copy only while every choice the ``email`` package made for the
-probe holds for the copy too. Where one might not, ``copy_bytes`` returns None and the backend
-builds that copy the normal way: a value that is not plain ASCII (a header would be RFC
-2047-encoded, a part's 7bit/8bit choice could change), an address with a display name, a
+probe holds for the copy too. Where one might not, ``copy_filled`` returns None and the
+backend builds that copy the normal way: a value that is not plain ASCII (a header would be
+RFC 2047-encoded, a part's 7bit/8bit choice could change), an address with a display name, a
 filled body line over 998 bytes (Django would have chosen quoted-printable for the part), a
 charset other than UTF-8, base64, attachments, a body or headers changed after the copy was
 made. A probe that the normal build cannot make, or whose bytes are not what this module
-expects of it, serves no copy at all.
+expects of it, serves no copy at all. A content with one reader has no template: its probe
+would cost more than the copy (newsletter/services/single_sends.py).
+
+A backend may keep more of its probe (``Build``'s last item, ``Filled.extra``): Amazon SES
+keeps the call's other parameters, so Anymail's payload code runs once per content too.
 """
 
 from __future__ import annotations
@@ -95,10 +99,14 @@ def content_share(
     content: EmailMessage, copies: list[EmailMessage], *, copies_of: CopiesOf
 ) -> None:
     """Let ``copies`` (``copies_of(content)``, each with its fields filled) be built from one
-    template of ``content`` (``copy_bytes``)."""
+    template of ``content`` (``copy_filled``)."""
     shared = ContentCopies(content, copies_of)
     for one in copies:
-        one.mime_copy_of = _CopyOf(shared, one.body, tuple(c for c, _ in one.alternatives))
+        one.mime_copy_of = _CopyOf(shared, one.body, _alternative_texts(one))
+
+
+def _alternative_texts(message: EmailMessage) -> tuple[str, ...]:
+    return tuple(text for text, _ in getattr(message, "alternatives", []))
 
 
 @dataclass(frozen=True)
@@ -132,7 +140,7 @@ class _CopyOf:
     def unchanged(self, message: EmailMessage) -> bool:
         # A copy's bodies are its content's, filled: if anything replaced one since (a
         # pre_send receiver), the template does not hold it.
-        alternatives = tuple(text for text, _ in message.alternatives)
+        alternatives = _alternative_texts(message)
         return (
             message.body is self.body
             and len(alternatives) == len(self.alternatives)
@@ -208,12 +216,17 @@ class _Sentinels:
         return self.fields[name]
 
     def address(self) -> str:
-        self.address_sentinel = f"{self.new()}@paperboy.invalid"
+        self.address_sentinel = f"pb{self.token}n{len(self.all)}z@paperboy.invalid"
         self.all.append(self.address_sentinel)
         return self.address_sentinel
 
+    def found_in(self, message: EmailMessage) -> bool:
+        """Whether the message's own text holds the token (then its bytes could not be cut
+        around the sentinels alone; one chance in 2**64)."""
+        texts = [message.body, message.subject, *_alternative_texts(message)]
+        return any(self.token in str(text) for text in texts)
+
     def pattern(self) -> re.Pattern:
-        # Longest first: the address holds a sentinel of its own.
         alternatives = sorted(self.all, key=len, reverse=True)
         return re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
 
@@ -433,7 +446,7 @@ def _has_long_lines(text: str) -> bool:
 def _template_make(content: ContentCopies, build: Build) -> _Template | None:
     """The content's template for one backend, or None if it cannot serve a copy exactly."""
     probe, sentinels = content.probe()
-    if content.message.attachments:
+    if content.message.attachments or sentinels.found_in(content.message):
         return None
     try:
         mime, raw, linesep, extra = build(probe)

@@ -44,6 +44,10 @@ def _bodies(message) -> dict[str, str]:
 
 def test_each_reader_gets_their_own_copy(smtp, day_batch, sending):
     readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(3)]
+    # Each copy's answer takes a while, as a real server's round trip does: a copy is then
+    # still in flight when the next starts, even on a loaded machine (building copies takes
+    # well under a millisecond, so without it a thread could be done before the next began).
+    smtp.counters.answer_delay = 0.2
     with time_machine.travel(timezone.now(), tick=False):
         issue = sending()
 
