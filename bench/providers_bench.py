@@ -161,6 +161,7 @@ def variant_summary(label: str, runs: list[Run]) -> dict:
         "peak_rss_mb_by_process": middle.peak_rss_mb,
         "cpu_s_per_1000_emails": extra["cpu_s_per_1000_emails"],
         "other_processes_cpu_s": extra["other_processes_cpu_s"],
+        "cpu_s_by_process": middle.cpu_s,  # where the CPU per email went
         "runs": [
             {"wall_s": r.wall_s, "emails_per_s": r.emails_per_s, **r.extra["phases_s"]}
             for r in runs

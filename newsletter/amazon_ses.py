@@ -21,12 +21,15 @@ connection failures read for what they say about the message.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 
 import boto3
+from anymail.backends.amazon_ses import AmazonSESV2SendEmailPayload
 from anymail.backends.amazon_ses import EmailBackend as AnymailSesBackend
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
+from anymail.utils import UNSET, EmailAddress
 from botocore.client import Config
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
@@ -38,6 +41,8 @@ from botocore.exceptions import (
     ProxyConnectionError,
 )
 from django.conf import settings
+
+from newsletter import mime_copies
 
 NOT_TAKEN = 503  # how a certainly-not-taken call is reported, as the HTTP providers' 503
 # Failures before any byte of the request reached SES.
@@ -55,6 +60,7 @@ _clients_lock = threading.Lock()
 # The pacer of the call a thread is making (boto3 calls the event handler on that thread).
 _calling = threading.local()
 SEND_EVENT = "before-send.sesv2.SendEmail"
+MIME_KEY = "amazon_ses"  # this backend's templates of a content (newsletter/mime_copies.py)
 
 
 def _turn_at_the_wire(**_: object) -> None:
@@ -125,6 +131,27 @@ class AmazonSesEmailBackend(AnymailSesBackend):
     def pace_with(self, pacer) -> None:
         self.pacer = pacer
 
+    def build_message_payload(self, message, defaults):
+        # A copy of a content is filled into the content's template, and its call's parameters
+        # are the content's probe's with its own address; any other message, or a copy the
+        # template cannot make exactly, is built whole by Anymail.
+        if getattr(message, "template_id", UNSET) is UNSET:
+            filled = mime_copies.copy_filled(message, key=MIME_KEY, build=self._mime_probe)
+            if filled is not None and filled.extra is not None:
+                return _FilledCopyPayload(message, defaults, self, filled=filled)
+        return super().build_message_payload(message, defaults)
+
+    def _mime_probe(self, probe):
+        """The template's copy (newsletter/mime_copies.py), built as Anymail builds each one:
+        (MIME message, the raw bytes sent, line separator, the call's other parameters)."""
+        payload = super().build_message_payload(probe, self.send_defaults)
+        raw = payload.generate_raw_message()  # 8bit parts made quoted-printable, in place
+        params = {k: v for k, v in payload.params.items() if k not in ("Destination", "Content")}
+        # The copies' parameters are these with their own address: only where that is all
+        # the probe's destination is.
+        plain = payload.params.get("Destination") == {"ToAddresses": probe.to}
+        return payload.mime_message, raw, "\n", params if plain else None
+
     def post_to_esp(self, payload, message):
         _calling.pacer = self.pacer
         try:
@@ -151,3 +178,24 @@ class AmazonSesEmailBackend(AnymailSesBackend):
             ) from cause
         finally:
             _calling.pacer = None
+
+
+class _FilledCopyPayload(AmazonSESV2SendEmailPayload):
+    """Anymail's SendEmail payload of a copy filled in from its content's template
+    (newsletter/mime_copies.py): the raw bytes filled, the parameters the content's probe's
+    (configuration set, tags, feedback address: the copies share them) with the copy's own
+    address. Anymail's payload building, address parsing included, ran once for the probe."""
+
+    def __init__(self, message, defaults, backend, *, filled: mime_copies.Filled):
+        # Not BasePayload.__init__: what it computes from the message is the probe's.
+        self.message, self.defaults, self.backend = message, defaults, backend
+        self.esp_name = backend.esp_name
+        address = message.to[0]  # a plain addr-spec (mime_copies), as Anymail would format it
+        username, domain = address.rsplit("@", 1)
+        self.all_recipients = [EmailAddress(username=username, domain=domain)]
+        self.params = copy.deepcopy(filled.extra)
+        self.params["Destination"] = {"ToAddresses": [address]}
+        self.raw = filled.raw
+
+    def generate_raw_message(self):
+        return self.raw

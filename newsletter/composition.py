@@ -247,8 +247,7 @@ def messages_per_recipient(message: EmailMessage) -> list[tuple[str, EmailMessag
     copies = []
     for recipient in message.to:
         address = addr_spec(recipient)
-        data = {**(_anymail_attr(message, "merge_global_data") or {})}
-        data.update((merge_data or {}).get(address, {}))
+        data = recipient_merge_data(message, address)
         one = copy.copy(message)
         one.to, one.cc, one.bcc = [recipient], [], []
         # The provider reads the subject as a template too (literal_escape).
@@ -264,6 +263,20 @@ def messages_per_recipient(message: EmailMessage) -> list[tuple[str, EmailMessag
                 )
         copies.append((address, one))
     return copies
+
+
+def recipient_merge_data(message: EmailMessage, address: str) -> dict:
+    """The merge fields' values for one recipient (``address``, an addr-spec) of a batch
+    message: the global ones, overridden by the recipient's own."""
+    data = {**(_anymail_attr(message, "merge_global_data") or {})}
+    data.update((_anymail_attr(message, "merge_data") or {}).get(address, {}))
+    return data
+
+
+def merge_field_names(text: str) -> set[str]:
+    """The names of the merge fields written in ``text``."""
+    parts = getattr(text, "merge_parts", None) or _merge_parts(text, merge_pattern())
+    return {name for name in parts[2::3] if name}
 
 
 def _anymail_attr(message: EmailMessage, name: str):

@@ -19,16 +19,26 @@ An SMTP server cannot be asked afterwards what it took, so a crashed claim's row
 
 from __future__ import annotations
 
+import functools
 import smtplib
 
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
 from anymail.message import AnymailRecipientStatus, AnymailStatus
 from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
 from django.core.mail.message import make_msgid, sanitize_address
+from django.core.mail.utils import DNS_NAME
 
+from newsletter import mime_copies
 from newsletter.composition import addr_spec
 
 TEMPORARY = 503  # what a temporary SMTP failure is reported as
+MIME_KEY = "smtp"  # this backend's templates of a content (newsletter/mime_copies.py)
+
+
+@functools.lru_cache(maxsize=16)
+def _sender(address: str, encoding: str) -> str:
+    # Every message of a send has the same sender: parsed once, not once per copy.
+    return sanitize_address(address, encoding)
 
 
 class SmtpOutcomeUnknown(AnymailRequestsAPIError):
@@ -57,12 +67,7 @@ class SmtpEmailBackend(DjangoSmtpBackend):
     def _send(self, email_message) -> bool:
         if not email_message.recipients():
             return False
-        metadata = getattr(email_message, "metadata", None) or {}
-        # What the provider APIs carry as metadata goes into headers, for the server's logs.
-        for name in ("issue", "claim", "delivery"):
-            if metadata.get(name):
-                email_message.extra_headers[f"X-Paperboy-{name.capitalize()}"] = metadata[name]
-        message_id = email_message.extra_headers.setdefault("Message-ID", make_msgid())
+        message_id = self._headers_add(email_message)
         # A status of this copy's own, as Anymail's backends give each message they send:
         # copies made from one message share its status object, and copies sent at once
         # (newsletter/services/concurrent_sends.py) would record into each other's.
@@ -97,14 +102,45 @@ class SmtpEmailBackend(DjangoSmtpBackend):
         )
         return len(refused) < len(email_message.recipients())
 
+    @staticmethod
+    def _headers_add(email_message) -> str:
+        """The headers this backend adds to a message; returns its Message-ID."""
+        metadata = getattr(email_message, "metadata", None) or {}
+        # What the provider APIs carry as metadata goes into headers, for the server's logs.
+        for name in ("issue", "claim", "delivery"):
+            if metadata.get(name):
+                email_message.extra_headers[f"X-Paperboy-{name.capitalize()}"] = metadata[name]
+        return email_message.extra_headers.setdefault("Message-ID", make_msgid(domain=DNS_NAME))
+
+    @staticmethod
+    def _mime(email_message):
+        """The message as Django's backend writes it on the wire: (MIME message, bytes, line
+        separator)."""
+        mime = email_message.message()
+        return mime, mime.as_bytes(linesep="\r\n"), "\r\n", None
+
+    def _mime_probe(self, probe):
+        # The template's copy (newsletter/mime_copies.py) gets the headers each copy gets.
+        self._headers_add(probe)
+        return self._mime(probe)
+
     def _sendmail(self, email_message) -> dict:
         """Django's own _send, returning the recipients the server refused at RCPT."""
         if self.connection is None:
             self.open()
         encoding = email_message.encoding or "utf-8"
-        from_email = sanitize_address(email_message.from_email, encoding)
-        recipients = [sanitize_address(a, encoding) for a in email_message.recipients()]
-        data = email_message.message().as_bytes(linesep="\r\n")
+        from_email = _sender(email_message.from_email, encoding)
+        # A copy of a content is filled into the content's template; any other message, or a
+        # copy the template cannot make exactly, is built whole.
+        filled = mime_copies.copy_filled(email_message, key=MIME_KEY, build=self._mime_probe)
+        if filled is not None:
+            # Its one recipient is a plain addr-spec (mime_copies), which sanitize_address
+            # gives back as it is.
+            recipients = email_message.recipients()
+            data = filled.raw
+        else:
+            recipients = [sanitize_address(a, encoding) for a in email_message.recipients()]
+            data = self._mime(email_message)[1]
         if self.pacer is not None:
             self.pacer.turn()  # built: the turn is taken as it goes on the wire
         return self.connection.sendmail(from_email, recipients, data)

@@ -15,12 +15,24 @@ from __future__ import annotations
 from anymail.message import AnymailMessage
 from anymail.utils import UNSET
 
+from newsletter import mime_copies
 from newsletter.composition import messages_per_recipient
 from newsletter.models import Delivery
 
 
 def message_single(message: AnymailMessage) -> list[tuple[str, AnymailMessage]]:
-    """The message's copies, one per recipient: (address, copy) with nothing left to merge."""
+    """The message's copies, one per recipient: (address, copy) with nothing left to merge.
+
+    Backends that build a whole MIME message per copy (SMTP, Amazon SES) build the copies of
+    one message from one template of it (newsletter/mime_copies.py), not each from scratch.
+    """
+    copies = _copies(message)
+    if len(copies) > 1:
+        mime_copies.content_share(message, [one for _, one in copies], copies_of=_copies)
+    return copies
+
+
+def _copies(message: AnymailMessage) -> list[tuple[str, AnymailMessage]]:
     merge_metadata = message.merge_metadata or {}
     copies = []
     for address, one in messages_per_recipient(message):
