@@ -275,7 +275,10 @@ def recipient_merge_data(message: EmailMessage, address: str) -> dict:
 
 def merge_field_names(text: str) -> set[str]:
     """The names of the merge fields written in ``text``."""
-    parts = getattr(text, "merge_parts", None) or _merge_parts(text, merge_pattern())
+    current = provider()
+    parts = getattr(text, "merge_parts", None) or _merge_parts(
+        str(text), current.merge_field_format, current.literals
+    )
     return {name for name in parts[2::3] if name}
 
 
