@@ -213,11 +213,10 @@ def test_an_unanswered_send_is_marked_unknown_never_resent(provider, day_batch, 
     assert provider.state.recipients() == ["first@example.org"]  # exactly once
 
 
+@pytest.mark.parametrize("provider", ["mailgun"], indirect=True)
 def test_mailgun_gets_the_same_copies_in_fewer_bytes_than_from_anymails_backend(
     provider, day_batch, sending, settings
 ):
-    if provider.name != "mailgun":
-        pytest.skip("Mailgun's backend only")
     robotics = day_batch.topics["robotics"]
     for i in range(20):
         SubscriberFactory(email=f"reader{i}@example.org", topics=[robotics])

@@ -277,11 +277,10 @@ def test_an_unanswered_send_is_marked_unknown_never_resent(provider, day_batch, 
 # --- A recipient the provider refuses, each provider's way ------------------------------------
 
 
+@pytest.mark.parametrize("provider", ["brevo"], indirect=True)
 def test_brevo_refuses_the_call_for_a_blocked_address_which_then_fails_alone(
     provider, day_batch, sending
 ):
-    if provider.name != "brevo":
-        pytest.skip("Brevo's refusal")
     robotics = day_batch.topics["robotics"]
     kept = [SubscriberFactory(email=f"kept{i}@example.org", topics=[robotics]) for i in range(4)]
     SubscriberFactory(email="gone@example.org", topics=[robotics])
@@ -297,9 +296,8 @@ def test_brevo_refuses_the_call_for_a_blocked_address_which_then_fails_alone(
     assert set(Delivery.objects.exclude(pk=gone.pk).values_list("status", flat=True)) == {"sent"}
 
 
+@pytest.mark.parametrize("provider", ["mailjet"], indirect=True)
 def test_mailjet_answers_a_refused_message_alone_and_sends_the_others(provider, day_batch, sending):
-    if provider.name != "mailjet":
-        pytest.skip("Mailjet's refusal")
     robotics = day_batch.topics["robotics"]
     SubscriberFactory(email="kept@example.org", topics=[robotics])
     SubscriberFactory(email="gone@example.org", topics=[robotics])
@@ -315,9 +313,8 @@ def test_mailjet_answers_a_refused_message_alone_and_sends_the_others(provider, 
     assert provider.state.recipients() == ["kept@example.org"]
 
 
+@pytest.mark.parametrize("provider", ["mailjet"], indirect=True)
 def test_mailjet_gets_at_most_50_messages_a_call(provider, day_batch, sending, settings):
-    if provider.name != "mailjet":
-        pytest.skip("Mailjet's limit")
     settings.DIGEST_BATCH_SIZE = 0
     robotics = day_batch.topics["robotics"]
     for i in range(51):
@@ -330,11 +327,10 @@ def test_mailjet_gets_at_most_50_messages_a_call(provider, day_batch, sending, s
     assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
 
 
+@pytest.mark.parametrize("provider", ["sparkpost"], indirect=True)
 def test_sparkpost_rejects_a_suppressed_address_of_a_batch_afterwards(
     provider, day_batch, sending, settings, client
 ):
-    if provider.name != "sparkpost":
-        pytest.skip("SparkPost's refusal")
     robotics = day_batch.topics["robotics"]
     kept = [SubscriberFactory(email=f"kept{i}@example.org", topics=[robotics]) for i in range(2)]
     SubscriberFactory(email="gone@example.org", topics=[robotics])
@@ -353,9 +349,8 @@ def test_sparkpost_rejects_a_suppressed_address_of_a_batch_afterwards(
     assert set(Delivery.objects.exclude(pk=gone.pk).values_list("status", flat=True)) == {"sent"}
 
 
+@pytest.mark.parametrize("provider", ["sparkpost"], indirect=True)
 def test_sparkpost_refuses_a_transmission_to_one_suppressed_address(provider, day_batch, sending):
-    if provider.name != "sparkpost":
-        pytest.skip("SparkPost's refusal")
     SubscriberFactory(email="kept@example.org", topics=[day_batch.topics["robotics"]])
     SubscriberFactory(email="gone@example.org", topics=[day_batch.topics["agents"]])
     provider.state.suppressed.add("gone@example.org")
@@ -377,11 +372,10 @@ def test_the_admin_is_told_what_a_crash_leaves_unknown(provider):
         assert "the call it died in" in note
 
 
+@pytest.mark.parametrize("provider", ["sparkpost"], indirect=True)
 def test_sparkpost_totals_that_do_not_say_who_was_taken_leave_the_rows_unknown(
     provider, day_batch, sending
 ):
-    if provider.name != "sparkpost":
-        pytest.skip("SparkPost's answer")
     for i in range(3):
         SubscriberFactory(email=f"reader{i}@example.org", topics=[day_batch.topics["robotics"]])
     provider.state.rejected_in_totals = 1  # "2 accepted, 1 rejected", naming nobody
