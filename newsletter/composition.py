@@ -282,6 +282,23 @@ def merge_field_names(text: str) -> set[str]:
     return {name for name in parts[2::3] if name}
 
 
+LIST_UNSUBSCRIBE = "List-Unsubscribe"
+
+
+def list_unsubscribe_is_merged(message: EmailMessage, merge_headers: dict) -> bool:
+    """Whether every recipient's own headers are only ``List-Unsubscribe`` and it is exactly
+    ``<their unsubscribe_url>``: a provider that fills merge fields in headers (Mailgun,
+    SparkPost) can then be sent one header for the call, written with that field, instead of
+    each recipient's URL a second time."""
+    merge_data = getattr(message, "merge_data", None) or {}
+    return bool(merge_headers) and all(
+        set(headers) == {LIST_UNSUBSCRIBE}
+        and UNSUBSCRIBE_URL in merge_data.get(address, {})
+        and headers[LIST_UNSUBSCRIBE] == f"<{merge_data[address][UNSUBSCRIBE_URL]}>"
+        for address, headers in merge_headers.items()
+    )
+
+
 def _anymail_attr(message: EmailMessage, name: str):
     value = getattr(message, name, None)
     return None if value is UNSET else value

@@ -24,23 +24,14 @@ from __future__ import annotations
 from anymail.backends.mailgun import EmailBackend as AnymailMailgunBackend
 from anymail.backends.mailgun import MailgunPayload
 
-from newsletter.composition import UNSUBSCRIBE_URL
+from newsletter.composition import LIST_UNSUBSCRIBE, UNSUBSCRIBE_URL, list_unsubscribe_is_merged
 from newsletter.refusals import RefusalSplittingMixin
-
-LIST_UNSUBSCRIBE = "List-Unsubscribe"
 
 
 class MailgunLeanPayload(MailgunPayload):
     def set_merge_headers(self, merge_headers):
         self.merge_headers = merge_headers
-        merge_data = getattr(self.message, "merge_data", None) or {}
-        shared = bool(merge_headers) and all(
-            set(headers) == {LIST_UNSUBSCRIBE}
-            and UNSUBSCRIBE_URL in merge_data.get(address, {})
-            and headers[LIST_UNSUBSCRIBE] == f"<{merge_data[address][UNSUBSCRIBE_URL]}>"
-            for address, headers in merge_headers.items()
-        )
-        if shared:
+        if list_unsubscribe_is_merged(self.message, merge_headers):
             # Filled by Mailgun from the recipient's own unsubscribe_url value.
             self.merge_headers = {}
             self.data[f"h:{LIST_UNSUBSCRIBE}"] = f"<%recipient.{UNSUBSCRIBE_URL}%>"

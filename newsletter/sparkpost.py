@@ -27,22 +27,13 @@ from __future__ import annotations
 from anymail.backends.sparkpost import EmailBackend as AnymailSparkPostBackend
 from anymail.backends.sparkpost import SparkPostPayload
 
-from newsletter.composition import UNSUBSCRIBE_URL
+from newsletter.composition import LIST_UNSUBSCRIBE, UNSUBSCRIBE_URL, list_unsubscribe_is_merged
 from newsletter.refusals import RefusalSplittingMixin
-
-LIST_UNSUBSCRIBE = "List-Unsubscribe"
 
 
 class SparkPostLeanPayload(SparkPostPayload):
     def set_merge_headers(self, merge_headers):
-        merge_data = getattr(self.message, "merge_data", None) or {}
-        shared = bool(merge_headers) and all(
-            set(headers) == {LIST_UNSUBSCRIBE}
-            and UNSUBSCRIBE_URL in merge_data.get(address, {})
-            and headers[LIST_UNSUBSCRIBE] == f"<{merge_data[address][UNSUBSCRIBE_URL]}>"
-            for address, headers in merge_headers.items()
-        )
-        if not shared:
+        if not list_unsubscribe_is_merged(self.message, merge_headers):
             return super().set_merge_headers(merge_headers)
         headers = self.data["content"].setdefault("headers", {})
         headers[LIST_UNSUBSCRIBE] = "<{{" + UNSUBSCRIBE_URL + "}}>"
