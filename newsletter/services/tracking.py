@@ -44,6 +44,9 @@ TIMESTAMP_FIELD_FOR_EVENT = {
     "rejected": "bounced_at",
     "complained": "complained_at",
 }
+# Anymail event types that say the provider took the message: an `unknown` row (a call whose
+# answer never came, SparkPost's mixed totals) is then known to be sent.
+TAKEN_EVENTS = {"queued", "delivered", "deferred", "opened", "clicked"}
 # Anymail event types that say the provider takes mail for the address again.
 REACTIVATING_EVENTS = {"subscribed"}
 MESSAGE_ID_MAX = TrackingEvent._meta.get_field("provider_message_id").max_length
@@ -339,6 +342,13 @@ def _delivery_update(delivery: Delivery, event, *, suppressed: bool) -> None:
         changes["status"] = Delivery.Status.BOUNCED
     if changes:
         Delivery.objects.filter(pk=delivery.pk).update(**changes)
+    if event.event_type in TAKEN_EVENTS:
+        # Settled only from unknown (the condition in the UPDATE: a row the sweeper or another
+        # event settled meanwhile keeps what it got); the id is the provider's own.
+        settled = {"status": Delivery.Status.SENT, "last_error": ""}
+        if event.message_id and not delivery.provider_message_id:
+            settled["provider_message_id"] = event.message_id[:MESSAGE_ID_MAX]
+        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.UNKNOWN).update(**settled)
 
 
 def tracking_event_record(*, event, esp: str = "") -> bool:

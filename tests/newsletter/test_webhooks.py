@@ -164,3 +164,47 @@ def test_it_rejects_calls_without_the_right_credentials(client, sent_delivery, h
     response = post(client, bounce(sent_delivery), **headers)
     assert response.status_code in {400, 401, 403}
     assert not TrackingEvent.objects.exists() and not Suppression.objects.exists()
+
+
+def delivered_event(delivery) -> dict:
+    return {
+        "RecordType": "Delivery",
+        "ServerID": 23,
+        "MessageStream": "outbound",
+        "MessageID": "5d2b8f1e-0c4a-4b7e-9a51-1f0e6c2a9d33",
+        "Recipient": "reader@example.org",
+        "Tag": "daily-digest",
+        "DeliveredAt": "2026-03-10T13:05:54Z",
+        "Details": "smtp;250 2.0.0 OK",
+        "Metadata": {"delivery": str(delivery.pk)},
+    }
+
+
+def test_a_delivery_event_settles_an_unknown_row_as_sent(client, sent_delivery):
+    # A call whose answer never came (a worker died waiting): possibly sent, not re-sent. The
+    # provider's own delivery event then says it was taken.
+    Delivery.objects.filter(pk=sent_delivery.pk).update(
+        status=Delivery.Status.UNKNOWN, provider_message_id="", last_error="no answer"
+    )
+
+    assert post(client, delivered_event(sent_delivery), **auth()).status_code == 200
+
+    sent_delivery.refresh_from_db()
+    assert sent_delivery.status == Delivery.Status.SENT
+    assert sent_delivery.provider_message_id == "5d2b8f1e-0c4a-4b7e-9a51-1f0e6c2a9d33"
+    assert sent_delivery.last_error == "" and sent_delivery.delivered_at is not None
+
+
+def test_a_delivery_event_leaves_a_settled_row_as_it_is(client, sent_delivery):
+    Delivery.objects.filter(pk=sent_delivery.pk).update(
+        status=Delivery.Status.BOUNCED, last_error="hard bounce"
+    )
+
+    assert post(client, delivered_event(sent_delivery), **auth()).status_code == 200
+
+    sent_delivery.refresh_from_db()
+    assert (sent_delivery.status, sent_delivery.last_error) == (
+        Delivery.Status.BOUNCED,
+        "hard bounce",
+    )
+    assert sent_delivery.provider_message_id == "883953f4-6105-42a2-a16a-77a8eac79483"
