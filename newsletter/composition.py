@@ -210,6 +210,15 @@ def _merge_parts(
     return tuple(parts)
 
 
+def _parts_read(text: str) -> tuple[str, ...]:
+    """The parts of a body or subject as the configured provider reads it: those a MergeBody
+    carries, else found by scanning it (cached)."""
+    current = provider()
+    return getattr(text, "merge_parts", None) or _merge_parts(
+        str(text), current.merge_field_format, current.literals
+    )
+
+
 def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) -> str:
     """What a recipient reads of a body or subject: the provider's merge fields
     (``{{name}}``) replaced with their values (escaped for HTML bodies), literal template
@@ -217,10 +226,7 @@ def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) ->
 
     Unknown fields are left as they are, as a provider would.
     """
-    current = provider()
-    parts = getattr(text, "merge_parts", None) or _merge_parts(
-        str(text), current.merge_field_format, current.literals
-    )
+    parts = _parts_read(text)
     if len(parts) == 1:
         return parts[0]
     # Each value escaped once, not at each of its slots (a digest has 22 slots, 3 values).
@@ -275,11 +281,7 @@ def recipient_merge_data(message: EmailMessage, address: str) -> dict:
 
 def merge_field_names(text: str) -> set[str]:
     """The names of the merge fields written in ``text``."""
-    current = provider()
-    parts = getattr(text, "merge_parts", None) or _merge_parts(
-        str(text), current.merge_field_format, current.literals
-    )
-    return {name for name in parts[2::3] if name}
+    return {name for name in _parts_read(text)[2::3] if name}
 
 
 LIST_UNSUBSCRIBE = "List-Unsubscribe"

@@ -36,6 +36,7 @@ from django.utils import timezone
 from newsletter import providers
 from newsletter.composition import (
     FEEDBACK_URL,
+    LIST_UNSUBSCRIBE,
     PREFERENCES_URL,
     SCHEDULE,
     UNSUBSCRIBE_URL,
@@ -333,7 +334,7 @@ def digest_message(
             VIEW_TOKEN: key_links.view_token(delivery.subscriber),
             SCHEDULE: _schedule_words(delivery.subscriber),
         }
-        message.merge_headers[address] = {"List-Unsubscribe": f"<{unsubscribe}>"}
+        message.merge_headers[address] = {LIST_UNSUBSCRIBE: f"<{unsubscribe}>"}
         message.merge_metadata[address] = {"delivery": str(delivery.pk)}
     return message
 
