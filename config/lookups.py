@@ -2,8 +2,8 @@
 
 ``field__in=[...]`` writes one placeholder per value. For the due tick's chunks of 2,000
 readers, several such queries a chunk, building and converting those statements cost more
-CPU than PostgreSQL took to run them (9 ms against 2 ms for one query of 2,000 ids, measured
-in the tick's profile), and each reader's cost of the tick grew with it. On PostgreSQL this
+CPU than PostgreSQL took to run them (7.6 ms of CPU against 3.2 ms for one query of 2,000 ids,
+bench/results/tick-queries.md), and each reader's cost of the tick grew with it. On PostgreSQL this
 lookup writes ``field = ANY(%s::type[])`` with the whole list as one array, which the planner
 reads as an index condition just like ``IN``. Other databases get the ordinary ``IN``.
 """

@@ -23,8 +23,9 @@ def subscribers_mailable() -> QuerySet[Subscriber]:
 
     NOT EXISTS rather than NOT IN: PostgreSQL runs NOT IN (subquery) as a subplan that hashes
     the whole suppression list for every query or, once that list outgrows work_mem, reads it
-    again for every reader (measured: 61 s for a due tick's chunk of 2,000 readers against
-    200,000 suppressions). NOT EXISTS is an anti-join probing the list's unique index: 38 ms.
+    again for every reader (16.3 s for a due tick's chunk of 2,000 readers against 200,000
+    suppressions, bench/results/tick-queries.md). NOT EXISTS is an anti-join probing the list's
+    unique index: about 140 ms.
     """
     return Subscriber.objects.filter(mailable_condition(), status=Subscriber.Status.ACTIVE)
 
