@@ -162,17 +162,22 @@ def test_each_call_is_admitted_when_it_goes_out_not_before_its_payload_is_built(
     day_batch, settings, redis_url
 ):
     """Through the real Postmark batch backend and the fake Postmark over HTTP: every call
-    reaches the provider within the window's guard of its admission, so the provider counts
-    what the limiter counted, however long the call took to build. Building is made slow here
-    as on a loaded machine (100 ms in Anymail's pre_send signal, which runs before the
-    payload is built); a turn taken before building would arrive 100 ms after it."""
+    reaches the provider right after its admission, so the provider counts what the limiter
+    counted, however long the call took to build. Building is made slow here as on a loaded
+    machine (200 ms in Anymail's pre_send signal, which runs before the payload is built); a
+    turn taken before building would arrive at least that long after it.
+    The bound below is half the build time, not the window's guard: the guard is sized for a
+    quiet machine, and a loaded CI machine adds tens of milliseconds between admission and
+    arrival that say nothing about the order of turn and build."""
     require_postgres()
     from anymail.signals import pre_send
 
     from devtools.fakes.postmark import TOKEN, FakePostmark
 
+    build_seconds = 0.2
+
     def slow_build(sender, message, esp_name, **kwargs):
-        time.sleep(0.1)
+        time.sleep(build_seconds)
 
     pre_send.connect(slow_build, dispatch_uid="test-slow-build")
 
@@ -205,7 +210,7 @@ def test_each_call_is_admitted_when_it_goes_out_not_before_its_payload_is_built(
     admitted = admissions(gate)
     assert [n for _, n in admitted] == [50, 50, 50]
     for (when, _), (arrived, _) in zip(admitted, arrivals, strict=True):
-        assert 0 <= arrived - when < rate.WINDOW_GUARD_SECONDS, (admitted, arrivals)
+        assert 0 <= arrived - when < build_seconds / 2, (admitted, arrivals)
     assert fake.state.peak_per_second() == 50
 
 
