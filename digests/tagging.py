@@ -63,6 +63,9 @@ MAX_TAGS = 3
 # but never on this alone.
 SOFT_AFFINITY = 0.3
 PHRASES_COUNTED = 3  # distinct phrases of a topic in the abstract, counted up to this
+# Papers' phrase features a topic model remembers (a week's batches are a few hundred papers;
+# each entry holds a reference to its title and abstract, about 2 KB).
+TEXTS_REMEMBERED = 2_000
 
 
 def _strings(value) -> list[str]:
@@ -138,6 +141,7 @@ class TopicModel:
             else np.zeros((0, descriptions.shape[1]), np.float32)
         )
         self.phrase_owner = np.array(owner, dtype=np.int64)
+        self._phrases_by_text: dict[tuple, np.ndarray] = {}
 
     @classmethod
     def build(cls, topics: Iterable[Topic] | None = None) -> TopicModel:
@@ -181,20 +185,36 @@ class TopicModel:
             closeness = self.closeness(vectors)
         out[:, :, 0:2] = closeness - closeness.max(axis=1, keepdims=True)
         for row, (title, abstract, keywords) in enumerate(texts):
-            # Upstream's keywords are drawn from the abstract (a dozen a paper): they are
-            # evidence of the abstract's kind, not of the title's.
-            body = f"{abstract} ; {' ; '.join(keywords)}"
-            for column, matcher in enumerate(self.matchers):
-                if matcher is None:
-                    continue
-                found = len(matcher.found_in(body))
-                if matcher.combined.search(title):
-                    out[row, column, 2] = 1.0
-                elif found:
-                    out[row, column, 3] = 1.0
-                # A subject the abstract names in several ways is central, not a mention.
-                out[row, column, 4] = min(found, PHRASES_COUNTED) / PHRASES_COUNTED
+            out[row, :, 2:5] = self._phrase_features(title, abstract, tuple(keywords))
         return out
+
+    def _phrase_features(self, title: str, abstract: str, keywords: tuple[str, ...]) -> np.ndarray:
+        """(T, 3): the phrase features of one paper's text, remembered by the text. Matching is
+        most of what scoring a day costs, and the due tick scores the same day's papers every
+        few minutes; the model itself is rebuilt when the topics' text changes
+        (newsletter.services.planning), and its memory of texts with it."""
+        key = (title, abstract, keywords)
+        found = self._phrases_by_text.get(key)
+        if found is not None:
+            return found
+        found = np.zeros((len(self.topics), 3), dtype=np.float32)
+        # Upstream's keywords are drawn from the abstract (a dozen a paper): they are
+        # evidence of the abstract's kind, not of the title's.
+        body = f"{abstract} ; {' ; '.join(keywords)}"
+        for column, matcher in enumerate(self.matchers):
+            if matcher is None:
+                continue
+            named = len(matcher.found_in(body))
+            if matcher.combined.search(title):
+                found[column, 0] = 1.0
+            elif named:
+                found[column, 1] = 1.0
+            # A subject the abstract names in several ways is central, not a mention.
+            found[column, 2] = min(named, PHRASES_COUNTED) / PHRASES_COUNTED
+        if len(self._phrases_by_text) >= TEXTS_REMEMBERED:
+            self._phrases_by_text.clear()
+        self._phrases_by_text[key] = found
+        return found
 
     def score(self, vectors: np.ndarray, texts: Sequence[tuple[str, str, Sequence[str]]]) -> Scored:
         closeness = self.closeness(vectors)

@@ -212,3 +212,28 @@ def test_a_reader_who_paused_until_a_date_gets_nothing_before_it_and_the_digest_
     with time_machine.travel(dt.datetime(2026, 3, 11, 13, tzinfo=dt.UTC), tick=False):
         issue = issue_create(batch=on_the_day)
     assert Delivery.objects.filter(issue=issue, subscriber=paused).exists()
+
+
+def test_a_phrase_an_editor_adds_counts_in_the_next_plan(day_batch):
+    """The planner keeps its topic model, and what the model matched in each paper, between
+    plans (the due tick plans the same day every few minutes); a phrase an editor adds to a
+    topic must count from the next plan on, not from the next process."""
+    from newsletter.services.planning import batch_day
+
+    paper = day_batch.papers["v1"]  # tagged Vision only
+    paper.title = "Seeing zebra crossings"
+    paper.abstract = "Zebra crossings, seen from a moving car, in a new dataset."
+    paper.save()
+    robotics = day_batch.topics["robotics"]
+
+    def robotics_affinity() -> float:
+        day = batch_day(day_batch.batch)
+        row = list(day.paper_ids).index(paper.pk)
+        return float(day.affinity[row, day.topic_ids.index(robotics.pk)])
+
+    before = robotics_affinity()
+    assert robotics_affinity() == before  # the remembered match gives the same answer
+    robotics.phrases = [*(robotics.phrases or []), "zebra crossing"]
+    robotics.save()
+
+    assert robotics_affinity() > before
