@@ -33,7 +33,6 @@ keeps the call's other parameters, so Anymail's payload code runs once per conte
 from __future__ import annotations
 
 import copy
-import html
 import quopri
 import re
 import secrets
@@ -48,7 +47,12 @@ from django.conf import settings
 from django.core.mail.message import EmailMessage
 from django.core.mail.utils import DNS_NAME
 
-from newsletter.composition import addr_spec, merge_field_names, recipient_merge_data
+from newsletter.composition import (
+    addr_spec,
+    html_value,
+    merge_field_names,
+    recipient_merge_data,
+)
 
 # A backend's normal build of a copy: the message it serialized, its bytes, the line separator,
 # and what else the backend keeps of the probe for its copies (``Filled.extra``).
@@ -302,7 +306,7 @@ class _Template:
         if values is None:
             return None
         body = {s: values[s] for s in self.fields.values()}
-        escaped = {s: html.escape(v) for s, v in body.items()}
+        escaped = {s: html_value(v) for s, v in body.items()}
         if not self._lines_hold(body, escaped):
             return None
         body_bytes = {s: v.encode() for s, v in body.items()}
