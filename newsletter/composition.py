@@ -310,7 +310,19 @@ def reads_as_meant(text: str, *, html: bool) -> bool:
         return True
     # A plain string (a subject) holds no fields: it is meant as its literal text.
     meant = getattr(text, "merge_parts", None) or (_literal_unescape(text, current.literals),)
-    return handlebars_parts(str(text), raw_fields=not html) == meant
+    return handlebars_parts(str(text), raw_fields=not html) == _without_joints(meant)
+
+
+def _without_joints(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """Parts with the joints of merge_join taken out: the literals either side joined."""
+    joined = [parts[0]]
+    rest = iter(parts[1:])
+    for written, name, literal in zip(rest, rest, rest, strict=True):
+        if (written, name) == _JOINT:
+            joined[-1] += literal
+        else:
+            joined += [written, name, literal]
+    return tuple(joined)
 
 
 def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) -> str:

@@ -50,6 +50,10 @@ class Provider:
     # cannot, each recipient gets a copy with the fields filled in, one call per copy
     # (newsletter/services/single_sends.py), over one reused connection.
     merges: bool = True
+    # Where a merging call cannot carry every message exactly (SES's inline templates take
+    # only simple substitution): the dotted path of a function saying whether it carries one;
+    # the messages it does not are sent as filled copies, one call each.
+    carries: str = ""
     # True where one chunk goes in one HTTP call (our Postmark backend shares /email/batch
     # calls, our Resend backend posts a claim's filled copies to /emails/batch); otherwise one
     # call per message. The send rate paces each call, as many emails as it carries.
@@ -135,6 +139,7 @@ PROVIDERS = {
         html_escape=handlebars_escape,
         literals=HANDLEBARS_LITERALS,
         field_escape="\\",
+        carries="newsletter.amazon_ses.bulk_carries",
     ),
     # One copy per recipient (merge fields filled here): Resend only merges into its own
     # stored templates. The batch limit is then only how many rows one claim holds. None of

@@ -12,6 +12,8 @@ row alone. The copies are sent one per call, except through Resend, whose backen
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from anymail.message import AnymailMessage
 from anymail.utils import UNSET
 
@@ -43,11 +45,19 @@ def _copies(message: AnymailMessage) -> list[tuple[str, AnymailMessage]]:
 
 
 def chunk_single(
-    groups: list[list[Delivery]], messages: list[AnymailMessage]
+    groups: list[list[Delivery]],
+    messages: list[AnymailMessage],
+    *,
+    keep: Callable[[AnymailMessage], bool] | None = None,
 ) -> tuple[list[list[Delivery]], list[AnymailMessage]]:
-    """The chunk's (groups, messages) as one single-row group and one copy per recipient."""
+    """The chunk's (groups, messages) as one single-row group and one copy per recipient;
+    with `keep`, the messages it says the provider's merging call carries stay as they are."""
     single_groups, single_messages = [], []
     for group, message in zip(groups, messages, strict=True):
+        if keep is not None and keep(message):
+            single_groups.append(group)
+            single_messages.append(message)
+            continue
         by_address = {d.subscriber.email.lower(): d for d in group}
         for address, one in message_single(message):
             single_groups.append([by_address[address.lower()]])

@@ -1,8 +1,9 @@
-"""ANYMAIL_ESP=sparkpost, brevo and mailjet: Paperboy's backends for them (Anymail's,
-newsletter/{sparkpost,brevo,mailjet}.py) over HTTP against devtools/fakes/{sparkpost,brevo,
-mailjet}.py.
+"""ANYMAIL_ESP=sparkpost, brevo, mailjet and amazon_ses: Paperboy's backends for them
+(Anymail's, newsletter/{sparkpost,brevo,mailjet,amazon_ses}.py) over HTTP against
+devtools/fakes/{sparkpost,brevo,mailjet,amazon_ses}.py.
 
-All three merge on their side: one call carries a content's body once and each reader's links
+All four merge on their side (SES through SendBulkEmail with an inline Handlebars
+template): one call carries a content's body once and each reader's links
 beside it, and each runs its template language over subject and bodies. The fakes render each
 reader's copy with that language (devtools/fakes/templating.py) and refuse what it cannot
 render, so every copy must be exactly what the preview shows that reader, even for a paper
@@ -20,7 +21,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from devtools.fakes import brevo, mailjet, sparkpost
+from devtools.fakes import amazon_ses, brevo, mailjet, sparkpost
 from digests.models import Paper
 from newsletter.models import Delivery, Issue
 from newsletter.services.previews import digest_preview
@@ -33,6 +34,7 @@ from newsletter.services.sending import (
 )
 from subscriptions.links import unsubscribe_url
 from tests.factories import SubscriberFactory
+from tests.newsletter.conftest import ses_configure
 from tests.newsletter.hooks import configure, post
 
 pytestmark = pytest.mark.django_db
@@ -64,6 +66,8 @@ class Provider:
         return self.state.messages
 
     def to(self, copy: dict) -> str:
+        if self.name == "amazon_ses":
+            return copy["to"][0]
         if self.name == "sparkpost":
             return copy["recipients"][0]["address"]["email"]
         return copy["to"][0]["email"] if self.name == "brevo" else copy["To"][0]["Email"]
@@ -71,6 +75,7 @@ class Provider:
     # Where each provider's copy keeps its parts: SparkPost's in its content, Brevo's and
     # Mailjet's at the top, under their own names.
     PARTS = {
+        "amazon_ses": {"html": "html", "text": "text", "subject": "subject"},
         "brevo": {"html": "htmlContent", "text": "textContent", "subject": "subject"},
         "mailjet": {"html": "HTMLPart", "text": "TextPart", "subject": "Subject"},
     }
@@ -92,13 +97,15 @@ class Provider:
     def header(self, copy: dict, name: str) -> str:
         if self.name == "sparkpost":
             return copy["content"]["headers"][name]
-        return copy["headers" if self.name == "brevo" else "Headers"][name]
+        return copy["Headers" if self.name == "mailjet" else "headers"][name]
 
     def metadata(self, copy: dict) -> dict:
         if self.name == "sparkpost":
             return copy["metadata"]
         if self.name == "brevo":
             return json.loads(copy["headers"]["X-Mailin-custom"])
+        if self.name == "amazon_ses":
+            return json.loads(copy["headers"]["X-Metadata"])
         return json.loads(copy["EventPayload"])
 
     def calls(self) -> int:
@@ -109,6 +116,7 @@ class Provider:
 
 
 FAKES = {
+    "amazon_ses": amazon_ses.FakeAmazonSes,
     "sparkpost": sparkpost.FakeSparkPost,
     "brevo": brevo.FakeBrevo,
     "mailjet": mailjet.FakeMailjet,
@@ -135,9 +143,13 @@ def provider_settings(name: str, fake) -> dict:
 
 
 @pytest.fixture(params=sorted(FAKES))
-def provider(request, settings):
+def provider(request, settings, monkeypatch):
     name = request.param
     with FAKES[name]() as fake:
+        if name == "amazon_ses":
+            ses_configure(settings, monkeypatch, fake)
+            yield Provider(name, fake)
+            return
         settings.ANYMAIL_ESP = name
         settings.EMAIL_BACKEND = BACKENDS[name]
         settings.ANYMAIL = {**settings.ANYMAIL, **provider_settings(name, fake)}
@@ -212,11 +224,17 @@ def test_the_fakes_refuse_template_syntax_their_provider_cannot_render(provider)
     from devtools.fakes.templating import (
         TemplateError,
         render_brevo,
+        render_handlebars,
         render_mailjet,
         render_sparkpost,
     )
 
-    render = {"sparkpost": render_sparkpost, "brevo": render_brevo, "mailjet": render_mailjet}
+    render = {
+        "sparkpost": render_sparkpost,
+        "brevo": render_brevo,
+        "mailjet": render_mailjet,
+        "amazon_ses": lambda text, values, html_body: render_handlebars(text, values),
+    }
     with pytest.raises(TemplateError):
         render[provider.name](TRICKY_ABSTRACT, {}, html_body=False)
 
@@ -245,6 +263,8 @@ def test_a_call_refused_as_a_whole_fails_its_rows(provider, day_batch, sending):
     SubscriberFactory(topics=[day_batch.topics["agents"]])
     if provider.name == "mailjet":
         provider.state.credentials = ("another", "key")
+    elif provider.name == "amazon_ses":
+        provider.state.access_key_id = "AKIAANOTHERKEY000000"
     else:
         provider.state.api_key = "another-key"
     issue = sending()
@@ -258,6 +278,8 @@ def test_an_unanswered_send_is_marked_unknown_never_resent(provider, day_batch, 
     SubscriberFactory(email="first@example.org", topics=[day_batch.topics["agents"]])
     SubscriberFactory(email="second@example.org", topics=[day_batch.topics["agents"]])
     settings.ANYMAIL = {**settings.ANYMAIL, "REQUESTS_TIMEOUT": 0.3}
+    if provider.name == "amazon_ses":
+        settings.ANYMAIL_TIMEOUT_SECONDS = 0.3  # boto3's read timeout
     provider.fake.counters.answer_delay = 1.0  # taken; the answer comes after our timeout
     issue = sending()
 
