@@ -408,3 +408,103 @@ def test_sparkpost_totals_that_do_not_say_who_was_taken_leave_the_rows_unknown(
     # Possibly sent, every one: never failed, which "Retry failed" would send again.
     assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.UNKNOWN}
     assert deliveries_retry(deliveries=Delivery.objects.all()) == 0
+
+
+# --- Amazon SES: each destination's own answer, the call's limit, what bulk cannot carry --------
+
+
+@pytest.mark.parametrize("provider", ["amazon_ses"], indirect=True)
+def test_ses_refuses_one_destination_alone_and_sends_the_others(provider, day_batch, sending):
+    robotics = day_batch.topics["robotics"]
+    SubscriberFactory(email="kept@example.org", topics=[robotics])
+    SubscriberFactory(email="gone@example.org", topics=[robotics])
+    provider.state.rejected.add("gone@example.org")
+    issue = sending()
+
+    # SES answers each destination in the answer (MESSAGE_REJECTED): an answer per reader.
+    assert deliveries_send_chunk(issue_id=issue.pk) == 2
+    assert provider.calls() == 1 and provider.state.bulk_calls == 1
+    gone = Delivery.objects.get(subscriber__email="gone@example.org")
+    assert gone.status == Delivery.Status.FAILED and "MESSAGE_REJECTED" in gone.last_error
+    assert provider.state.recipients() == ["kept@example.org"]
+    assert Delivery.objects.get(subscriber__email="kept@example.org").status == "sent"
+    assert provider.state.rendering_failures == 0
+
+
+@pytest.mark.parametrize("provider", ["amazon_ses"], indirect=True)
+def test_ses_throttled_destination_is_retried_with_the_claim_exactly_once(
+    provider, day_batch, sending
+):
+    robotics = day_batch.topics["robotics"]
+    SubscriberFactory(email="first@example.org", topics=[robotics])
+    SubscriberFactory(email="later@example.org", topics=[robotics])
+    provider.state.throttled.add("later@example.org")  # ACCOUNT_THROTTLED once
+    issue = sending()
+
+    with pytest.raises(TransientSendError) as raised:
+        deliveries_send_chunk(issue_id=issue.pk)
+    later = Delivery.objects.get(subscriber__email="later@example.org")
+    assert (later.status, later.claim, later.handed_at) == ("sending", raised.value.claim, None)
+    assert Delivery.objects.get(subscriber__email="first@example.org").status == "sent"
+    assert provider.state.recipients() == ["first@example.org"]
+
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 1
+    assert sorted(provider.state.recipients()) == ["first@example.org", "later@example.org"]
+    assert provider.fake.counters.stats()["duplicates"] == 0
+    assert provider.state.bulk_calls == 2
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+@pytest.mark.parametrize("provider", ["amazon_ses"], indirect=True)
+def test_ses_gets_at_most_50_destinations_a_call(provider, day_batch, sending, settings):
+    settings.DIGEST_BATCH_SIZE = 0
+    robotics = day_batch.topics["robotics"]
+    for i in range(51):
+        SubscriberFactory(email=f"reader{i}@example.org", topics=[robotics])
+    issue = sending()
+
+    # Claims of 50 (SES's limit a call): 51 readers of one content in two calls.
+    assert deliveries_send_chunk(issue_id=issue.pk) == 50
+    assert deliveries_send_chunk(issue_id=issue.pk) == 1
+    entries = sorted(len(m["params"]["BulkEmailEntries"]) for m in provider.state.messages)
+    assert provider.state.bulk_calls == 2 and entries == [1] + [50] * 50
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_the_ses_fake_refuses_a_call_of_more_than_50_destinations():
+    from devtools.fakes.amazon_ses import _bulk_request
+
+    entry = {"Destination": {"ToAddresses": ["a@example.org"]}}
+    template = {"Template": {"TemplateContent": {"Subject": "s", "Text": "t"}}}
+    params = {"FromEmailAddress": "f@example.org", "DefaultContent": template}
+    assert len(_bulk_request({**params, "BulkEmailEntries": [entry] * 50})[1]) == 50
+    with pytest.raises(ValueError, match="at most 50"):
+        _bulk_request({**params, "BulkEmailEntries": [entry] * 51})
+    with pytest.raises(ValueError, match="unsupported operations"):
+        bad = {"Template": {"TemplateContent": {"Text": "{{#if a}}x{{/if}}"}}}
+        _bulk_request({**params, "DefaultContent": bad, "BulkEmailEntries": [entry]})
+
+
+@pytest.mark.parametrize("provider", ["amazon_ses"], indirect=True)
+def test_ses_sends_a_content_handlebars_cannot_write_as_filled_copies(provider, day_batch, sending):
+    # "\{{" (LaTeX's literal brace before a group): no simple substitution prints it.
+    title = r"Sets \{{x}} of braces"
+    paper = day_batch.papers["r1"]
+    Paper.objects.filter(pk=paper.pk).update(title=title, ai_summary="")
+    readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(2)]
+    with time_machine.travel(timezone.now(), tick=False):
+        issue = sending()
+
+        assert deliveries_send_chunk(issue_id=issue.pk) == 2
+
+        # One SendEmail of raw MIME per reader, none through bulk.
+        assert provider.state.bulk_calls == 0 and provider.calls() == 2
+        by_to = {provider.to(c): c for c in provider.copies()}
+        for reader in readers:
+            copy = by_to[reader.email]
+            preview = digest_preview(batch=day_batch.batch, subscriber=reader)
+            assert provider.html(copy).strip() == preview.html.strip()
+            assert provider.text(copy).strip() == preview.text.strip()
+            assert title in provider.subject(copy) and title in provider.text(copy)
+            assert provider.header(copy, "List-Unsubscribe") == f"<{unsubscribe_url(reader)}>"
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
