@@ -225,7 +225,8 @@ def _merge_parts(
     fields then happens once per body instead of once per recipient.
     """
     if field_escape:
-        read = handlebars_parts(text, raw_fields=field_format.startswith("{{{{{{"))
+        # The text body's and subject's fields are the unescaped "{{{name}}}".
+        read = handlebars_parts(text, raw_fields=field_format.format("").startswith("{{{"))
         if read is not None:
             return read
         # Not simple substitution (a backslash before an escaped "{{" that SES would read
