@@ -1,6 +1,7 @@
 """The MIME bytes of one content's copies, built once and filled in for each reader.
 
-SMTP and Amazon SES take a whole MIME message per reader (``Provider.merges`` false). Built
+SMTP takes a whole MIME message per reader (``Provider.merges`` false), and so does Amazon SES
+for a content its SendBulkEmail call cannot carry (newsletter/amazon_ses.py). Built
 from scratch by Python's ``email`` package (Django's ``message()``, header folding, the
 generator, and for SES quoted-printable bodies), a copy of a 38 KB digest cost about 2 ms,
 most of a send's CPU. Yet the copies of one content differ in few places: the To header,
@@ -14,7 +15,8 @@ unique sentinel string for each of a reader's values, and its bytes are kept in 
   value the normal build would have stored, by the very policy call the generator makes;
 - each body line holding a merge field is filled and encoded again for each copy (7bit/8bit:
   as it is; quoted-printable: by the same encoder, which encodes line by line), with values
-  html-escaped in html parts as ``merge_fields_apply`` does; every other byte is the probe's.
+  html-escaped in html parts as ``merge_fields_apply`` does (``html_value``); every other
+  byte is the probe's.
 
 The pieces are exact for a copy only while every choice the ``email`` package made for the
 probe holds for the copy too. Where one might not, ``copy_filled`` returns None and the

@@ -2,12 +2,14 @@
 
 The digest is built as one message per distinct content with Anymail ``merge_data`` (each
 recipient's links). Postmark (through newsletter/backends.py), Mailgun, SendGrid, SparkPost,
-Brevo and Mailjet fill those in on their side. Where a provider cannot (``Provider.merges``
-false), each recipient gets a copy with its fields filled in here, exactly as the outbox and the
-preview fill them, and its per-recipient headers and metadata made the copy's own; the send code
-then sees one group of one row per copy, so a refused, failed or unanswered copy concerns that
-row alone. The copies are sent one per call, except through Resend, whose backend
-(newsletter/resend.py) posts a claim's copies in one /emails/batch call.
+Brevo, Mailjet and Amazon SES fill those in on their side. Where a provider cannot
+(``Provider.merges`` false), or its merging call cannot carry a message exactly
+(``Provider.carries``: an SES content Handlebars cannot write), each recipient gets a copy
+with its fields filled in here, exactly as the outbox and the preview fill them, and its
+per-recipient headers and metadata made the copy's own; the send code then sees one group of
+one row per copy, so a refused, failed or unanswered copy concerns that row alone. The
+copies are sent one per call, except through Resend, whose backend (newsletter/resend.py)
+posts a claim's copies in one /emails/batch call.
 """
 
 from __future__ import annotations
