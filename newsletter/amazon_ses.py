@@ -17,18 +17,35 @@ connection failures read for what they say about the message.
   the send code retries; a call that broke or timed out after the request went out may have been
   taken, reported as a status-less requests error, which the send code marks "unknown" and never
   re-sends blindly (newsletter/services/sending.py, ``send_outcome``).
+- **A content's readers in one SendBulkEmail call** (up to 50, SES's limit): the subject and
+  bodies once, as an inline Handlebars template (``DefaultContent.Template.TemplateContent``;
+  the fields spelled by newsletter/composition.py), the headers all readers share once
+  (``Template.Headers``), and per destination its values (``ReplacementTemplateData``) and
+  its own ``List-Unsubscribe`` and ``X-Metadata`` (the delivery id; ``ReplacementHeaders``,
+  which take precedence over the template's). Each destination's answer
+  (``BulkEmailEntryResults``, in the order sent) is that reader's: ``SUCCESS`` sent with its
+  MessageId, a throttling or temporary status given back for the claim's retry
+  (``DeferredStatus``), any other refused alone with SES's reason. A message bulk cannot
+  carry exactly (``bulk_carries``: attachments, a body Handlebars would read otherwise,
+  headers SES would refuse) goes as filled copies, one SendEmail of raw MIME each, as before.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
+import re
 import threading
 
 import boto3
-from anymail.backends.amazon_ses import AmazonSESV2SendEmailPayload
+from anymail.backends.amazon_ses import (
+    AmazonSESV2SendBulkEmailPayload,
+    AmazonSESV2SendEmailPayload,
+)
 from anymail.backends.amazon_ses import EmailBackend as AnymailSesBackend
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
+from anymail.message import AnymailRecipientStatus
 from anymail.utils import UNSET, EmailAddress
 from botocore.client import Config
 from botocore.exceptions import (
@@ -43,6 +60,7 @@ from botocore.exceptions import (
 from django.conf import settings
 
 from newsletter import mime_copies
+from newsletter.composition import reads_as_meant, recipient_merge_data
 
 NOT_TAKEN = 503  # how a certainly-not-taken call is reported, as the HTTP providers' 503
 # Failures before any byte of the request reached SES.
@@ -59,7 +77,16 @@ _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
 # The pacer of the call a thread is making (boto3 calls the event handler on that thread).
 _calling = threading.local()
-SEND_EVENT = "before-send.sesv2.SendEmail"
+SEND_EVENTS = ("before-send.sesv2.SendEmail", "before-send.sesv2.SendBulkEmail")
+BULK_LIMIT = 50  # destinations a SendBulkEmail call may carry
+# SES's MessageHeader: a name of printable ASCII but ":", a value of printable ASCII, at most
+# 995 characters, 15 headers a message (botocore's service model of SESv2).
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+_HEADER_VALUE = re.compile(r"^[ -~]{1,995}$")
+MAX_HEADERS = 15
+# What a destination's status means (BulkEmailStatus): SES could not take it now but may
+# later (the claim retries it); every other status but SUCCESS refuses that reader.
+TRANSIENT_STATUSES = {"ACCOUNT_THROTTLED", "TRANSIENT_FAILURE", "ACCOUNT_DAILY_QUOTA_EXCEEDED"}
 MIME_KEY = "amazon_ses"  # this backend's templates of a content (newsletter/mime_copies.py)
 
 
@@ -119,7 +146,8 @@ class AmazonSesEmailBackend(AnymailSesBackend):
                     if not self.fail_silently:
                         raise
                     return None
-                client.meta.events.register(SEND_EVENT, _turn_at_the_wire)
+                for event in SEND_EVENTS:
+                    client.meta.events.register(event, _turn_at_the_wire)
                 _clients[key] = client
         self.client = client
         return True
@@ -132,6 +160,10 @@ class AmazonSesEmailBackend(AnymailSesBackend):
         self.pacer = pacer
 
     def build_message_payload(self, message, defaults):
+        if getattr(message, "template_id", UNSET) is UNSET and _is_batch(message):
+            # The send code gives bulk only what it carries (bulk_carries); the rest arrives
+            # as filled copies, below.
+            return BulkTemplatePayload(message, defaults, self)
         # A copy of a content is filled into the content's template, and its call's parameters
         # are the content's probe's with its own address; any other message, or a copy the
         # template cannot make exactly, is built whole by Anymail.
@@ -199,3 +231,165 @@ class _FilledCopyPayload(AmazonSESV2SendEmailPayload):
 
     def generate_raw_message(self):
         return self.raw
+
+
+def _is_batch(message) -> bool:
+    return any(
+        getattr(message, name, UNSET) not in (UNSET, None)
+        for name in ("merge_data", "merge_headers", "merge_metadata")
+    )
+
+
+def _header_fits(name: str, value: object) -> bool:
+    return bool(_HEADER_NAME.match(name)) and bool(_HEADER_VALUE.match(str(value)))
+
+
+def bulk_carries(message) -> bool:
+    """Whether one SendBulkEmail call carries this batch message exactly as the preview shows
+    each reader: Handlebars reads its subject and bodies as meant (newsletter/composition.py),
+    it has no attachments or other parts, every header fits SES's rules, and it is to plain
+    destinations (no cc/bcc) of at most BULK_LIMIT. The others go as filled copies."""
+    alternatives = getattr(message, "alternatives", None) or []
+    if message.attachments or message.cc or message.bcc or len(message.to) > BULK_LIMIT:
+        return False
+    if [mimetype for _, mimetype in alternatives] not in ([], ["text/html"]):
+        return False
+    if message.content_subtype != "plain":
+        return False
+    if not reads_as_meant(message.subject, html=False):
+        return False
+    if not reads_as_meant(message.body, html=False):
+        return False
+    if alternatives and not reads_as_meant(alternatives[0][0], html=True):
+        return False
+    shared = dict(message.extra_headers)
+    merge_headers = getattr(message, "merge_headers", None) or {}
+    tags = getattr(message, "tags", None) or []
+    metadata = getattr(message, "metadata", None) or {}
+    merge_metadata = getattr(message, "merge_metadata", None) or {}
+    if len(shared) + len(tags) + 2 > MAX_HEADERS:
+        return False
+    if not all(_header_fits(n, v) for n, v in shared.items()) or not all(
+        _header_fits("X-Tag", t) for t in tags
+    ):
+        return False
+    for address in merge_headers:
+        if not all(_header_fits(n, v) for n, v in merge_headers[address].items()):
+            return False
+    return all(
+        _header_fits("X-Metadata", json.dumps({**metadata, **merge_metadata.get(a, {})}))
+        for a in merge_metadata or [""]
+    )
+
+
+class DeferredStatus(AnymailRecipientStatus):
+    """A destination SES did not take for now (throttled, a temporary failure): not sent, so
+    the claim's retry sends it again (newsletter/services/sending.py)."""
+
+    transient = True
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(message_id=None, status="failed")
+        self.reason = reason
+
+
+class RefusedStatus(AnymailRecipientStatus):
+    """A destination SES refused (its status, and its reason, kept in the row's error)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(message_id=None, status="failed")
+        self.reason = reason
+
+
+class BulkTemplatePayload(AmazonSESV2SendBulkEmailPayload):
+    """SendBulkEmail with the content as an inline template: Anymail's bulk payload, which it
+    builds only for stored templates, given the subject and bodies, and the shared headers
+    once instead of in every destination."""
+
+    def init_payload(self):
+        super().init_payload()
+        self.content = {}
+
+    def set_subject(self, subject):
+        self.content["Subject"] = subject
+
+    def set_text_body(self, body):
+        self.content["Text"] = body
+
+    def set_html_body(self, body):
+        self.content["Html"] = body
+
+    def set_merge_global_data(self, merge_global_data):
+        self.merge_global_data = merge_global_data
+
+    def finalize_payload(self):
+        template = {
+            "TemplateContent": self.content,
+            # Every destination carries all its values (ReplacementTemplateData); SES wants
+            # the default data too.
+            "TemplateData": self.serialize_json(getattr(self, "merge_global_data", {}) or {}),
+        }
+        shared = [{"Name": name, "Value": str(value)} for name, value in self.headers.items()]
+        shared += [{"Name": "X-Tag", "Value": tag} for tag in self.tags]
+        if shared:
+            template["Headers"] = shared
+        self.params["DefaultContent"] = {"Template": template}
+        self.params["BulkEmailEntries"] = [self._entry(to) for to in self.recipients["to"]]
+
+    def _entry(self, to) -> dict:
+        address = to.addr_spec
+        headers = [
+            {"Name": name, "Value": str(value)}
+            for name, value in (self.merge_headers.get(address) or {}).items()
+        ]
+        metadata = {**(self.metadata or {}), **(self.merge_metadata.get(address) or {})}
+        if metadata:
+            headers.append({"Name": "X-Metadata", "Value": self.serialize_json(metadata)})
+        entry = {
+            "Destination": {
+                "ToAddresses": [to.format(use_rfc2047=True, idna_encode=self.backend.idna_encode)]
+            },
+            "ReplacementEmailContent": {
+                "ReplacementTemplate": {
+                    "ReplacementTemplateData": self.serialize_json(
+                        recipient_merge_data(self.message, address)
+                    )
+                }
+            },
+        }
+        if headers:
+            entry["ReplacementHeaders"] = headers
+        return entry
+
+    def parse_recipient_status(self, response):
+        """Each destination's answer, in the order sent: SES documents BulkEmailEntryResults
+        as one result per BulkEmailEntries item, in its order."""
+        addresses = [to.addr_spec for to in self.recipients["to"]]
+        try:
+            results = response["BulkEmailEntryResults"]
+            statuses = [_entry_status(result) for result in results]
+        except (KeyError, TypeError) as error:
+            raise AnymailAPIError(
+                f"{error!s} parsing Amazon SES bulk result {response!r}",
+                backend=self.backend,
+                email_message=self.message,
+                payload=self,
+            ) from None
+        if len(statuses) != len(addresses):
+            raise AnymailAPIError(
+                f"sent {len(addresses)} destinations, got {len(statuses)} results",
+                backend=self.backend,
+                email_message=self.message,
+                payload=self,
+            )
+        return dict(zip(addresses, statuses, strict=True))
+
+
+def _entry_status(result: dict) -> AnymailRecipientStatus:
+    status = result["Status"]
+    if status == "SUCCESS":
+        return AnymailRecipientStatus(message_id=result.get("MessageId"), status="queued")
+    reason = f"{status}: {result.get('Error') or ''}".rstrip(": ")
+    if status in TRANSIENT_STATUSES:
+        return DeferredStatus(reason)
+    return RefusedStatus(reason)

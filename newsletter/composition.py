@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import html
 import re
 
 from anymail.utils import UNSET
@@ -83,9 +82,24 @@ def merge_field(name: str) -> str:
     return f"{_MARK}{name}{_MARK}"
 
 
-def merge_field_spelled(name: str) -> str:
-    """A merge field as the configured provider spells it in a body."""
-    return provider().merge_field_format.format(name)
+def merge_field_spelled(name: str, *, html: bool = True) -> str:
+    """A merge field as the configured provider spells it in an HTML body (or, html=False,
+    in a text body or subject)."""
+    return _field_format(html).format(name)
+
+
+def _field_format(html: bool) -> str:
+    current = provider()
+    if html or not current.text_field_format:
+        return current.merge_field_format
+    return current.text_field_format
+
+
+def html_value(value: str) -> str:
+    """A merge field's value as it fills an HTML body: escaped the way the provider's
+    language escapes it (Handlebars escapes "=" and "`" too), so what is filled here is what
+    the provider prints."""
+    return provider().html_escape(value)
 
 
 # The {{name}} spelling (the providers' default format).
@@ -156,17 +170,31 @@ class MergeBody(str):
     merge_parts: tuple[str, ...]
 
 
-def merge_split(text: str) -> MergeBody:
+def merge_split(text: str, *, html: bool) -> MergeBody:
     """``text`` (fields as the templates write them) as the provider gets it: its fields in
-    the provider's spelling, the rest escaped (``literal_escape``); split around its fields."""
+    the provider's spelling for an HTML body (`html`) or a text one, the rest escaped
+    (``literal_escape``); split around its fields."""
+    current = provider()
     pieces = _MARKED.split(text)
+    literal = pieces[0::2]
     for i in range(0, len(pieces), 2):
         pieces[i] = literal_escape(pieces[i])
     for i in range(1, len(pieces), 2):
-        pieces[i] = merge_field_spelled(pieces[i])
+        pieces[i] = merge_field_spelled(pieces[i], html=html)
     wire = "".join(pieces)
     body = MergeBody(wire)
-    body.merge_parts = _merge_parts(wire, provider().merge_field_format, provider().literals)
+    if current.field_escape:
+        # What the reader is meant to read, from the pieces themselves (each field as written
+        # and its name, the literal text between them): where the language would read the
+        # wire otherwise (a backslash right before a field), the backend sees that the two
+        # differ (``reads_as_meant``) and fills the copies here instead.
+        names = _MARKED.split(text)[1::2]
+        parts = [literal[0]]
+        for written, name, after in zip(pieces[1::2], names, literal[1:], strict=True):
+            parts += [written, name, after]
+        body.merge_parts = tuple(parts)
+    else:
+        body.merge_parts = _merge_parts(wire, _field_format(html), current.literals)
     return body
 
 
@@ -188,7 +216,7 @@ def merge_join(pieces: list[MergeBody]) -> MergeBody:
 
 @functools.lru_cache(maxsize=64)
 def _merge_parts(
-    text: str, field_format: str, literals: tuple[tuple[str, str], ...]
+    text: str, field_format: str, literals: tuple[tuple[str, str], ...], field_escape: str = ""
 ) -> tuple[str, ...]:
     """The parts of a body as the provider reads it: its fields, found as the provider finds
     them, and between them the literal text it prints.
@@ -196,6 +224,13 @@ def _merge_parts(
     Cached because one body is filled for every recipient of a batch message: the scan for
     fields then happens once per body instead of once per recipient.
     """
+    if field_escape:
+        # The text body's and subject's fields are the unescaped "{{{name}}}".
+        read = handlebars_parts(text, raw_fields=field_format.format("").startswith("{{{"))
+        if read is not None:
+            return read
+        # Not simple substitution (a backslash before an escaped "{{" that SES would read
+        # otherwise): the copies filled here print the literal text as it was meant.
     split = _field_pattern(field_format).split(text)
     escapes = {s for _, s in literals}
     parts = [split[0]]
@@ -210,13 +245,85 @@ def _merge_parts(
     return tuple(parts)
 
 
-def _parts_read(text: str) -> tuple[str, ...]:
-    """The parts of a body or subject as the configured provider reads it: those a MergeBody
-    carries, else found by scanning it (cached)."""
+def _parts_read(text: str, *, html: bool = True) -> tuple[str, ...]:
+    """The parts of a body or subject (an HTML body's, or with html=False a text body's or a
+    subject's) as the configured provider reads it: those a MergeBody carries, else found by
+    scanning it (cached)."""
     current = provider()
     return getattr(text, "merge_parts", None) or _merge_parts(
-        str(text), current.merge_field_format, current.literals
+        str(text), _field_format(html), current.literals, current.field_escape
     )
+
+
+# Handlebars' simple substitution, as its lexer reads it: a "{{" after one backslash starts
+# literal text (the backslash dropped) up to the next "{{"; after two or more, one backslash
+# is dropped and the "{{" opens an expression; "{{name}}" is a value HTML-escaped,
+# "{{{name}}}" one printed as it is.
+_HANDLEBARS_FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+_HANDLEBARS_RAW_FIELD = re.compile(r"\{\{\{\s*([A-Za-z0-9_]+)\s*\}\}\}")
+
+
+def handlebars_parts(text: str, *, raw_fields: bool) -> tuple[str, ...] | None:
+    """What Handlebars reads in `text`, as ``_merge_parts`` gives it: literal, (field as
+    written, name, literal)*; None where it holds anything but literal text and fields
+    spelled ``{{{name}}}`` (`raw_fields`) or ``{{name}}`` (a block, a comment, a partial,
+    the other spelling, an unclosed or stray delimiter): what an inline SES template may
+    not hold, or not what Paperboy writes."""
+    parts = [""]
+    position = 0
+    field = _HANDLEBARS_RAW_FIELD if raw_fields else _HANDLEBARS_FIELD
+    while True:
+        start = text.find("{{", position)
+        if start < 0:
+            parts[-1] += text[position:]
+            return tuple(parts)
+        run = start
+        while run > position and text[run - 1] == "\\":
+            run -= 1
+        slashes = start - run
+        if slashes == 1:
+            # Escaped: the braces and what follows them, up to the next "{{", are text.
+            following = text.find("{{", start + 2)
+            end = len(text) if following < 0 else following
+            while following >= 0 and end > start + 2 and text[end - 1] == "\\":
+                end -= 1  # a backslash run before the next "{{" is that one's to read
+            parts[-1] += text[position:run] + text[start:end]
+            position = end
+            continue
+        found = field.match(text, start)
+        if (
+            found is None
+            or (not raw_fields and text.startswith("{{{", start))
+            or text.startswith("}", found.end())
+        ):
+            return None
+        parts[-1] += text[position:run] + "\\" * max(slashes - 1, 0)
+        parts += [found.group(), found.group(1), ""]
+        position = found.end()
+
+
+def reads_as_meant(text: str, *, html: bool) -> bool:
+    """Whether the configured provider's language reads `text` (a MergeBody, or a subject)
+    as what the preview shows: its fields where they were written, its literal text as
+    written."""
+    current = provider()
+    if not current.field_escape:
+        return True
+    # A plain string (a subject) holds no fields: it is meant as its literal text.
+    meant = getattr(text, "merge_parts", None) or (_literal_unescape(text, current.literals),)
+    return handlebars_parts(str(text), raw_fields=not html) == _without_joints(meant)
+
+
+def _without_joints(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """Parts with the joints of merge_join taken out: the literals either side joined."""
+    joined = [parts[0]]
+    rest = iter(parts[1:])
+    for written, name, literal in zip(rest, rest, rest, strict=True):
+        if (written, name) == _JOINT:
+            joined[-1] += literal
+        else:
+            joined += [written, name, literal]
+    return tuple(joined)
 
 
 def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) -> str:
@@ -226,11 +333,11 @@ def merge_fields_apply(text: str, data: dict[str, str], *, html_escape: bool) ->
 
     Unknown fields are left as they are, as a provider would.
     """
-    parts = _parts_read(text)
+    parts = _parts_read(text, html=html_escape)
     if len(parts) == 1:
         return parts[0]
     # Each value escaped once, not at each of its slots (a digest has 22 slots, 3 values).
-    values = {k: html.escape(str(v)) if html_escape else str(v) for k, v in data.items() if k}
+    values = {k: html_value(str(v)) if html_escape else str(v) for k, v in data.items() if k}
     filled = [parts[0]]
     rest = iter(parts[1:])
     for written, name, literal in zip(rest, rest, rest, strict=True):

@@ -1,6 +1,7 @@
 """The MIME bytes of one content's copies, built once and filled in for each reader.
 
-SMTP and Amazon SES take a whole MIME message per reader (``Provider.merges`` false). Built
+SMTP takes a whole MIME message per reader (``Provider.merges`` false), and so does Amazon SES
+for a content its SendBulkEmail call cannot carry (newsletter/amazon_ses.py). Built
 from scratch by Python's ``email`` package (Django's ``message()``, header folding, the
 generator, and for SES quoted-printable bodies), a copy of a 38 KB digest cost about 2 ms,
 most of a send's CPU. Yet the copies of one content differ in few places: the To header,
@@ -14,7 +15,8 @@ unique sentinel string for each of a reader's values, and its bytes are kept in 
   value the normal build would have stored, by the very policy call the generator makes;
 - each body line holding a merge field is filled and encoded again for each copy (7bit/8bit:
   as it is; quoted-printable: by the same encoder, which encodes line by line), with values
-  html-escaped in html parts as ``merge_fields_apply`` does; every other byte is the probe's.
+  html-escaped in html parts as ``merge_fields_apply`` does (``html_value``); every other
+  byte is the probe's.
 
 The pieces are exact for a copy only while every choice the ``email`` package made for the
 probe holds for the copy too. Where one might not, ``copy_filled`` returns None and the
@@ -33,7 +35,6 @@ keeps the call's other parameters, so Anymail's payload code runs once per conte
 from __future__ import annotations
 
 import copy
-import html
 import quopri
 import re
 import secrets
@@ -48,7 +49,12 @@ from django.conf import settings
 from django.core.mail.message import EmailMessage
 from django.core.mail.utils import DNS_NAME
 
-from newsletter.composition import addr_spec, merge_field_names, recipient_merge_data
+from newsletter.composition import (
+    addr_spec,
+    html_value,
+    merge_field_names,
+    recipient_merge_data,
+)
 
 # A backend's normal build of a copy: the message it serialized, its bytes, the line separator,
 # and what else the backend keeps of the probe for its copies (``Filled.extra``).
@@ -302,7 +308,7 @@ class _Template:
         if values is None:
             return None
         body = {s: values[s] for s in self.fields.values()}
-        escaped = {s: html.escape(v) for s, v in body.items()}
+        escaped = {s: html_value(v) for s, v in body.items()}
         if not self._lines_hold(body, escaped):
             return None
         body_bytes = {s: v.encode() for s, v in body.items()}

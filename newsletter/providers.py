@@ -11,7 +11,9 @@ else's address).
 
 from __future__ import annotations
 
+import html
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -28,16 +30,30 @@ class Provider:
     # messages; claims of 50 cost a worker more in claiming and recording than in sending.
     call_limit: int = 0
     merge_field_format: str = "{{{{{}}}}}"  # str.format pattern of a body merge field: {{name}}
+    # The spelling in the text body and subject, where it differs: a language that HTML-escapes
+    # its plain fields everywhere (Handlebars) is given its unescaped ones there, so a reader
+    # of the text part sees "&", not "&amp;". Empty: merge_field_format.
+    text_field_format: str = ""
+    # How a value is escaped where it fills an HTML body: as the provider's language escapes
+    # it, so the preview and the copies filled here are byte for byte what it sends.
+    html_escape: Callable[[str], str] = html.escape
     # How the provider's template language writes each of its delimiters as literal text, for
     # the providers that run one over our bodies and subjects: a paper title with "{{" (LaTeX
     # has them) must reach the reader as written, not be read as template syntax. Empty: the
     # provider only replaces its merge fields (Mailgun, SendGrid) or fills nothing.
     literals: tuple[tuple[str, str], ...] = ()
+    # A character that, right before a field, makes the language print the field as written
+    # (Handlebars: "\{{x}}" prints "{{x}}"), so a field found after it is literal text.
+    field_escape: str = ""
     message_search_page: int = 0  # messages per page of its outbound search; 0: cannot search
     # Whether one call carries per-recipient merge fields for bodies rendered here. Where it
     # cannot, each recipient gets a copy with the fields filled in, one call per copy
     # (newsletter/services/single_sends.py), over one reused connection.
     merges: bool = True
+    # Where a merging call cannot carry every message exactly (SES's inline templates take
+    # only simple substitution): the dotted path of a function saying whether it carries one;
+    # the messages it does not are sent as filled copies, one call each.
+    carries: str = ""
     # True where one chunk goes in one HTTP call (our Postmark backend shares /email/batch
     # calls, our Resend backend posts a claim's filled copies to /emails/batch); otherwise one
     # call per message. The send rate paces each call, as many emails as it carries.
@@ -69,6 +85,29 @@ MAILJET_LITERAL_VARIABLES = {
 MAILJET_LITERALS = tuple(
     (value, "{{var:" + name + "}}") for name, value in MAILJET_LITERAL_VARIABLES.items()
 )
+# Amazon SES templates are Handlebars, and inline ones (the template sent with the call) take
+# only simple substitution: {{name}} (HTML-escaped) and {{{name}}} (not). Handlebars documents
+# "\{{" for a literal "{{" (the text after it, up to the next "{{", is printed as written);
+# "}}" outside an expression is plain text. A backslash right before a "{{" changes what it
+# means (two print one and make the "{{" an expression), which no simple substitution can
+# write: a content that has one is sent as filled copies (newsletter/amazon_ses.py).
+HANDLEBARS_LITERALS = (("{{", "\\{{"),)
+_HANDLEBARS_ESCAPES = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    '"': "&quot;",
+    "'": "&#x27;",
+    "`": "&#x60;",
+    "=": "&#x3D;",
+}
+_HANDLEBARS_SPECIAL = str.maketrans(_HANDLEBARS_ESCAPES)
+
+
+def handlebars_escape(value: str) -> str:
+    """A value as Handlebars' ``{{name}}`` writes it in HTML (its escapeExpression)."""
+    return value.translate(_HANDLEBARS_SPECIAL)
+
 
 PROVIDERS = {
     # /email/batch; fields filled by our backend; messages searchable by metadata.
@@ -92,11 +131,23 @@ PROVIDERS = {
         merge_field_format="{{{{var:{}}}}}",
         literals=MAILJET_LITERALS,
     ),
-    # One copy per recipient (merge fields filled here): Resend and Amazon SES only merge into
-    # their own stored templates. The batch limit is then only how many rows one claim holds.
-    # None of the providers but Postmark can search sent mail by our metadata, so a claim
-    # whose worker died mid-call is marked "unknown" for an operator, never re-sent blindly.
-    "amazon_ses": Provider(batch_limit=50, merges=False),
+    # SESv2 SendBulkEmail: the body once as an inline Handlebars template, each of up to 50
+    # destinations with its own values and headers (newsletter/amazon_ses.py). Claims of 500
+    # in calls of 50, as Mailjet's: with claims of 50 a worker spent more in claiming,
+    # rendering and recording than in sending.
+    "amazon_ses": Provider(
+        batch_limit=500,
+        call_limit=50,
+        text_field_format="{{{{{{{}}}}}}}",
+        html_escape=handlebars_escape,
+        literals=HANDLEBARS_LITERALS,
+        field_escape="\\",
+        carries="newsletter.amazon_ses.bulk_carries",
+    ),
+    # One copy per recipient (merge fields filled here): Resend only merges into its own
+    # stored templates. The batch limit is then only how many rows one claim holds. None of
+    # the providers but Postmark can search sent mail by our metadata, so a claim whose
+    # worker died mid-call is marked "unknown" for an operator, never re-sent blindly.
     # Resend's /emails/batch takes up to 100 emails, each its own filled copy: a claim is one
     # call (newsletter/resend.py).
     "resend": Provider(batch_limit=100, merges=False, one_call_per_chunk=True),

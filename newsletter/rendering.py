@@ -248,8 +248,8 @@ class IssueRenderer:
         html_cuts = _cut(shell_html, (PREHEADER, INTRO, PAPERS_HTML))
         text_cuts = _cut(shell_text, (INTRO, PAPERS_TEXT))
         return (
-            [merge_split(_ascii_html(cut)) for cut in html_cuts],
-            [merge_split(cut) for cut in text_cuts],
+            [merge_split(_ascii_html(cut), html=True) for cut in html_cuts],
+            [merge_split(cut, html=False) for cut in text_cuts],
         )
 
     def _reasoned_block(self, paper_id: int, reason: str):
@@ -262,8 +262,8 @@ class IssueRenderer:
             block_html, block_text = self._blocks[paper_id]
             reason_html = self._reason_html.replace(REASON_TEXT, html.escape(reason), 1)
             block = self._reasoned[key] = (
-                merge_split(_ascii_html(block_html.replace(REASON, reason_html, 1))),
-                merge_split(block_text.replace(REASON, f"[{reason}]\n").strip() + "\n"),
+                merge_split(_ascii_html(block_html.replace(REASON, reason_html, 1)), html=True),
+                merge_split(block_text.replace(REASON, f"[{reason}]\n").strip() + "\n", html=False),
             )
         return block
 
@@ -310,15 +310,17 @@ class IssueRenderer:
             html=merge_join(
                 [
                     h_start,
-                    merge_split(_ascii_html(html.escape(preheader))),
+                    merge_split(_ascii_html(html.escape(preheader)), html=True),
                     h_preheader,
-                    merge_split(_ascii_html(html.escape(intro))),
+                    merge_split(_ascii_html(html.escape(intro)), html=True),
                     h_intro,
                     *html_blocks[:-1],
                     h_end,
                 ]
             ),
-            text=merge_join([t_start, merge_split(intro), t_intro, *text_blocks[:-1], t_end]),
+            text=merge_join(
+                [t_start, merge_split(intro, html=False), t_intro, *text_blocks[:-1], t_end]
+            ),
         )
         if content_key:
             self._contents[content_key] = rendered
@@ -341,8 +343,8 @@ class IssueRenderer:
         return f"{week}{self.batch.date:%a %-d %b}: {top}{more}"
 
 
-_NEWLINE = merge_split("\n")  # between two HTML blocks
-_PARAGRAPH = merge_split("\n\n")  # between two text blocks
+_NEWLINE = merge_split("\n", html=True)  # between two HTML blocks
+_PARAGRAPH = merge_split("\n\n", html=False)  # between two text blocks
 
 
 def _cut(shell: str, placeholders: tuple[str, ...]) -> list[str]:

@@ -15,6 +15,21 @@ header (boto3 reads the error code from it) with a JSON ``{"message": ...}`` bod
 500 ``InternalFailure``; 503 ``ServiceUnavailable``. SES has no search of sent mail by our
 metadata, so neither has the fake.
 
+``POST /v2/email/outbound-bulk-emails`` (SendBulkEmail) takes ``FromEmailAddress``,
+``DefaultContent.Template`` (an inline ``TemplateContent`` {Subject, Text, Html}, its
+``TemplateData`` and ``Headers``) and ``BulkEmailEntries``, at most 50 (more: 400
+``BadRequestException``), each a ``Destination``, its ``ReplacementEmailContent.
+ReplacementTemplate.ReplacementTemplateData`` (JSON of its values) and
+``ReplacementHeaders`` (taking precedence over the template's header of the same name; at
+most 15 headers, printable ASCII). It answers 200 ``{"BulkEmailEntryResults": [...]}``, one
+``{"Status", "MessageId"}`` or ``{"Status", "Error"}`` per entry, in their order: an address
+in ``rejected`` gets ``MESSAGE_REJECTED``, one in ``throttled`` ``ACCOUNT_THROTTLED`` (once:
+``throttle_once``). Each accepted entry's copy is rendered as SES renders an inline template,
+Handlebars' simple substitution (devtools/fakes/templating.py): a template holding anything
+else is refused as a whole (400 ``BadRequestException`` "Template contains unsupported
+operations"); a variable without a value is SES's rendering failure, the entry accepted and
+never delivered (counted in ``rendering_failures``, not stored).
+
 Run standalone (for benchmarks): ``python -m devtools.fakes.amazon_ses --port N [--no-store]``.
 """
 
@@ -31,12 +46,18 @@ import uuid
 from dataclasses import dataclass, field
 
 from devtools.fakes.serving import FakeHandler, LocalFake
+from devtools.fakes.templating import MissingValue, TemplateError, render_handlebars
 
 ACCESS_KEY_ID = "AKIAFAKESESTEST00000"
 SECRET_ACCESS_KEY = "fake-ses-secret-key"  # noqa: S105 (the fake's own, not a real one)
 REGION = "eu-west-1"
 
 SEND_PATH = "/v2/email/outbound-emails"
+BULK_PATH = "/v2/email/outbound-bulk-emails"
+BULK_LIMIT = 50  # entries a SendBulkEmail call may carry
+MAX_HEADERS = 15
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+_HEADER_VALUE = re.compile(r"^[ -~]{1,995}$")
 
 # Each error SES documents for SendEmail, with the status it comes with.
 ERRORS = {
@@ -67,6 +88,10 @@ class FakeAmazonSesState:
     messages: list[dict] = field(default_factory=list)
     rejected: set[str] = field(default_factory=set)  # addresses answered 400 MessageRejected
     failures: list[str] = field(default_factory=list)  # error types for the next send calls
+    throttled: set[str] = field(default_factory=set)  # answered ACCOUNT_THROTTLED in bulk
+    throttle_once: bool = True  # a throttled address is taken at its next call
+    rendering_failures: int = 0  # bulk entries accepted whose template could not render
+    bulk_calls: int = 0
     calls: int = 0  # send calls received, however answered
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (when, recipients)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -93,7 +118,8 @@ class _Handler(FakeHandler):
 
     def post(self, raw: bytes, arrived: float) -> None:
         state: FakeAmazonSesState = self.server.state
-        if self.path.split("?")[0].rstrip("/") != SEND_PATH:
+        path = self.path.split("?")[0].rstrip("/")
+        if path not in (SEND_PATH, BULK_PATH):
             return self._reply(404, {"message": "not found"}, "UnknownOperationException")
         problem = self._unauthorized(state)
         if problem:
@@ -107,6 +133,8 @@ class _Handler(FakeHandler):
             params = json.loads(raw)
         except ValueError:
             return self._error("BadRequestException", "Request body is not valid JSON")
+        if path == BULK_PATH:
+            return self._bulk(state, params, arrived)
         try:
             message = self._message(params, parse=self.counters.store)
         except ValueError as error:
@@ -121,6 +149,47 @@ class _Handler(FakeHandler):
             if self.counters.store:
                 state.messages.append({**message, "_id": message_id, "params": params})
         self._reply(200, {"MessageId": message_id})
+
+    def _bulk(self, state: FakeAmazonSesState, params: object, arrived: float) -> None:
+        try:
+            template, entries = _bulk_request(params)
+        except ValueError as error:
+            return self._error("BadRequestException", str(error))
+        with state.lock:
+            state.bulk_calls += 1
+        results, accepted, stored, failed_renders = [], [], [], 0
+        for entry in entries:
+            to = entry["Destination"]["ToAddresses"]
+            address = to[0].lower()
+            if address in state.rejected:
+                results.append({"Status": "MESSAGE_REJECTED", "Error": "Address blacklisted."})
+                continue
+            with state.lock:
+                throttled = address in state.throttled
+                if throttled and state.throttle_once:
+                    state.throttled.discard(address)
+            if throttled:
+                results.append(
+                    {"Status": "ACCOUNT_THROTTLED", "Error": "Maximum sending rate exceeded."}
+                )
+                continue
+            message_id = f"0102{uuid.uuid4().hex}-{uuid.uuid4().hex[:8]}-000000"
+            results.append({"Status": "SUCCESS", "MessageId": message_id})
+            accepted += to
+            if not self.counters.store:
+                continue
+            try:
+                copy = _rendered(params, template, entry)
+            except MissingValue:
+                failed_renders += 1  # accepted; SES reports a rendering failure, no delivery
+                continue
+            stored.append({**copy, "to": to, "_id": message_id, "params": params})
+        self.counters.accepted_count(accepted, arrived)
+        with state.lock:
+            state.arrivals.append((arrived, len(accepted)))
+            state.rendering_failures += failed_renders
+            state.messages.extend(stored)
+        self._reply(200, {"BulkEmailEntryResults": results})
 
     def _unauthorized(self, state: FakeAmazonSesState) -> tuple[str, str] | None:
         header = self.headers.get("Authorization")
@@ -154,6 +223,98 @@ class _Handler(FakeHandler):
         if "Simple" in content:
             return {"to": to, **_from_simple(content["Simple"], params)}
         raise ValueError("Content must hold Raw, Simple or Template")
+
+
+def _headers(value: object, where: str) -> list[dict]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_HEADERS:
+        raise ValueError(f"{where} must be a list of at most {MAX_HEADERS} headers")
+    for header in value:
+        if not isinstance(header, dict) or not _HEADER_NAME.match(str(header.get("Name", ""))):
+            raise ValueError(f"{where}: invalid header name")
+        if not _HEADER_VALUE.match(str(header.get("Value", ""))):
+            raise ValueError(f"{where}: invalid value for header {header['Name']}")
+    return value
+
+
+def _bulk_request(params: object) -> tuple[dict, list[dict]]:
+    """The call's template and entries, checked as SES checks them; ValueError: 400."""
+    if not isinstance(params, dict):
+        raise ValueError("body must be an object")
+    if not params.get("FromEmailAddress"):
+        raise ValueError("FromEmailAddress is required")
+    template = ((params.get("DefaultContent") or {}).get("Template")) or {}
+    content = template.get("TemplateContent")
+    if not isinstance(content, dict) or not (content.get("Html") or content.get("Text")):
+        raise ValueError("DefaultContent.Template.TemplateContent must hold Html or Text")
+    _headers(template.get("Headers"), "DefaultContent.Template.Headers")
+    entries = params.get("BulkEmailEntries")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("BulkEmailEntries must hold at least one entry")
+    if len(entries) > BULK_LIMIT:
+        raise ValueError(f"BulkEmailEntries holds {len(entries)}: at most {BULK_LIMIT}")
+    for entry in entries:
+        to = ((entry or {}).get("Destination") or {}).get("ToAddresses") or []
+        if not to or not all(isinstance(a, str) and "@" in a for a in to):
+            raise ValueError("Destination.ToAddresses must hold valid addresses")
+        _headers(entry.get("ReplacementHeaders"), "ReplacementHeaders")
+        data = _entry_data(template, entry)
+        if not isinstance(data, dict):
+            raise ValueError("ReplacementTemplateData must be a JSON object")
+    try:
+        # Simple substitution only: a template with other syntax is refused as a whole.
+        for part in ("Subject", "Text", "Html"):
+            _check_template(content.get(part) or "")
+    except TemplateError as error:
+        raise ValueError(f"Template contains unsupported operations. ({error})") from None
+    return template, entries
+
+
+def _check_template(text: str) -> None:
+    try:
+        render_handlebars(text, {})
+    except MissingValue:
+        pass  # syntax is fine; values come per entry
+    except TemplateError:
+        raise
+    # Every field, with a value for each, to be sure no later syntax hides behind a missing
+    # value (render_handlebars stops at the first).
+    values: dict[str, str] = {}
+    while True:
+        try:
+            render_handlebars(text, values)
+            return
+        except MissingValue as missing:
+            values[str(missing).split("'")[1]] = ""
+
+
+def _entry_data(template: dict, entry: dict) -> object:
+    replacement = (entry.get("ReplacementEmailContent") or {}).get("ReplacementTemplate") or {}
+    raw = replacement.get("ReplacementTemplateData") or template.get("TemplateData") or "{}"
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ValueError("ReplacementTemplateData is not valid JSON") from None
+
+
+def _rendered(params: dict, template: dict, entry: dict) -> dict:
+    """One entry's copy as SES sends it: the template rendered with the entry's values, the
+    template's headers with the entry's taking precedence."""
+    content = template["TemplateContent"]
+    values = _entry_data(template, entry)
+    headers = {h["Name"]: h["Value"] for h in template.get("Headers") or []}
+    for header in entry.get("ReplacementHeaders") or []:
+        headers = {n: v for n, v in headers.items() if n.lower() != header["Name"].lower()}
+        headers[header["Name"]] = header["Value"]
+    html, text = content.get("Html"), content.get("Text")
+    return {
+        "from": params["FromEmailAddress"],
+        "subject": render_handlebars(content.get("Subject") or "", values),
+        "headers": headers,
+        "html": None if html is None else render_handlebars(html, values),
+        "text": None if text is None else render_handlebars(text, values),
+    }
 
 
 def _from_raw(data: object, *, parse: bool = True) -> dict:

@@ -1,4 +1,5 @@
-"""The template languages of SparkPost, Brevo and Mailjet, as far as the fakes need them.
+"""The template languages of SparkPost, Brevo, Mailjet and Amazon SES (Handlebars), as far as
+the fakes need them.
 
 Each provider runs its language over the subject and bodies of every message (Mailjet only when
 the call sets ``TemplateLanguage``), so a fake must too: a field is filled from the recipient's
@@ -124,3 +125,70 @@ def render_mailjet(text: str, variables: dict, *, html_body: bool) -> str:
         else:
             raise TemplateError(f"variable {name} has no value")
         position = end + 2
+
+
+# Handlebars' escapeExpression: what {{name}} makes of a value, in every part (SES renders
+# subject, text and HTML with the same language, so the text part is escaped too).
+_HANDLEBARS_ESCAPES = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "'": "&#x27;",
+        "`": "&#x60;",
+        "=": "&#x3D;",
+    }
+)
+_HANDLEBARS_ID = re.compile(r"\s*([A-Za-z0-9_]+)\s*$")
+
+
+class MissingValue(TemplateError):
+    """A template variable the destination's data has no value for (SES: a rendering
+    failure; the message is accepted, then not delivered)."""
+
+
+def render_handlebars(text: str, values: dict) -> str:
+    """An SES inline template, read as Handlebars' lexer reads it: before a "{{", one
+    backslash makes the "{{" and what follows it up to the next "{{" text (the backslash
+    dropped), two or more print one less and leave the "{{" an expression; ``{{name}}``
+    prints the value HTML-escaped, ``{{{name}}}`` as it is. SES takes only simple
+    substitution in an inline template: blocks, comments, partials and helpers are refused
+    (SES: "Template contains unsupported operations")."""
+    out, position = [], 0
+    while True:
+        start = text.find("{{", position)
+        if start < 0:
+            out.append(text[position:])
+            return "".join(out)
+        run = start
+        while run > position and text[run - 1] == "\\":
+            run -= 1
+        slashes = start - run
+        out.append(text[position:run])
+        if slashes == 1:
+            following = text.find("{{", start + 2)
+            end = len(text) if following < 0 else following
+            while following >= 0 and end > start + 2 and text[end - 1] == "\\":
+                end -= 1
+            out.append(text[start:end])
+            position = end
+            continue
+        out.append("\\" * max(slashes - 1, 0))
+        if text.startswith("{{{{", start):
+            raise TemplateError(f"unsupported raw block at {start}")
+        raw = text.startswith("{{{", start)
+        opener, closer = ("{{{", "}}}") if raw else ("{{", "}}")
+        end = text.find(closer, start + len(opener))
+        if end < 0:
+            raise TemplateError(f"unclosed {opener} at {start}")
+        if not raw and text.startswith("}}}", end):
+            raise TemplateError(f"{{{{ closed by }}}}}} at {end}")
+        name = _HANDLEBARS_ID.match(text[start + len(opener) : end])
+        if name is None:
+            raise TemplateError(f"unsupported operation {text[start : end + len(closer)]!r}")
+        if name.group(1) not in values:
+            raise MissingValue(f"Attribute '{name.group(1)}' is not present in the rendering data")
+        value = "" if values[name.group(1)] is None else str(values[name.group(1)])
+        out.append(value if raw else value.translate(_HANDLEBARS_ESCAPES))
+        position = end + len(closer)

@@ -32,6 +32,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Exists, F, Min, OuterRef, Q, TextField, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from newsletter import providers
 from newsletter.composition import (
@@ -348,10 +349,15 @@ def _schedule_words(subscriber) -> str:
 # --- Recording answers --------------------------------------------------------------------------
 
 
-def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMessage]]) -> None:
-    """Store the provider's answer for each (deliveries, message) pair, in one transaction."""
+def _record_statuses(
+    claim: str, answered: list[tuple[list[Delivery], AnymailMessage]]
+) -> list[int]:
+    """Store the provider's answer for each (deliveries, message) pair, in one transaction.
+
+    Returns the rows the provider answered it did not take for now (SES's throttled
+    destinations): left in the claim, not handed, for the claim's retry to send."""
     now = timezone.now()
-    sent, failed, unknown = [], [], []
+    sent, failed, unknown, deferred = [], [], [], []
     for deliveries, message in answered:
         by_address = {d.subscriber.email.lower(): d for d in deliveries}
         answered_ids = set()
@@ -363,6 +369,8 @@ def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMes
             if status.status in {"sent", "queued"}:
                 message_id = status.message_id
                 sent.append((delivery.pk, "" if message_id is None else str(message_id)))
+            elif getattr(status, "transient", False):
+                deferred.append(delivery.pk)
             elif status.status == "unknown":
                 # Taken or not, the answer does not say (SparkPost's mixed totals): possibly
                 # sent, so never failed (which "Retry failed" would send again).
@@ -394,6 +402,9 @@ def _record_statuses(claim: str, answered: list[tuple[list[Delivery], AnymailMes
                 status=Delivery.Status.UNKNOWN,
                 last_error="the provider's answer does not say whether it took this recipient",
             )
+        if deferred:
+            _not_taken(claim, deferred)
+    return deferred
 
 
 def _mark_sent(
@@ -598,7 +609,7 @@ def _chunk_send(chunk: _Chunk, gate=None) -> tuple[int, bool]:
 
 
 def _chunk_send_through(chunk: _Chunk, backend, gate) -> tuple[int, bool]:
-    handed, todo = 0, list(range(len(chunk.messages)))
+    handed, todo, deferred = 0, list(range(len(chunk.messages))), []
     while todo:
         try:
             error = _send_paced(backend, [chunk.messages[i] for i in todo], gate)
@@ -607,16 +618,21 @@ def _chunk_send_through(chunk: _Chunk, backend, gate) -> tuple[int, bool]:
             # task's retry (certainly not handed over), its quota given back meanwhile.
             done = [i for i in todo if chunk.messages[i].anymail_status.recipients]
             if done:
-                _record_statuses(chunk.claim, [(chunk.groups[i], chunk.messages[i]) for i in done])
+                deferred += _record_statuses(
+                    chunk.claim, [(chunk.groups[i], chunk.messages[i]) for i in done]
+                )
             todo = _without(todo, done)
             _not_taken(chunk.claim, chunk.row_ids(todo))
-            gate.refund_quota(len(chunk.row_ids(todo)))
+            gate.refund_quota(len(chunk.row_ids(todo)) + len(deferred))
             wait.claim = chunk.claim
             raise
         answered = chunk.answered(error, todo)
         if answered:
-            _record_statuses(chunk.claim, [(chunk.groups[i], chunk.messages[i]) for i in answered])
-            handed += len(chunk.row_ids(answered))
+            now_deferred = _record_statuses(
+                chunk.claim, [(chunk.groups[i], chunk.messages[i]) for i in answered]
+            )
+            deferred += now_deferred
+            handed += len(chunk.row_ids(answered)) - len(now_deferred)
             todo = _without(todo, answered)
         verdict = send_outcome(error, answered=bool(answered))
         if verdict.outcome is Outcome.ACCEPTED:
@@ -650,7 +666,22 @@ def _chunk_send_through(chunk: _Chunk, backend, gate) -> tuple[int, bool]:
             ) from error
         _mark_failed(chunk.claim, chunk.row_ids(failed_call), verdict.reason)
         todo = _without(todo, failed_call)
+    if deferred:
+        return _deferred_retry(chunk, deferred, handed, gate)
     return handed, True
+
+
+def _deferred_retry(chunk: _Chunk, deferred: list[int], handed: int, gate) -> tuple[int, bool]:
+    """Rows the provider answered it did not take for now (throttled): retried with the claim,
+    as a 429 is, the rest of the claim recorded."""
+    reason = f"provider deferred {len(deferred)} recipients"
+    if gate is not None:
+        gate.refund_quota(len(deferred))
+        gate.pause(rate.DEFAULT_PAUSE_SECONDS)
+    if chunk.attempts >= settings.DIGEST_MAX_ATTEMPTS:
+        deliveries_release_claim(claim=chunk.claim, error=reason)
+        return handed, False
+    raise TransientSendError(reason, claim=chunk.claim)
 
 
 def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
@@ -709,8 +740,12 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
         )
         for group in groups
     ]
-    if not providers.provider().merges:
+    current = providers.provider()
+    if not current.merges:
         groups, messages = chunk_single(groups, messages)
+    elif current.carries:
+        # What the merging call cannot carry exactly goes as filled copies.
+        groups, messages = chunk_single(groups, messages, keep=import_string(current.carries))
     handed, settled = _chunk_send(
         _Chunk(claim=claim, groups=groups, messages=messages, attempts=rows[0].attempts), gate
     )

@@ -2,15 +2,19 @@
 
 The digest is built as one message per distinct content with Anymail ``merge_data`` (each
 recipient's links). Postmark (through newsletter/backends.py), Mailgun, SendGrid, SparkPost,
-Brevo and Mailjet fill those in on their side. Where a provider cannot (``Provider.merges``
-false), each recipient gets a copy with its fields filled in here, exactly as the outbox and the
-preview fill them, and its per-recipient headers and metadata made the copy's own; the send code
-then sees one group of one row per copy, so a refused, failed or unanswered copy concerns that
-row alone. The copies are sent one per call, except through Resend, whose backend
-(newsletter/resend.py) posts a claim's copies in one /emails/batch call.
+Brevo, Mailjet and Amazon SES fill those in on their side. Where a provider cannot
+(``Provider.merges`` false), or its merging call cannot carry a message exactly
+(``Provider.carries``: an SES content Handlebars cannot write), each recipient gets a copy
+with its fields filled in here, exactly as the outbox and the preview fill them, and its
+per-recipient headers and metadata made the copy's own; the send code then sees one group of
+one row per copy, so a refused, failed or unanswered copy concerns that row alone. The
+copies are sent one per call, except through Resend, whose backend (newsletter/resend.py)
+posts a claim's copies in one /emails/batch call.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from anymail.message import AnymailMessage
 from anymail.utils import UNSET
@@ -43,11 +47,19 @@ def _copies(message: AnymailMessage) -> list[tuple[str, AnymailMessage]]:
 
 
 def chunk_single(
-    groups: list[list[Delivery]], messages: list[AnymailMessage]
+    groups: list[list[Delivery]],
+    messages: list[AnymailMessage],
+    *,
+    keep: Callable[[AnymailMessage], bool] | None = None,
 ) -> tuple[list[list[Delivery]], list[AnymailMessage]]:
-    """The chunk's (groups, messages) as one single-row group and one copy per recipient."""
+    """The chunk's (groups, messages) as one single-row group and one copy per recipient;
+    with `keep`, the messages it says the provider's merging call carries stay as they are."""
     single_groups, single_messages = [], []
     for group, message in zip(groups, messages, strict=True):
+        if keep is not None and keep(message):
+            single_groups.append(group)
+            single_messages.append(message)
+            continue
         by_address = {d.subscriber.email.lower(): d for d in group}
         for address, one in message_single(message):
             single_groups.append([by_address[address.lower()]])

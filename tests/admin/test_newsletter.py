@@ -116,7 +116,7 @@ def test_the_dashboard_series_counts_by_day():
         ("resend", b"the deliveries of the call it died in (up to 100, one claim)"),
         ("smtp", b"marked unknown, never re-sent"),
         ("mailgun", b"the deliveries of the call it died in are marked unknown"),
-        ("amazon_ses", b"the deliveries of the claim it died in (up to 50, one call each)"),
+        ("amazon_ses", b"the deliveries of the claim it died in (up to 500, in calls of 50)"),
     ],
 )
 def test_the_issue_page_says_what_a_crash_mid_send_leaves(

@@ -92,22 +92,27 @@ def resend(settings):
         yield fake
 
 
+def ses_configure(settings, monkeypatch, fake: FakeAmazonSes) -> None:
+    """ANYMAIL_ESP=amazon_ses against `fake`, through the same settings code as production:
+    region, endpoint and retries."""
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("ANYMAIL_API_URL", fake.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+    anymail = {k: v for k, v in settings.ANYMAIL.items() if not k.startswith("AMAZON_SES")}
+    backend, _ = provider_settings("amazon_ses", {"amazon_ses": None}, anymail)
+    settings.ANYMAIL_ESP = "amazon_ses"
+    settings.EMAIL_BACKEND = backend
+    settings.ANYMAIL = anymail
+    settings.SITE_URL = "https://paperboy.example.org"
+
+
 @pytest.fixture
 def ses(settings, monkeypatch):
-    """ANYMAIL_ESP=amazon_ses: Paperboy's SES backend and boto3 (one copy per call) against
-    the local fake, through the same settings code as production: region, endpoint and
-    retries."""
+    """ANYMAIL_ESP=amazon_ses: Paperboy's SES backend and boto3 (SendBulkEmail, one call per
+    content's readers) against the local fake."""
     with FakeAmazonSes() as fake:
-        monkeypatch.setenv("AWS_REGION", REGION)
-        monkeypatch.setenv("ANYMAIL_API_URL", fake.url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        anymail = {k: v for k, v in settings.ANYMAIL.items() if not k.startswith("AMAZON_SES")}
-        backend, _ = provider_settings("amazon_ses", {"amazon_ses": None}, anymail)
-        settings.ANYMAIL_ESP = "amazon_ses"
-        settings.EMAIL_BACKEND = backend
-        settings.ANYMAIL = anymail
-        settings.SITE_URL = "https://paperboy.example.org"
+        ses_configure(settings, monkeypatch, fake)
         yield fake
 
 

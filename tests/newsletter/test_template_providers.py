@@ -1,8 +1,9 @@
-"""ANYMAIL_ESP=sparkpost, brevo and mailjet: Paperboy's backends for them (Anymail's,
-newsletter/{sparkpost,brevo,mailjet}.py) over HTTP against devtools/fakes/{sparkpost,brevo,
-mailjet}.py.
+"""ANYMAIL_ESP=sparkpost, brevo, mailjet and amazon_ses: Paperboy's backends for them
+(Anymail's, newsletter/{sparkpost,brevo,mailjet,amazon_ses}.py) over HTTP against
+devtools/fakes/{sparkpost,brevo,mailjet,amazon_ses}.py.
 
-All three merge on their side: one call carries a content's body once and each reader's links
+All four merge on their side (SES through SendBulkEmail with an inline Handlebars
+template): one call carries a content's body once and each reader's links
 beside it, and each runs its template language over subject and bodies. The fakes render each
 reader's copy with that language (devtools/fakes/templating.py) and refuse what it cannot
 render, so every copy must be exactly what the preview shows that reader, even for a paper
@@ -20,7 +21,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from devtools.fakes import brevo, mailjet, sparkpost
+from devtools.fakes import amazon_ses, brevo, mailjet, sparkpost
 from digests.models import Paper
 from newsletter.models import Delivery, Issue
 from newsletter.services.previews import digest_preview
@@ -33,6 +34,7 @@ from newsletter.services.sending import (
 )
 from subscriptions.links import unsubscribe_url
 from tests.factories import SubscriberFactory
+from tests.newsletter.conftest import ses_configure
 from tests.newsletter.hooks import configure, post
 
 pytestmark = pytest.mark.django_db
@@ -64,6 +66,8 @@ class Provider:
         return self.state.messages
 
     def to(self, copy: dict) -> str:
+        if self.name == "amazon_ses":
+            return copy["to"][0]
         if self.name == "sparkpost":
             return copy["recipients"][0]["address"]["email"]
         return copy["to"][0]["email"] if self.name == "brevo" else copy["To"][0]["Email"]
@@ -71,6 +75,7 @@ class Provider:
     # Where each provider's copy keeps its parts: SparkPost's in its content, Brevo's and
     # Mailjet's at the top, under their own names.
     PARTS = {
+        "amazon_ses": {"html": "html", "text": "text", "subject": "subject"},
         "brevo": {"html": "htmlContent", "text": "textContent", "subject": "subject"},
         "mailjet": {"html": "HTMLPart", "text": "TextPart", "subject": "Subject"},
     }
@@ -92,13 +97,15 @@ class Provider:
     def header(self, copy: dict, name: str) -> str:
         if self.name == "sparkpost":
             return copy["content"]["headers"][name]
-        return copy["headers" if self.name == "brevo" else "Headers"][name]
+        return copy["Headers" if self.name == "mailjet" else "headers"][name]
 
     def metadata(self, copy: dict) -> dict:
         if self.name == "sparkpost":
             return copy["metadata"]
         if self.name == "brevo":
             return json.loads(copy["headers"]["X-Mailin-custom"])
+        if self.name == "amazon_ses":
+            return json.loads(copy["headers"]["X-Metadata"])
         return json.loads(copy["EventPayload"])
 
     def calls(self) -> int:
@@ -109,6 +116,7 @@ class Provider:
 
 
 FAKES = {
+    "amazon_ses": amazon_ses.FakeAmazonSes,
     "sparkpost": sparkpost.FakeSparkPost,
     "brevo": brevo.FakeBrevo,
     "mailjet": mailjet.FakeMailjet,
@@ -135,9 +143,13 @@ def provider_settings(name: str, fake) -> dict:
 
 
 @pytest.fixture(params=sorted(FAKES))
-def provider(request, settings):
+def provider(request, settings, monkeypatch):
     name = request.param
     with FAKES[name]() as fake:
+        if name == "amazon_ses":
+            ses_configure(settings, monkeypatch, fake)
+            yield Provider(name, fake)
+            return
         settings.ANYMAIL_ESP = name
         settings.EMAIL_BACKEND = BACKENDS[name]
         settings.ANYMAIL = {**settings.ANYMAIL, **provider_settings(name, fake)}
@@ -212,11 +224,17 @@ def test_the_fakes_refuse_template_syntax_their_provider_cannot_render(provider)
     from devtools.fakes.templating import (
         TemplateError,
         render_brevo,
+        render_handlebars,
         render_mailjet,
         render_sparkpost,
     )
 
-    render = {"sparkpost": render_sparkpost, "brevo": render_brevo, "mailjet": render_mailjet}
+    render = {
+        "sparkpost": render_sparkpost,
+        "brevo": render_brevo,
+        "mailjet": render_mailjet,
+        "amazon_ses": lambda text, values, html_body: render_handlebars(text, values),
+    }
     with pytest.raises(TemplateError):
         render[provider.name](TRICKY_ABSTRACT, {}, html_body=False)
 
@@ -245,6 +263,8 @@ def test_a_call_refused_as_a_whole_fails_its_rows(provider, day_batch, sending):
     SubscriberFactory(topics=[day_batch.topics["agents"]])
     if provider.name == "mailjet":
         provider.state.credentials = ("another", "key")
+    elif provider.name == "amazon_ses":
+        provider.state.access_key_id = "AKIAANOTHERKEY000000"
     else:
         provider.state.api_key = "another-key"
     issue = sending()
@@ -258,6 +278,8 @@ def test_an_unanswered_send_is_marked_unknown_never_resent(provider, day_batch, 
     SubscriberFactory(email="first@example.org", topics=[day_batch.topics["agents"]])
     SubscriberFactory(email="second@example.org", topics=[day_batch.topics["agents"]])
     settings.ANYMAIL = {**settings.ANYMAIL, "REQUESTS_TIMEOUT": 0.3}
+    if provider.name == "amazon_ses":
+        settings.ANYMAIL_TIMEOUT_SECONDS = 0.3  # boto3's read timeout
     provider.fake.counters.answer_delay = 1.0  # taken; the answer comes after our timeout
     issue = sending()
 
@@ -366,7 +388,7 @@ def test_the_admin_is_told_what_a_crash_leaves_unknown(provider):
     from newsletter.providers import crash_recovery_note
 
     note = crash_recovery_note()
-    if provider.name == "mailjet":
+    if provider.name in ("mailjet", "amazon_ses"):
         assert "the claim it died in (up to 500, in calls of 50)" in note
     else:
         assert "the call it died in" in note
@@ -386,3 +408,102 @@ def test_sparkpost_totals_that_do_not_say_who_was_taken_leave_the_rows_unknown(
     # Possibly sent, every one: never failed, which "Retry failed" would send again.
     assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.UNKNOWN}
     assert deliveries_retry(deliveries=Delivery.objects.all()) == 0
+
+
+# --- Amazon SES: each destination's own answer, the call's limit, what bulk cannot carry --------
+
+
+@pytest.mark.parametrize("provider", ["amazon_ses"], indirect=True)
+def test_ses_refuses_one_destination_alone_and_sends_the_others(provider, day_batch, sending):
+    robotics = day_batch.topics["robotics"]
+    SubscriberFactory(email="kept@example.org", topics=[robotics])
+    SubscriberFactory(email="gone@example.org", topics=[robotics])
+    provider.state.rejected.add("gone@example.org")
+    issue = sending()
+
+    # SES answers each destination in the answer (MESSAGE_REJECTED): an answer per reader.
+    assert deliveries_send_chunk(issue_id=issue.pk) == 2
+    assert provider.calls() == 1 and provider.state.bulk_calls == 1
+    gone = Delivery.objects.get(subscriber__email="gone@example.org")
+    assert gone.status == Delivery.Status.FAILED and "MESSAGE_REJECTED" in gone.last_error
+    assert provider.state.recipients() == ["kept@example.org"]
+    assert Delivery.objects.get(subscriber__email="kept@example.org").status == "sent"
+    assert provider.state.rendering_failures == 0
+
+
+@pytest.mark.parametrize("provider", ["amazon_ses"], indirect=True)
+def test_ses_throttled_destination_is_retried_with_the_claim_exactly_once(
+    provider, day_batch, sending
+):
+    robotics = day_batch.topics["robotics"]
+    SubscriberFactory(email="first@example.org", topics=[robotics])
+    SubscriberFactory(email="later@example.org", topics=[robotics])
+    provider.state.throttled.add("later@example.org")  # ACCOUNT_THROTTLED once
+    issue = sending()
+
+    with pytest.raises(TransientSendError) as raised:
+        deliveries_send_chunk(issue_id=issue.pk)
+    later = Delivery.objects.get(subscriber__email="later@example.org")
+    assert (later.status, later.claim, later.handed_at) == ("sending", raised.value.claim, None)
+    assert Delivery.objects.get(subscriber__email="first@example.org").status == "sent"
+    assert provider.state.recipients() == ["first@example.org"]
+
+    assert deliveries_send_chunk(issue_id=issue.pk, claim=raised.value.claim) == 1
+    assert sorted(provider.state.recipients()) == ["first@example.org", "later@example.org"]
+    assert provider.fake.counters.stats()["duplicates"] == 0
+    assert provider.state.bulk_calls == 2
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+@pytest.mark.parametrize("provider", ["amazon_ses"], indirect=True)
+def test_ses_gets_at_most_50_destinations_a_call(provider, day_batch, sending, settings):
+    settings.DIGEST_BATCH_SIZE = 0
+    robotics = day_batch.topics["robotics"]
+    for i in range(51):
+        SubscriberFactory(email=f"reader{i}@example.org", topics=[robotics])
+    issue = sending()
+
+    # One claim (up to 500 rows), its 51 readers of one content in two calls (SES's limit).
+    assert deliveries_send_chunk(issue_id=issue.pk) == 51
+    entries = sorted(len(m["params"]["BulkEmailEntries"]) for m in provider.state.messages)
+    assert provider.state.bulk_calls == 2 and entries == [1] + [50] * 50
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_the_ses_fake_refuses_a_call_of_more_than_50_destinations():
+    from devtools.fakes.amazon_ses import _bulk_request
+
+    entry = {"Destination": {"ToAddresses": ["a@example.org"]}}
+    template = {"Template": {"TemplateContent": {"Subject": "s", "Text": "t"}}}
+    params = {"FromEmailAddress": "f@example.org", "DefaultContent": template}
+    assert len(_bulk_request({**params, "BulkEmailEntries": [entry] * 50})[1]) == 50
+    with pytest.raises(ValueError, match="at most 50"):
+        _bulk_request({**params, "BulkEmailEntries": [entry] * 51})
+    with pytest.raises(ValueError, match="unsupported operations"):
+        bad = {"Template": {"TemplateContent": {"Text": "{{#if a}}x{{/if}}"}}}
+        _bulk_request({**params, "DefaultContent": bad, "BulkEmailEntries": [entry]})
+
+
+@pytest.mark.parametrize("provider", ["amazon_ses"], indirect=True)
+def test_ses_sends_a_content_handlebars_cannot_write_as_filled_copies(provider, day_batch, sending):
+    # "\{{" (LaTeX's literal brace before a group): no simple substitution prints it.
+    title = r"Sets \{{x}} of braces"
+    paper = day_batch.papers["r1"]
+    Paper.objects.filter(pk=paper.pk).update(title=title, ai_summary="")
+    readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(2)]
+    with time_machine.travel(timezone.now(), tick=False):
+        issue = sending()
+
+        assert deliveries_send_chunk(issue_id=issue.pk) == 2
+
+        # One SendEmail of raw MIME per reader, none through bulk.
+        assert provider.state.bulk_calls == 0 and provider.calls() == 2
+        by_to = {provider.to(c): c for c in provider.copies()}
+        for reader in readers:
+            copy = by_to[reader.email]
+            preview = digest_preview(batch=day_batch.batch, subscriber=reader)
+            assert provider.html(copy).strip() == preview.html.strip()
+            assert provider.text(copy).strip() == preview.text.strip()
+            assert title in provider.subject(copy) and title in provider.text(copy)
+            assert provider.header(copy, "List-Unsubscribe") == f"<{unsubscribe_url(reader)}>"
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
