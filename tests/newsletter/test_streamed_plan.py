@@ -28,9 +28,7 @@ def audience(day_batch, settings):
     readers = []
     for i in range(3):
         reader = SubscriberFactory(email=f"words{i}@example.org", topics=[t["agents"]])
-        profile_update(
-            subscriber=reader, interests="robot hands", follows=[], muted=[], focus=50
-        )
+        profile_update(subscriber=reader, interests="robot hands", follows=[], muted=[], focus=50)
         readers.append(reader)
         readers.append(SubscriberFactory(email=f"robots{i}@example.org", topics=[t["robotics"]]))
     readers.append(SubscriberFactory(email="nothing@example.org", topics=[]))
