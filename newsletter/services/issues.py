@@ -1,9 +1,9 @@
 """An issue's life: created with its planned deliveries, started, cancelled, finished.
 
 ``issue_create`` plans one Delivery row per eligible subscriber (one transaction, written in
-bulk); ``issue_start`` moves the issue to "sending" once and enqueues its chunk tasks; the last
-chunk (or the sweeper) finishes it. Every state change is a conditional UPDATE, so running
-any of them twice changes nothing.
+bulk a chunk of readers at a time); ``issue_start`` moves the issue to "sending" once and
+enqueues its chunk tasks; the last chunk (or the sweeper) finishes it. Every state change is
+a conditional UPDATE, so running any of them twice changes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ from digests.models import DailyBatch
 from digests.services import batch_mark_sent
 from newsletter import providers
 from newsletter.models import Delivery, Issue, IssueContent
-from newsletter.services.planning import Plan, deliveries_join, deliveries_write, issue_plan
+from newsletter.services import planning
+from newsletter.services.planning import (
+    Plan,
+    Written,
+    batch_day,
+    deliveries_join,
+    deliveries_write,
+    issue_plan,
+    issue_plan_chunks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,25 +47,31 @@ def issue_chunks_enqueue(*, issue_id: int, pending: int) -> None:
 
 
 def issue_create(*, batch: DailyBatch) -> Issue:
-    """The issue of a batch with its Delivery rows; creating it again returns the same one."""
+    """The issue of a batch with its Delivery rows; creating it again returns the same one.
+
+    The readers are planned and written a chunk at a time (``issue_plan_chunks``), all in the
+    one transaction that creates the issue, so the planner's memory does not grow with the
+    audience and a planner that dies mid-plan leaves no issue at all: nothing of it is seen
+    until every reader's row is written, and creating it again plans it from the start.
+    """
     existing = Issue.objects.filter(batch=batch).first()
     if existing is not None:
         return existing
-    plan = issue_plan(batch=batch)
+    the_day = batch_day(batch)
     with transaction.atomic():
         # Lock the batch so two concurrent creators serialize; the loser finds the issue.
         DailyBatch.objects.select_for_update().get(pk=batch.pk)
         existing = Issue.objects.filter(batch=batch).first()
         if existing is not None:
             return existing
-        skipped = plan.skipped
-        issue = Issue.objects.create(
-            batch=batch,
-            recipient_count=len(plan.subscriber_ids) - skipped,
-            skipped_count=skipped,
-            content_count=len(plan.keys),
-        )
-        deliveries_write(issue=issue, plan=plan)
+        issue = Issue.objects.create(batch=batch)
+        written = Written()
+        for plan in issue_plan_chunks(batch=batch, the_day=the_day, size=planning.PLAN_CHUNK):
+            written += deliveries_write(issue=issue, plan=plan)
+        issue.recipient_count, issue.skipped_count = written.pending, written.skipped
+        issue.content_count = written.contents
+        issue.save(update_fields=["recipient_count", "skipped_count", "content_count"])
+    skipped = written.skipped
     if connection.vendor == "postgresql":
         # Fresh statistics for the rows just loaded, before workers start claiming: with the
         # old ones the planner expects a few pending rows and sorts all of them (1.2-2.7 s a

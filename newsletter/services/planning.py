@@ -327,6 +327,13 @@ def papers_already_sent(
     return sent
 
 
+# Readers an issue's plan writes at a time (``issue_plan_chunks``): about 15 MB of plan with
+# every selection distinct. Each chunk's rows are written in content-key order, the order
+# workers claim them in, so a claim of 500 rows finds about 500 / chunks rows in each chunk's
+# stretch of the table, next to each other: at 1M, 50 chunks, a page or two in each.
+PLAN_CHUNK = 20_000
+
+
 @dataclass
 class Plan:
     """Who gets which papers, compact enough for a million subscribers: two arrays (subscriber
@@ -381,20 +388,42 @@ def issue_plan(
     batch's readers chose a weekly email, a daily one's did not; skipped when nothing
     matches), or per sendable one of `subscriber_ids` (the readers a due tick serves).
     the_day: the batch's papers when the caller already has them (a tick plans one batch
-    chunk by chunk)."""
+    chunk by chunk). The whole plan at once: for a few readers (a tick's chunk, a dry run);
+    an issue's whole audience is planned in chunks (``issue_plan_chunks``)."""
+    plans = issue_plan_chunks(
+        batch=batch, subscriber_ids=subscriber_ids, the_day=the_day, size=None
+    )
+    return next(plans, None) or Plan()
+
+
+def issue_plan_chunks(
+    *,
+    batch: DailyBatch,
+    subscriber_ids: list[int] | None = None,
+    the_day: ranking.Day | None = None,
+    size: int | None,
+) -> Iterator[Plan]:
+    """``issue_plan`` as consecutive plans of up to `size` readers each (None: one plan), in
+    subscriber order, so that a caller writing each before asking for the next holds one chunk
+    in memory whatever the audience (with every selection distinct, a whole plan is about
+    700 bytes a reader: 700 MB at 1M). A content may appear in more than one chunk; each
+    chunk holds each of its contents once."""
     the_day = the_day or batch_day(batch)
-    plan = Plan()
     paper_ids = [int(p) for p in the_day.paper_ids]
     excluded = papers_already_sent(batch, paper_ids, subscriber_ids=subscriber_ids)
     audience = None if subscriber_ids is not None else batch.is_weekly
     readers = readers_for(excluded, subscriber_ids=subscriber_ids, weekly=audience)
     selections = selections_plan(the_day, readers)
+    plan = Plan()
     # Readers ranked alike share one selection object: each is hashed once. The entry holds the
     # object, so its id is not reused while it is here; bounded, so distinct selections are
     # not all kept alive (a shared one is at worst hashed again after a clear).
     indexes: dict[int, tuple[Selection, int]] = {}
     by_key: dict[str, int] = {}
     for subscriber_id, selection in selections:
+        if size is not None and len(plan.subscriber_ids) == size:
+            yield plan
+            plan, indexes, by_key = Plan(), {}, {}
         plan.subscriber_ids.append(subscriber_id)
         if not selection:
             plan.content_indexes.append(-1)
@@ -414,7 +443,8 @@ def issue_plan(
         else:
             index = seen[1]
         plan.content_indexes.append(index)
-    return plan
+    if plan.subscriber_ids:
+        yield plan
 
 
 SELECTIONS_HASHED = 5000  # selection objects issue_plan remembers the content index of
@@ -426,11 +456,34 @@ def content_key_of_text(text: str) -> str:
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def deliveries_write(*, issue: Issue, plan: Plan) -> None:
-    """The issue's contents, once each, and one Delivery row per subscriber pointing at one."""
+PLAN_CONTENTS = "newsletter_plan_contents"  # a chunk's contents on their way in (temporary)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What writing (a chunk of) an issue's plan added: its editors' counts."""
+
+    pending: int = 0
+    skipped: int = 0
+    contents: int = 0  # distinct contents new to the issue
+
+    def __add__(self, other: Written) -> Written:
+        return Written(
+            self.pending + other.pending,
+            self.skipped + other.skipped,
+            self.contents + other.contents,
+        )
+
+
+def deliveries_write(*, issue: Issue, plan: Plan) -> Written:
+    """One chunk of an issue's plan: its contents the issue does not have yet, once each, and
+    one Delivery row per subscriber pointing at one. Call it in the transaction that creates
+    the issue, once per chunk; the chunks' readers are distinct (each reader is planned once),
+    their contents may repeat from chunk to chunk (the issue keeps the first)."""
     now = timezone.now()
+    skipped = plan.skipped
+    pending = len(plan.subscriber_ids) - skipped
     if connection.vendor == "postgresql":
-        # COPY: one round trip for any number of rows (bulk_create would be many INSERTs).
         content_table, delivery_table = IssueContent._meta.db_table, Delivery._meta.db_table
         columns = (
             "issue_id, subscriber_id, status, content_key, attempts, claim, "
@@ -442,29 +495,52 @@ def deliveries_write(*, issue: Issue, plan: Plan) -> None:
         # pages and dirtied 1,361 (97 ms); in key order the send measured x1.14 emails/s.
         keys, indexes = plan.keys, plan.content_indexes
         by_key = sorted(range(len(keys)), key=keys.__getitem__)
-        rows = sorted(
-            range(len(indexes)), key=lambda r: keys[indexes[r]] if indexes[r] >= 0 else ""
-        )
         with connection.cursor() as cursor:
             raw = cursor.cursor
-            with raw.copy(f"COPY {content_table} (issue_id, key, selection) FROM STDIN") as copy:
+            # A content an earlier chunk wrote is left as it is: the chunk's contents go by
+            # COPY to a scratch table, then into the issue's with ON CONFLICT on the unique
+            # (issue, key) index, so nothing is held per issue to know which keys it has, and
+            # the rows inserted are the contents new to the issue. (An INSERT from arrays
+            # cost 12 s of this process's CPU at 100k distinct, adapting the selections'
+            # text to an array literal, and as long again in PostgreSQL.)
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {PLAN_CONTENTS} "
+                "(key text, selection text) ON COMMIT DROP"
+            )
+            with raw.copy(f"COPY {PLAN_CONTENTS} (key, selection) FROM STDIN") as copy:
                 for index in by_key:
-                    copy.write_row((issue.pk, plan.keys[index], plan.selection_texts[index]))
+                    copy.write_row((keys[index], plan.selection_texts[index]))
             del by_key
+            cursor.execute(
+                f"INSERT INTO {content_table} (issue_id, key, selection) "  # noqa: S608
+                f"SELECT %s, key, selection::jsonb FROM {PLAN_CONTENTS} ORDER BY key "
+                "ON CONFLICT DO NOTHING",
+                [issue.pk],
+            )
+            contents = cursor.rowcount
+            cursor.execute(f"TRUNCATE {PLAN_CONTENTS}")
+            rows = sorted(
+                range(len(indexes)), key=lambda r: keys[indexes[r]] if indexes[r] >= 0 else ""
+            )
+            # COPY: one round trip for any number of rows (bulk_create would be many INSERTs).
             with raw.copy(f"COPY {delivery_table} ({columns}) FROM STDIN") as copy:
-                pending, skipped = Delivery.Status.PENDING, Delivery.Status.SKIPPED
+                pending_status, skipped_status = Delivery.Status.PENDING, Delivery.Status.SKIPPED
                 for row in rows:
-                    subscriber_id, index = plan.subscriber_ids[row], plan.content_indexes[row]
+                    subscriber_id, index = plan.subscriber_ids[row], indexes[row]
                     if index < 0:
-                        copy.write_row((issue.pk, subscriber_id, skipped, "", 0, "", "", "", now))
+                        status, key = skipped_status, ""
                     else:
-                        key = plan.keys[index]
-                        copy.write_row((issue.pk, subscriber_id, pending, key, 0, "", "", "", now))
-        return
+                        status, key = pending_status, keys[index]
+                    copy.write_row((issue.pk, subscriber_id, status, key, 0, "", "", "", now))
+        return Written(pending=pending, skipped=skipped, contents=contents)
+    known = set(
+        IssueContent.objects.filter(issue=issue, key__in=plan.keys).values_list("key", flat=True)
+    )
     IssueContent.objects.bulk_create(
         (
             IssueContent(issue=issue, key=key, selection=json.loads(text))
             for key, text in zip(plan.keys, plan.selection_texts, strict=True)
+            if key not in known
         ),
         batch_size=2000,
     )
@@ -475,6 +551,7 @@ def deliveries_write(*, issue: Issue, plan: Plan) -> None:
         ),
         batch_size=2000,
     )
+    return Written(pending=pending, skipped=skipped, contents=len(plan.keys) - len(known))
 
 
 @dataclass(frozen=True)
