@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from datetime import date
 
 from django.db import connection, transaction
@@ -27,7 +28,6 @@ from newsletter.services.planning import (
     batch_day,
     deliveries_join,
     deliveries_write,
-    issue_plan,
     issue_plan_chunks,
 )
 
@@ -44,6 +44,18 @@ def issue_chunks_enqueue(*, issue_id: int, pending: int) -> None:
 
     for _ in range(math.ceil(pending / providers.batch_limit())):
         send_issue_chunk.delay(issue_id)
+
+
+def _deliveries_analyze() -> None:
+    """Fresh statistics for rows just loaded in bulk, before workers start claiming: with the
+    old ones the planner expects a few pending rows and sorts all of them (1.2-2.7 s a claim
+    at 1M) instead of walking delivery_claim_idx (50 ms). The same for the contents: with old
+    statistics a chunk's look-up of its 500 contents by key read every content of the issue
+    through the issue_id index (85 ms at 100k) instead of the unique (issue, key) index
+    (3 ms). Samples, so bounded."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Delivery._meta.db_table}, {IssueContent._meta.db_table}")
 
 
 def issue_create(*, batch: DailyBatch) -> Issue:
@@ -72,15 +84,7 @@ def issue_create(*, batch: DailyBatch) -> Issue:
         issue.content_count = written.contents
         issue.save(update_fields=["recipient_count", "skipped_count", "content_count"])
     skipped = written.skipped
-    if connection.vendor == "postgresql":
-        # Fresh statistics for the rows just loaded, before workers start claiming: with the
-        # old ones the planner expects a few pending rows and sorts all of them (1.2-2.7 s a
-        # claim at 1M) instead of walking delivery_claim_idx (50 ms). The same for the
-        # contents: with old statistics a chunk's look-up of its 500 contents by key read
-        # every content of the issue through the issue_id index (85 ms at 100k) instead of
-        # the unique (issue, key) index (3 ms). Samples, so bounded.
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Delivery._meta.db_table}, {IssueContent._meta.db_table}")
+    _deliveries_analyze()
     logger.info(
         "issue planned",
         extra={
@@ -150,6 +154,25 @@ def issue_for_batch(*, batch: DailyBatch) -> Issue:
     return issue
 
 
+def _issue_counts_add(*, issue_id: int, added: Written) -> None:
+    Issue.objects.filter(pk=issue_id).update(
+        recipient_count=F("recipient_count") + added.pending,
+        skipped_count=F("skipped_count") + added.skipped,
+        content_count=F("content_count") + added.contents,
+    )
+
+
+def _issue_send_added(*, issue_id: int, pending: int) -> None:
+    """Send `pending` rows just added to an issue: a scheduled issue starts, a sent one sends
+    again; their chunk tasks are enqueued on commit. In the caller's transaction."""
+    reopened = Issue.objects.filter(
+        pk=issue_id, status__in=[Issue.Status.SCHEDULED, Issue.Status.SENT]
+    ).update(status=Issue.Status.SENDING, started_at=timezone.now(), finished_at=None)
+    if reopened:
+        logger.info("issue sending", extra={"issue": issue_id})
+    transaction.on_commit(lambda: issue_chunks_enqueue(issue_id=issue_id, pending=pending))
+
+
 def issue_join(
     *, issue: Issue, plan: Plan, periods: dict[int, str] | None = None, already_in: set[int]
 ) -> int:
@@ -160,36 +183,60 @@ def issue_join(
     if already_in:
         plan = plan.without(already_in)
     joined = deliveries_join(issue=issue, plan=plan, periods=periods)
-    Issue.objects.filter(pk=issue.pk).update(
-        recipient_count=F("recipient_count") + joined.pending,
-        skipped_count=F("skipped_count") + joined.skipped,
-        content_count=F("content_count") + joined.contents,
-    )
+    _issue_counts_add(issue_id=issue.pk, added=joined)
     if joined.pending:
-        reopened = Issue.objects.filter(
-            pk=issue.pk, status__in=[Issue.Status.SCHEDULED, Issue.Status.SENT]
-        ).update(status=Issue.Status.SENDING, started_at=timezone.now(), finished_at=None)
-        if reopened:
-            logger.info("issue sending", extra={"issue": issue.pk})
-        pending = joined.pending
-        transaction.on_commit(lambda: issue_chunks_enqueue(issue_id=issue.pk, pending=pending))
+        _issue_send_added(issue_id=issue.pk, pending=joined.pending)
     return joined.pending + joined.skipped
+
+
+def _subscribers_in_issue(*, issue: Issue, subscriber_ids: Iterable[int]) -> set[int]:
+    """Which of these readers already have a row in the issue: one indexed look-up of a
+    chunk's ids (the unique (issue, subscriber) index), not every row of the issue."""
+    return set(
+        Delivery.objects.filter(
+            issue=issue, subscriber_id__any_of=list(subscriber_ids)
+        ).values_list("subscriber_id", flat=True)
+    )
 
 
 def issue_send_everyone(*, issue: Issue) -> int:
     """An editor's send: every sendable reader not in the issue yet joins it now (readers of
-    the due tick already in it keep their one row). Returns the rows added."""
-    plan = issue_plan(batch=issue.batch)
+    the due tick already in it keep their one row). Returns the rows added.
+
+    Planned and joined a chunk of readers at a time (``issue_plan_chunks``), as
+    ``issue_create`` writes, so the planner's memory does not grow with the audience; all in
+    one transaction holding the issue's row lock (the tick and the finishing chunk wait for
+    it), so a planner that dies mid-plan adds nothing and sending again plans from the start.
+    The counts are summed over the chunks and the chunk tasks enqueued once, on commit, for
+    every row added.
+    """
+    the_day = batch_day(issue.batch)  # the papers, before the lock: they do not change with it
+    added = Written()
     with transaction.atomic():
         issue = Issue.objects.select_for_update().get(pk=issue.pk)
         if issue.status == Issue.Status.CANCELLED:
             return 0
-        already_in = set(
-            Delivery.objects.filter(issue=issue, subscriber__isnull=False).values_list(
-                "subscriber_id", flat=True
-            )
-        )
-        return issue_join(issue=issue, plan=plan, already_in=already_in)
+        chunks = issue_plan_chunks(batch=issue.batch, the_day=the_day, size=planning.PLAN_CHUNK)
+        for plan in chunks:
+            already_in = _subscribers_in_issue(issue=issue, subscriber_ids=plan.subscriber_ids)
+            joining = plan.without(already_in) if already_in else plan
+            if joining.subscriber_ids:
+                added += deliveries_join(issue=issue, plan=joining)
+        _issue_counts_add(issue_id=issue.pk, added=added)
+        if added.pending:
+            _issue_send_added(issue_id=issue.pk, pending=added.pending)
+    if added.pending:
+        _deliveries_analyze()
+    logger.info(
+        "issue joined by everyone",
+        extra={
+            "issue": issue.pk,
+            "recipients": added.pending,
+            "skipped": added.skipped,
+            "contents": added.contents,
+        },
+    )
+    return added.pending + added.skipped
 
 
 def digest_send_for_day(*, day: date) -> Issue | None:

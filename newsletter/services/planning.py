@@ -461,7 +461,9 @@ PLAN_CONTENTS = "newsletter_plan_contents"  # a chunk's contents on their way in
 
 @dataclass(frozen=True)
 class Written:
-    """What writing (a chunk of) an issue's plan added: its editors' counts."""
+    """What writing (a chunk of) an issue's plan added, or joining readers to it: its editors'
+    counts. Summed over chunks, each content is counted once: a chunk counts only the
+    contents the issue did not have yet."""
 
     pending: int = 0
     skipped: int = 0
@@ -554,21 +556,14 @@ def deliveries_write(*, issue: Issue, plan: Plan) -> Written:
     return Written(pending=pending, skipped=skipped, contents=len(plan.keys) - len(known))
 
 
-@dataclass(frozen=True)
-class Joined:
-    """What joining readers to an issue wrote."""
-
-    pending: int
-    skipped: int
-    contents: int  # distinct contents new to the issue
-
-
-def deliveries_join(*, issue: Issue, plan: Plan, periods: dict[int, str] | None = None) -> Joined:
+def deliveries_join(*, issue: Issue, plan: Plan, periods: dict[int, str] | None = None) -> Written:
     """Rows for the readers of `plan` joining an issue that may already have rows (the due
     tick's readers, or an editor's send to everyone not in it yet). Call it in a transaction
     holding the issue's row lock, after leaving out readers already in the issue: a conflict
     left is another writer's row for that reader, and theirs stands. periods: the period each
-    reader's row serves (none: an editor's send)."""
+    reader's row serves (none: an editor's send). Its contents count is of contents new to the
+    issue, looked up in it before writing, so a content an earlier chunk of the same
+    transaction stored is not counted again."""
     periods = periods or {}
     now = timezone.now()
     used = {plan.keys[index] for index in plan.content_indexes if index >= 0}
@@ -602,7 +597,7 @@ def deliveries_join(*, issue: Issue, plan: Plan, periods: dict[int, str] | None 
                 [issue.pk, now, ids, statuses, keys, row_periods],
             )
         skipped = statuses.count(Delivery.Status.SKIPPED)
-        return Joined(pending=len(ids) - skipped, skipped=skipped, contents=len(used - known))
+        return Written(pending=len(ids) - skipped, skipped=skipped, contents=len(used - known))
     rows = [
         Delivery(
             issue=issue,
@@ -616,4 +611,4 @@ def deliveries_join(*, issue: Issue, plan: Plan, periods: dict[int, str] | None 
     ]
     Delivery.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
     skipped = sum(1 for row in rows if row.status == Delivery.Status.SKIPPED)
-    return Joined(pending=len(rows) - skipped, skipped=skipped, contents=len(used - known))
+    return Written(pending=len(rows) - skipped, skipped=skipped, contents=len(used - known))
