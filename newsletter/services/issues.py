@@ -1,9 +1,10 @@
 """An issue's life: created with its planned deliveries, started, cancelled, finished.
 
 ``issue_create`` plans one Delivery row per eligible subscriber (one transaction, written in
-bulk a chunk of readers at a time); ``issue_start`` moves the issue to "sending" once and
-enqueues its chunk tasks; the last chunk (or the sweeper) finishes it. Every state change is
-a conditional UPDATE, so running any of them twice changes nothing.
+bulk a chunk of readers at a time); ``issue_send_everyone`` adds the readers not in an issue
+yet the same way, a chunk at a time in one transaction; ``issue_start`` moves the issue to
+"sending" once and enqueues its chunk tasks; the last chunk (or the sweeper) finishes it.
+Every state change is a conditional UPDATE, so running any of them twice changes nothing.
 """
 
 from __future__ import annotations
