@@ -227,8 +227,8 @@ def issue_send_everyone(*, issue: Issue) -> int:
         if added.pending:
             _issue_send_added(issue_id=issue.pk, pending=added.pending)
     if added.pending:
-        # After the commit (ANALYZE in it would hold its table lock to the end of the plan):
-        # the chunk tasks enqueued on commit may claim once or twice with the old statistics.
+        # After the commit, as issue_create does, so the issue's row lock is not held through
+        # it; the chunk tasks enqueued on commit may claim once or twice with old statistics.
         _deliveries_analyze()
     logger.info(
         "issue joined by everyone",
