@@ -1,11 +1,11 @@
 """A tiny SMTP server that keeps what it is sent, for tests and local runs of ANYMAIL_ESP=smtp.
 
 Python 3.12 dropped ``smtpd`` and aiosmtpd is not a dependency, so this speaks the few
-commands Django's SMTP backend uses (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) over a
-threaded socket server, with PIPELINING (RFC 2920) advertised unless told not to. It can
-refuse chosen recipients at RCPT (550), answer the next messages with a temporary or permanent
-failure, and drop the connection after taking a message without answering (the "did it take
-it?" case).
+commands Django's SMTP backend uses (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) on an
+asyncio event loop (which sets TCP_NODELAY on each connection), with PIPELINING (RFC 2920)
+advertised unless told not to. It can refuse chosen recipients at RCPT (550), answer the
+next messages with a temporary or permanent failure, and drop the connection after taking a
+message without answering (the "did it take it?" case).
 
 It counts what it receives as the HTTP fakes do (devtools/fakes/serving.py ``Counters``: each
 message's DATA is a call); run standalone (for benchmarks) the counters are served over HTTP on
@@ -15,11 +15,10 @@ a second port: ``python -m devtools.fakes.smtp --port N --stats-port M [--no-sto
 from __future__ import annotations
 
 import argparse
+import asyncio
 import email
 import email.policy
 import re
-import socket
-import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,116 +50,109 @@ _ADDRESS = re.compile(r"<([^>]*)>")
 _END_OF_DATA = b"\r\n.\r\n"
 
 
-class _Reader:
-    """The client's bytes, read from the socket in blocks: lines for commands, and a whole
-    message up to its ending dot in one search rather than line by line. Knows whether more
-    has arrived than was read (``waiting``), which is how pipelining is told apart."""
+class _Session(asyncio.Protocol):
+    """One client's conversation. The server is one event loop, as real mail servers serve many
+    connections without a thread each: a fake whose threads took turns at Python's lock would
+    answer later the more connections a client opened, and the benchmark would measure that.
 
-    def __init__(self, sock) -> None:
-        self._sock = sock
-        self._buffer = bytearray()
+    Bytes are kept until a whole command line (or a whole message, up to its ending dot) has
+    arrived; a command that arrives with more bytes behind it was pipelined."""
 
-    def _more(self) -> bool:
-        block = self._sock.recv(262144)
-        self._buffer += block
-        return bool(block)
+    def __init__(self, fake: FakeSmtp) -> None:
+        self.state, self.counters, self.loop = fake.state, fake.counters, fake.loop
+        self.buffer = bytearray()
+        self.sender: str | None = None
+        self.recipients: list[str] = []
+        self.in_data = False
+        self.searched = 0  # where the search for the message's end starts again
+        self.transport: asyncio.Transport | None = None
 
-    def waiting(self) -> bool:
-        return bool(self._buffer)
-
-    def line(self) -> bytes:
-        while (end := self._buffer.find(b"\n")) < 0:
-            if not self._more():
-                return b""
-        line = bytes(self._buffer[: end + 1])
-        del self._buffer[: end + 1]
-        return line
-
-    def message(self) -> bytes | None:
-        """DATA's message with the dot-stuffing undone; None if the client went away."""
-        self._buffer[:0] = b"\r\n"  # so an empty message's lone "." ends it too
-        searched = 0
-        while (end := self._buffer.find(_END_OF_DATA, searched)) < 0:
-            searched = max(0, len(self._buffer) - len(_END_OF_DATA))
-            if not self._more():
-                return None
-        raw = bytes(self._buffer[2 : end + 2])
-        del self._buffer[: end + len(_END_OF_DATA)]
-        unstuffed = raw.replace(b"\n..", b"\n.")
-        return unstuffed[1:] if unstuffed.startswith(b"..") else unstuffed
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    def _say(self, line: str) -> None:
-        self.request.sendall(line.encode() + b"\r\n")
-
-    def handle(self) -> None:
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no delayed ACKs
-        state: FakeSmtpState = self.server.state
-        reader = _Reader(self.request)
-        with state.lock:
-            state.connections += 1
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        with self.state.lock:
+            self.state.connections += 1
         self._say("220 fake-smtp ready")
-        sender, recipients = None, []
-        while line := reader.line():
-            command = line.decode("utf-8", "replace").strip()
-            verb = command[:4].upper()
-            if verb in {"MAIL", "RCPT"} and reader.waiting():
-                with state.lock:
-                    if not state.pipelining:
-                        state.improper_pipelining += 1
-                    elif verb == "MAIL":
-                        state.pipelined += 1
-            if verb in {"EHLO", "HELO"}:
-                if verb == "EHLO" and state.pipelining:
-                    self.request.sendall(b"250-fake-smtp\r\n250-SIZE 52428800\r\n")
-                    self._say("250 PIPELINING")
-                else:
-                    self._say("250 fake-smtp")
-            elif verb == "MAIL":
-                with state.lock:
-                    failure = state.failures.pop(0) if state.failures else None
-                if failure:
-                    self._say(failure)
-                    continue
-                sender, recipients = _address(command), []
-                self._say("250 OK")
-            elif verb == "RCPT":
-                address = _address(command)
-                if sender is None:
-                    self._say("503 5.5.1 need MAIL first")
-                elif address.lower() in state.refused:
-                    self._say("550 5.1.1 mailbox unavailable")
-                else:
-                    recipients.append(address)
-                    self._say("250 OK")
-            elif verb == "DATA":
-                if not (sender and recipients):
-                    self._say("503 5.5.1 need MAIL and RCPT first")
-                    continue
-                self._say("354 end with <CRLF>.<CRLF>")
-                if not self._take(state, reader, sender, recipients):
-                    return  # hung up without an answer
-                sender, recipients = None, []
-            elif verb == "RSET":
-                sender, recipients = None, []
-                self._say("250 OK")
-            elif verb == "NOOP":
-                self._say("250 OK")
-            elif verb == "QUIT":
-                self._say("221 bye")
-                return
-            else:
-                self._say("502 5.5.2 command not implemented")
 
-    def _take(
-        self, state: FakeSmtpState, reader: _Reader, sender: str, recipients: list[str]
-    ) -> bool:
-        arrived = time.time()
-        raw = reader.message()
-        if raw is None:
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.transport is not None and not self.transport.is_closing():
+            if self.in_data:
+                if not self._message_take():
+                    return
+                continue
+            end = self.buffer.find(b"\n")
+            if end < 0:
+                return
+            line = bytes(self.buffer[: end + 1])
+            del self.buffer[: end + 1]
+            self._command(line.decode("utf-8", "replace").strip(), waiting=bool(self.buffer))
+
+    def _say(self, line: str) -> None:
+        self.transport.write(line.encode() + b"\r\n")
+
+    def _command(self, command: str, *, waiting: bool) -> None:
+        state = self.state
+        verb = command[:4].upper()
+        if verb in {"MAIL", "RCPT"} and waiting:
+            with state.lock:
+                if not state.pipelining:
+                    state.improper_pipelining += 1
+                elif verb == "MAIL":
+                    state.pipelined += 1
+        if verb in {"EHLO", "HELO"}:
+            if verb == "EHLO" and state.pipelining:
+                self._say("250-fake-smtp\r\n250-SIZE 52428800\r\n250 PIPELINING")
+            else:
+                self._say("250 fake-smtp")
+        elif verb == "MAIL":
+            with state.lock:
+                failure = state.failures.pop(0) if state.failures else None
+            if failure:
+                self._say(failure)
+                return
+            self.sender, self.recipients = _address(command), []
+            self._say("250 OK")
+        elif verb == "RCPT":
+            address = _address(command)
+            if self.sender is None:
+                self._say("503 5.5.1 need MAIL first")
+            elif address.lower() in state.refused:
+                self._say("550 5.1.1 mailbox unavailable")
+            else:
+                self.recipients.append(address)
+                self._say("250 OK")
+        elif verb == "DATA":
+            if not (self.sender and self.recipients):
+                self._say("503 5.5.1 need MAIL and RCPT first")
+                return
+            self._say("354 end with <CRLF>.<CRLF>")
+            self.in_data, self.searched = True, 0
+            self.buffer[:0] = b"\r\n"  # so an empty message's lone "." ends it too
+        elif verb == "RSET":
+            self.sender, self.recipients = None, []
+            self._say("250 OK")
+        elif verb == "NOOP":
+            self._say("250 OK")
+        elif verb == "QUIT":
+            self._say("221 bye")
+            self.transport.close()
+        else:
+            self._say("502 5.5.2 command not implemented")
+
+    def _message_take(self) -> bool:
+        """Take the message if all of it is here; False while it is still arriving."""
+        end = self.buffer.find(_END_OF_DATA, self.searched)
+        if end < 0:
+            self.searched = max(0, len(self.buffer) - len(_END_OF_DATA))
             return False
-        counters: Counters = self.server.counters
+        arrived = time.time()
+        raw = bytes(self.buffer[2 : end + 2]).replace(b"\n..", b"\n.")
+        raw = raw[1:] if raw.startswith(b"..") else raw
+        del self.buffer[: end + len(_END_OF_DATA)]
+        self.in_data = False
+        sender, recipients = self.sender, self.recipients
+        self.sender, self.recipients = None, []
+        state, counters = self.state, self.counters
         counters.call_count("DATA", len(raw))
         counters.accepted_count(recipients, arrived)
         with state.lock:
@@ -170,11 +162,17 @@ class _Handler(socketserver.BaseRequestHandler):
             drop = state.drop_after_data > 0
             state.drop_after_data -= drop
         if drop:
-            return False
-        if counters.answer_delay:
-            time.sleep(counters.answer_delay)  # taken; the client may be gone before the answer
-        self._say("250 OK queued")
+            self.transport.close()  # hung up without an answer
+        elif counters.answer_delay:
+            # Taken; the client may be gone before the answer.
+            self.loop.call_later(counters.answer_delay, self._answer_late)
+        else:
+            self._say("250 OK queued")
         return True
+
+    def _answer_late(self) -> None:
+        if not self.transport.is_closing():
+            self._say("250 OK queued")
 
 
 def _address(command: str) -> str:
@@ -184,25 +182,29 @@ def _address(command: str) -> str:
 
 
 class FakeSmtp:
-    """``with FakeSmtp() as smtp:`` listens on 127.0.0.1:<smtp.port> until the block ends."""
+    """``with FakeSmtp() as smtp:`` listens on 127.0.0.1:<smtp.port> until the block ends,
+    served by an event loop on a thread of its own."""
 
     def __init__(self, port: int = 0, *, store: bool = True) -> None:
         self.state = FakeSmtpState()
         self.counters = Counters(store=store)
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.state = self.state
-        self._server.counters = self.counters
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.loop = asyncio.new_event_loop()
+        self._server = self.loop.run_until_complete(
+            self.loop.create_server(lambda: _Session(self), "127.0.0.1", port)
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> FakeSmtp:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self._server.close()
+        self.loop.run_until_complete(self._server.wait_closed())
+        self.loop.close()
 
 
 class _StatsHandler(FakeHandler):
