@@ -54,6 +54,7 @@ def test_each_reader_gets_their_own_copy(smtp, day_batch, sending):
         assert deliveries_send_chunk(issue_id=issue.pk) == 3
 
         assert smtp.state.connections == 3  # each copy in flight beside the others
+        assert smtp.state.pipelined == 3  # MAIL, RCPT and DATA of each in one round trip
         by_to = {m["to"][0]: m["message"] for m in smtp.state.messages}
         assert sorted(by_to) == sorted(r.email for r in readers)
         for reader in readers:
