@@ -95,9 +95,7 @@ def test_every_recipient_refused_sends_no_message_and_the_connection_goes_on(ser
 
 
 @pytest.mark.parametrize("reply, code", [("451 4.3.0 try again later", 451), ("554 no", 554)])
-def test_a_refused_sender_is_raised_with_its_code_and_the_connection_goes_on(
-    server, reply, code
-):
+def test_a_refused_sender_is_raised_with_its_code_and_the_connection_goes_on(server, reply, code):
     server.state.failures.append(reply)
     connection = _connection(server)
 
