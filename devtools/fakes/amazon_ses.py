@@ -24,11 +24,12 @@ ReplacementTemplate.ReplacementTemplateData`` (JSON of its values) and
 most 15 headers, printable ASCII). It answers 200 ``{"BulkEmailEntryResults": [...]}``, one
 ``{"Status", "MessageId"}`` or ``{"Status", "Error"}`` per entry, in their order: an address
 in ``rejected`` gets ``MESSAGE_REJECTED``, one in ``throttled`` ``ACCOUNT_THROTTLED`` (once:
-``throttle_once``). Each accepted entry's copy is rendered as SES renders an inline template,
-Handlebars' simple substitution (devtools/fakes/templating.py): a template holding anything
-else is refused as a whole (400 ``BadRequestException`` "Template contains unsupported
-operations"); a variable without a value is SES's rendering failure, the entry accepted and
-never delivered (counted in ``rendering_failures``, not stored).
+``throttle_once``; when each such call arrived is kept in ``throttled_at``). Each accepted
+entry's copy is rendered as SES renders an inline template, Handlebars' simple substitution
+(devtools/fakes/templating.py): a template holding anything else is refused as a whole (400
+``BadRequestException`` "Template contains unsupported operations"); a variable without a
+value is SES's rendering failure, the entry accepted and never delivered (counted in
+``rendering_failures``, not stored).
 
 Run standalone (for benchmarks): ``python -m devtools.fakes.amazon_ses --port N [--no-store]``.
 """
@@ -90,6 +91,7 @@ class FakeAmazonSesState:
     failures: list[str] = field(default_factory=list)  # error types for the next send calls
     throttled: set[str] = field(default_factory=set)  # answered ACCOUNT_THROTTLED in bulk
     throttle_once: bool = True  # a throttled address is taken at its next call
+    throttled_at: list[float] = field(default_factory=list)  # arrivals answered with one
     rendering_failures: int = 0  # bulk entries accepted whose template could not render
     bulk_calls: int = 0
     calls: int = 0  # send calls received, however answered
@@ -157,7 +159,7 @@ class _Handler(FakeHandler):
             return self._error("BadRequestException", str(error))
         with state.lock:
             state.bulk_calls += 1
-        results, accepted, stored, failed_renders = [], [], [], 0
+        results, accepted, stored, failed_renders, throttled_any = [], [], [], 0, False
         for entry in entries:
             to = entry["Destination"]["ToAddresses"]
             address = to[0].lower()
@@ -172,6 +174,7 @@ class _Handler(FakeHandler):
                 results.append(
                     {"Status": "ACCOUNT_THROTTLED", "Error": "Maximum sending rate exceeded."}
                 )
+                throttled_any = True
                 continue
             message_id = f"0102{uuid.uuid4().hex}-{uuid.uuid4().hex[:8]}-000000"
             results.append({"Status": "SUCCESS", "MessageId": message_id})
@@ -187,6 +190,8 @@ class _Handler(FakeHandler):
         self.counters.accepted_count(accepted, arrived)
         with state.lock:
             state.arrivals.append((arrived, len(accepted)))
+            if throttled_any:
+                state.throttled_at.append(arrived)
             state.rendering_failures += failed_renders
             state.messages.extend(stored)
         self._reply(200, {"BulkEmailEntryResults": results})

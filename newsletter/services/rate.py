@@ -14,7 +14,9 @@ workers on any number of machines share one budget and one clock (Redis's ``TIME
 - **Per hour / per day**: counters of the current UTC hour and day. The day's cap is the
   smaller of the daily quota and the warm-up schedule's cap for the day. What does not fit
   waits for the next hour or day: a chunk takes only what fits, and the rest stays pending.
-- **Pause**: a 429 sets a pause until its Retry-After for every worker of that provider.
+- **Pause**: a 429 sets a pause until its Retry-After for every worker of that provider; so
+  does a recipient the provider answered "not now" (SES's throttled destinations), for
+  ``DEFAULT_PAUSE_SECONDS``.
 
 Keys are per provider (``paperboy:rate:<provider>:...``), so switching providers starts a new
 budget.

@@ -558,9 +558,24 @@ def _send_calls(backend, messages: list[AnymailMessage], gate) -> AnymailError |
         else:
             pacer.count = count  # the adapter takes the turn once the request is built
         error = _send(backend, call)
+        if _deferred_some(call):
+            # The provider counts the account, not this worker: the pause begins with the
+            # answer, so every worker's next call waits for it, this chunk's next one included.
+            # (The deferred rows wait for the claim's retry: _deferred_retry.)
+            gate.pause(rate.DEFAULT_PAUSE_SECONDS)
         if error is not None:
             return error
     return None
+
+
+def _deferred_some(messages: list[AnymailMessage]) -> bool:
+    """Whether the provider answered a recipient of these "not now" (SES's throttled
+    destinations)."""
+    return any(
+        getattr(status, "transient", False)
+        for message in messages
+        for status in message.anymail_status.recipients.values()
+    )
 
 
 @dataclass
@@ -673,11 +688,11 @@ def _chunk_send_through(chunk: _Chunk, backend, gate) -> tuple[int, bool]:
 
 def _deferred_retry(chunk: _Chunk, deferred: list[int], handed: int, gate) -> tuple[int, bool]:
     """Rows the provider answered it did not take for now (throttled): retried with the claim,
-    as a 429 is, the rest of the claim recorded."""
+    as a 429 is, the rest of the claim recorded. (The send rate paused when the answer came:
+    _send_calls.)"""
     reason = f"provider deferred {len(deferred)} recipients"
     if gate is not None:
         gate.refund_quota(len(deferred))
-        gate.pause(rate.DEFAULT_PAUSE_SECONDS)
     if chunk.attempts >= settings.DIGEST_MAX_ATTEMPTS:
         deliveries_release_claim(claim=chunk.claim, error=reason)
         return handed, False

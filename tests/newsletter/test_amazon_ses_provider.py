@@ -1,7 +1,8 @@
 """ANYMAIL_ESP=amazon_ses: Paperboy's backend (Anymail's and boto3) over HTTP, against
 devtools/fakes/amazon_ses.py: a content's readers in one SendBulkEmail call, and boto3's
-failures read for what they say. (Each copy against its preview, template syntax, a refused or
-throttled destination: tests/newsletter/test_template_providers.py.)"""
+failures read for what they say, and the send rate: each call's turn, the pause a throttled
+destination starts. (Each copy against its preview, template syntax, a refused or throttled
+destination's own row: tests/newsletter/test_template_providers.py.)"""
 
 from __future__ import annotations
 
@@ -168,3 +169,31 @@ def test_the_send_rate_paces_each_call(ses, day_batch, sending, settings, redis_
     # provider never sees more than the limit in any second either.
     for start in arrivals:
         assert sum(1 for when in arrivals if start <= when < start + 1.0) <= 2, arrivals
+
+
+def test_a_throttled_destination_pauses_the_rest_of_its_claim_too(
+    ses, day_batch, sending, settings, redis_url, monkeypatch
+):
+    settings.SEND_RATE_PER_SECOND = 10
+    settings.SEND_CONCURRENCY = 1  # the claim's calls one after the other, not both in flight
+    # The pause a throttled destination takes, shortened: only its start matters here.
+    monkeypatch.setattr(rate, "DEFAULT_PAUSE_SECONDS", 1.5)
+    SubscriberFactory(email="robotics@example.org", topics=[day_batch.topics["robotics"]])
+    SubscriberFactory(email="agents@example.org", topics=[day_batch.topics["agents"]])
+    issue = sending()
+    # Two contents, so one claim of two SendBulkEmail calls, in the order rows are claimed:
+    # the first call's destination is throttled.
+    first, second = Delivery.objects.order_by("content_key", "id")
+    ses.state.throttled.add(first.subscriber.email)
+
+    with pytest.raises(TransientSendError):
+        deliveries_send_chunk(issue_id=issue.pk)
+
+    # The pause began with the answer, not once the claim's other calls were made: the
+    # second call, this worker's own, waited for it as every other worker's would.
+    [throttled_at] = ses.state.throttled_at
+    assert ses.state.recipients() == [second.subscriber.email]
+    [after] = [when for when, _ in ses.state.arrivals if when > throttled_at]
+    assert after - throttled_at >= 1.5, (throttled_at, after)
+    first.refresh_from_db()
+    assert (first.status, first.handed_at) == (Delivery.Status.SENDING, None)

@@ -1,6 +1,7 @@
 """The send rate with real Celery workers: two worker processes share one budget in Redis, so
-the fake Postmark never receives more than the limit in any second, and a 429's Retry-After
-pauses both of them, not only the one that got it."""
+the fake Postmark never receives more than the limit in any second, and a pause the provider
+asks for stops both of them, not only the one that got the answer: a Postmark 429's
+Retry-After, and an Amazon SES SendBulkEmail destination answered ACCOUNT_THROTTLED."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from collections import Counter
 import pytest
 
 from devtools.fakes.postmark import TOKEN, FakePostmark
+from devtools.fakes.serving import peak_per_second
 from newsletter.models import Delivery, Issue
+from newsletter.services import rate
 from newsletter.services.issues import issue_create, issue_start
 from subscriptions.models import Subscriber
 from tests.external import celery_broker, celery_worker, require_postgres, require_redis, wait_for
 from tests.factories import SubscriberFactory
+from tests.newsletter.test_provider_workers import SETUPS
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 READERS = 300
@@ -36,17 +40,33 @@ def postmark(settings):
 
 
 @pytest.fixture
-def worker_env(postmark):
-    url = require_redis()
+def limited_ses(ses, settings):
+    """The fake Amazon SES (tests/newsletter/conftest.py), chunks enqueued here cut to the
+    limit as the workers cut them."""
+    settings.SEND_RATE_PER_SECOND = LIMIT
+    return ses
+
+
+def rate_env(**provider: str) -> dict[str, str]:
+    """A worker's environment: the provider's settings, and LIMIT emails a second shared
+    through Redis."""
     return {
-        "ANYMAIL_ESP": "postmark",
-        "ANYMAIL_API_KEY": TOKEN,
-        "ANYMAIL_API_URL": postmark.url,
+        **provider,
         "SEND_RATE_PER_SECOND": str(LIMIT),
-        "SEND_RATE_REDIS_URL": url,
+        "SEND_RATE_REDIS_URL": require_redis(),
         "DIGEST_RETRY_BACKOFF_SECONDS": "1",
         "SITE_URL": "https://paperboy.example.org",
     }
+
+
+@pytest.fixture
+def worker_env(postmark):
+    return rate_env(ANYMAIL_ESP="postmark", ANYMAIL_API_KEY=TOKEN, ANYMAIL_API_URL=postmark.url)
+
+
+@pytest.fixture
+def ses_worker_env(limited_ses):
+    return rate_env(**SETUPS["amazon_ses"].env("amazon_ses", limited_ses))
 
 
 @pytest.fixture
@@ -62,7 +82,7 @@ def readers(day_batch) -> list[str]:
     return sorted(s.email for s in subscribers)
 
 
-def send_with_two_workers(tmp_path, day_batch, worker_env, postmark, before=None) -> float:
+def send_with_two_workers(tmp_path, day_batch, worker_env, before=None) -> float:
     """Send the issue with two worker processes; when it was started (time.time())."""
     with (
         celery_broker(),
@@ -85,8 +105,8 @@ def send_with_two_workers(tmp_path, day_batch, worker_env, postmark, before=None
     return started
 
 
-def assert_each_once(postmark, readers) -> None:
-    received = Counter(postmark.state.recipients())
+def assert_each_once(fake, readers) -> None:
+    received = Counter(fake.state.recipients())
     assert sorted(received) == readers
     assert set(received.values()) == {1}
 
@@ -94,7 +114,7 @@ def assert_each_once(postmark, readers) -> None:
 def test_two_workers_never_exceed_the_limit_in_any_second(
     tmp_path, day_batch, readers, postmark, worker_env
 ):
-    send_with_two_workers(tmp_path, day_batch, worker_env, postmark)
+    send_with_two_workers(tmp_path, day_batch, worker_env)
     assert_each_once(postmark, readers)
     arrivals = sorted(postmark.state.arrivals)
     assert postmark.state.peak_per_second() <= LIMIT
@@ -112,9 +132,7 @@ def test_a_429_with_retry_after_pauses_every_worker(
     def refuse_first_call():
         postmark.state.fail_next(429)
 
-    started = send_with_two_workers(
-        tmp_path, day_batch, worker_env, postmark, before=refuse_first_call
-    )
+    started = send_with_two_workers(tmp_path, day_batch, worker_env, before=refuse_first_call)
     assert_each_once(postmark, readers)
     assert postmark.state.calls["/email/batch"] == READERS / LIMIT + 1  # the refused one
     arrivals = sorted(postmark.state.arrivals)
@@ -122,3 +140,27 @@ def test_a_429_with_retry_after_pauses_every_worker(
     # whichever worker made it, and the limit held afterwards.
     assert arrivals[0][0] - started >= 3.0, arrivals
     assert postmark.state.peak_per_second() <= LIMIT
+
+
+def test_a_throttled_ses_destination_pauses_every_worker(
+    tmp_path, day_batch, readers, limited_ses, ses_worker_env
+):
+    # One destination of a SendBulkEmail call answered ACCOUNT_THROTTLED (once), the call's
+    # others taken. reader0 is in one of the first two claims (rows are claimed in id
+    # order), so both workers still have claims to send when SES answers it.
+    limited_ses.state.throttled.add("reader0@example.org")
+
+    send_with_two_workers(tmp_path, day_batch, ses_worker_env)
+
+    # Every reader once, the throttled one by its claim's retry: one more call.
+    assert_each_once(limited_ses, readers)
+    assert limited_ses.state.bulk_calls == READERS / LIMIT + 1
+    [throttled_at] = limited_ses.state.throttled_at
+    arrivals = sorted(limited_ses.state.arrivals)
+    later = [when for when, _ in arrivals if when > throttled_at]
+    # A throttled destination pauses the provider's shared budget for DEFAULT_PAUSE_SECONDS
+    # (SES gives no Retry-After): no call from either worker reached SES meanwhile, and the
+    # claims still to send when it answered, the retry's included, came after it.
+    assert len(later) >= READERS / LIMIT - 1, arrivals
+    assert later[0] - throttled_at >= rate.DEFAULT_PAUSE_SECONDS, (throttled_at, arrivals)
+    assert peak_per_second(arrivals) <= LIMIT

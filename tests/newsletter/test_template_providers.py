@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
@@ -318,19 +318,44 @@ def test_brevo_refuses_the_call_for_a_blocked_address_which_then_fails_alone(
     assert set(Delivery.objects.exclude(pk=gone.pk).values_list("status", flat=True)) == {"sent"}
 
 
-@pytest.mark.parametrize("provider", ["mailjet"], indirect=True)
-def test_mailjet_answers_a_refused_message_alone_and_sends_the_others(provider, day_batch, sending):
+@dataclass(frozen=True)
+class AloneRefusal:
+    """How a provider that answers each reader of a call is made to refuse one, and what the
+    refused reader's row and the fake then hold."""
+
+    refused: str  # the fake's set of addresses it refuses
+    error: str  # the refused row's last_error
+    counters: dict[str, int] = field(default_factory=dict)  # the fake's, afterwards
+
+
+ALONE_REFUSALS = {
+    # Mailjet answers a refused message in the body (Status "error"), without a reason.
+    "mailjet": AloneRefusal("blocked", "provider failed this recipient"),
+    # SES answers each destination of its one SendBulkEmail call (MESSAGE_REJECTED), with
+    # SES's reason; the copy it took rendered.
+    "amazon_ses": AloneRefusal(
+        "rejected",
+        "provider failed this recipient: MESSAGE_REJECTED: Address blacklisted.",
+        {"bulk_calls": 1, "rendering_failures": 0},
+    ),
+}
+
+
+@pytest.mark.parametrize("provider", sorted(ALONE_REFUSALS), indirect=True)
+def test_a_refused_reader_is_answered_alone_and_the_others_sent(provider, day_batch, sending):
+    refusal = ALONE_REFUSALS[provider.name]
     robotics = day_batch.topics["robotics"]
     SubscriberFactory(email="kept@example.org", topics=[robotics])
     SubscriberFactory(email="gone@example.org", topics=[robotics])
-    provider.state.blocked.add("gone@example.org")
+    getattr(provider.state, refusal.refused).add("gone@example.org")
     issue = sending()
 
-    # Mailjet answers a refused message in the body (Status "error"): an answer per recipient.
+    # One call, answered recipient by recipient: both rows settled by it.
     assert deliveries_send_chunk(issue_id=issue.pk) == 2
     assert provider.calls() == 1
+    assert {name: getattr(provider.state, name) for name in refusal.counters} == refusal.counters
     gone = Delivery.objects.get(subscriber__email="gone@example.org")
-    assert (gone.status, gone.last_error) == ("failed", "provider failed this recipient")
+    assert (gone.status, gone.last_error) == (Delivery.Status.FAILED, refusal.error)
     assert Delivery.objects.get(subscriber__email="kept@example.org").status == "sent"
     assert provider.state.recipients() == ["kept@example.org"]
 
@@ -411,24 +436,6 @@ def test_sparkpost_totals_that_do_not_say_who_was_taken_leave_the_rows_unknown(
 
 
 # --- Amazon SES: each destination's own answer, the call's limit, what bulk cannot carry --------
-
-
-@pytest.mark.parametrize("provider", ["amazon_ses"], indirect=True)
-def test_ses_refuses_one_destination_alone_and_sends_the_others(provider, day_batch, sending):
-    robotics = day_batch.topics["robotics"]
-    SubscriberFactory(email="kept@example.org", topics=[robotics])
-    SubscriberFactory(email="gone@example.org", topics=[robotics])
-    provider.state.rejected.add("gone@example.org")
-    issue = sending()
-
-    # SES answers each destination in the answer (MESSAGE_REJECTED): an answer per reader.
-    assert deliveries_send_chunk(issue_id=issue.pk) == 2
-    assert provider.calls() == 1 and provider.state.bulk_calls == 1
-    gone = Delivery.objects.get(subscriber__email="gone@example.org")
-    assert gone.status == Delivery.Status.FAILED and "MESSAGE_REJECTED" in gone.last_error
-    assert provider.state.recipients() == ["kept@example.org"]
-    assert Delivery.objects.get(subscriber__email="kept@example.org").status == "sent"
-    assert provider.state.rendering_failures == 0
 
 
 @pytest.mark.parametrize("provider", ["amazon_ses"], indirect=True)
