@@ -33,6 +33,29 @@ class Topic(models.Model):
         return self.name
 
 
+class TextVector(models.Model):
+    """The vector of a short text the tagging compares papers with (a topic's description,
+    phrases and examples), kept by text and model.
+
+    Loading the embedding model costs a process about 80 MB resident, more than a worker's
+    whole send; the planner and the due tick need only these few hundred vectors (papers carry
+    their own), so they read them here and never load the model. Whoever first needs a text's
+    vector computes and keeps it (digests/text_vectors.py); a topic edited gets new texts, so
+    new rows, and a new model name never meets the old vectors."""
+
+    model = models.CharField(max_length=80)
+    text_sha256 = models.CharField(max_length=64)
+    vector = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model", "text_sha256"], name="textvector_model_text")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.text_sha256[:12]}"
+
+
 class Paper(models.Model):
     """One research paper, stored once however many days it trends.
 

@@ -32,12 +32,12 @@ touches them again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from digests import embedding
+from digests import embedding, text_vectors
 from digests.models import Topic
 from digests.phrases import TopicMatcher, topic_matchers
 
@@ -121,11 +121,19 @@ def affinity(probability: np.ndarray, tags: Sequence[Sequence[int]]) -> np.ndarr
 class TopicModel:
     """The active topics, embedded once (description and each phrase), ready to score papers."""
 
-    def __init__(self, topics: Sequence[Topic], matchers: list[TopicMatcher]) -> None:
+    def __init__(
+        self,
+        topics: Sequence[Topic],
+        matchers: list[TopicMatcher],
+        *,
+        embed: Callable[[Sequence[str]], np.ndarray] = embedding.embed_texts,
+    ) -> None:
+        """``embed``: texts to unit vectors; ``build`` gives the one that reads kept vectors
+        (digests/text_vectors.py), so ranking processes do not load the embedding model."""
         self.topics = list(topics)
         by_topic = {m.topic.pk: m for m in matchers}
         self.matchers = [by_topic.get(t.pk) for t in self.topics]
-        descriptions = embedding.embed_texts([topic_text(t) for t in self.topics])
+        descriptions = embed([topic_text(t) for t in self.topics])
         self.descriptions = descriptions  # (T, d)
         phrases: list[str] = []
         owner: list[int] = []
@@ -136,9 +144,7 @@ class TopicModel:
                 phrases.append(phrase)
                 owner.append(column)
         self.phrase_vectors = (
-            embedding.embed_texts(phrases)
-            if phrases
-            else np.zeros((0, descriptions.shape[1]), np.float32)
+            embed(phrases) if phrases else np.zeros((0, descriptions.shape[1]), np.float32)
         )
         self.phrase_owner = np.array(owner, dtype=np.int64)
         self._phrases_by_text: dict[tuple, np.ndarray] = {}
@@ -148,7 +154,7 @@ class TopicModel:
         if topics is None:
             topics = Topic.objects.filter(is_active=True)
         topics = list(topics)
-        return cls(topics, topic_matchers(topics))
+        return cls(topics, topic_matchers(topics), embed=text_vectors.texts_embedded)
 
     def closeness(self, vectors: np.ndarray) -> np.ndarray:
         """(P, T, 2): each paper's meaning against each topic's description, and against the
