@@ -42,3 +42,16 @@ def browser_page(live_server, settings, monkeypatch):
             # their own context; left open, they keep pytest from dropping the test database.
             connections.close_all()
     assert blocked == [], "the Content-Security-Policy blocked something a page uses"
+
+
+@pytest.fixture
+def model_refused(monkeypatch):
+    """From here on, loading the embedding model fails the test (digests/text_vectors.py:
+    processes that rank read kept vectors instead)."""
+    from digests import embedding
+
+    def refuse():
+        raise AssertionError("the embedding model was loaded")
+
+    monkeypatch.setattr(embedding, "_model", None)
+    monkeypatch.setattr(embedding, "_load", refuse)

@@ -33,17 +33,6 @@ def topics():
     ]
 
 
-@pytest.fixture
-def model_refused(monkeypatch):
-    """From here on, loading the embedding model fails the test."""
-
-    def refuse():
-        raise AssertionError("the embedding model was loaded")
-
-    monkeypatch.setattr(embedding, "_model", None)
-    monkeypatch.setattr(embedding, "_load", refuse)
-
-
 def test_the_kept_vectors_are_the_models_own(topics):
     built = tagging.TopicModel.build(topics)
     direct = tagging.TopicModel(topics, tagging.topic_matchers(topics))

@@ -13,15 +13,6 @@ from newsletter.services import planning
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def model_refused(monkeypatch):
-    def refuse():
-        raise AssertionError("the embedding model was loaded")
-
-    monkeypatch.setattr(embedding, "_model", None)
-    monkeypatch.setattr(embedding, "_load", refuse)
-
-
 def test_the_planner_ranks_a_day_without_loading_the_model(day_batch, monkeypatch, request):
     # Papers carry their vectors from ingest; the topics' are kept by the first build.
     for paper in Paper.objects.all():
