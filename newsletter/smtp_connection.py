@@ -20,6 +20,7 @@ stuffs it with two byte replacements, which give the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 
 CRLF = b"\r\n"
@@ -71,9 +72,11 @@ class PipeliningMixin:
         code, reply = self.getreply()
         if code != 250:
             # The server answers the RCPTs and DATA of a refused transaction too; read no
-            # further than a closing server allows.
-            self._replies_drain(len(to_addrs) + 1, closing=code == 421)
-            self._failed(code)
+            # further than a closing server allows. One that hangs up instead took nothing
+            # either: the refusal is what the caller learns.
+            with contextlib.suppress(smtplib.SMTPServerDisconnected):
+                self._replies_drain(len(to_addrs) + 1, closing=code == 421)
+                self._failed(code)
             raise smtplib.SMTPSenderRefused(code, reply, from_addr)
         refused = {}
         for to in to_addrs:

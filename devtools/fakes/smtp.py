@@ -31,6 +31,7 @@ class FakeSmtpState:
     messages: list[dict] = field(default_factory=list)  # {"from", "to", "message"}
     refused: set[str] = field(default_factory=set)  # recipients answered 550 at RCPT
     failures: list[str] = field(default_factory=list)  # replies to the next MAIL commands
+    hang_up_after_failure: bool = False  # close the connection right after such a reply
     drop_after_data: int = 0  # messages to keep and then hang up on instead of answering
     connections: int = 0
     # Advertised in the EHLO reply (RFC 2920), as real servers do. A MAIL that arrived with
@@ -109,6 +110,8 @@ class _Session(asyncio.Protocol):
                 failure = state.failures.pop(0) if state.failures else None
             if failure:
                 self._say(failure)
+                if state.hang_up_after_failure:
+                    self.transport.close()
                 return
             self.sender, self.recipients = _address(command), []
             self._say("250 OK")

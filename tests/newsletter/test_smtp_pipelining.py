@@ -108,6 +108,18 @@ def test_a_refused_sender_is_raised_with_its_code_and_the_connection_goes_on(ser
     assert server.state.recipients() == ["r@example.org"]
 
 
+def test_a_server_that_refuses_the_sender_and_hangs_up_is_a_refusal_not_a_lost_message(server):
+    server.state.failures.append("554 5.7.1 not from you")
+    server.state.hang_up_after_failure = True
+    connection = _connection(server)
+
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+        connection.sendmail("news@example.org", ["r@example.org"], MESSAGE)
+
+    assert refused.value.smtp_code == 554  # certainly not taken, not "connection lost"
+    assert server.state.messages == []
+
+
 def test_a_message_taken_and_unanswered_raises_a_lost_connection(server):
     server.state.drop_after_data = 1
     connection = _connection(server)
