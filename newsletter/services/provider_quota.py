@@ -25,16 +25,22 @@ from newsletter.services import rate
 
 logger = logging.getLogger(__name__)
 
-# How long every worker holds off once the provider says its daily quota is used up. SES's
-# quota is a rolling 24-hour window, not a calendar day: room comes back as the emails sent
-# 24 hours earlier age out of it, within minutes for an account that sent all day, up to a
-# day after a burst (a digest sent at one hour), and the answer does not say which. An hour
-# resumes sending within an hour of there being room again, and costs, while there is none,
-# one call an hour per chunk in flight, each answered the same way and nothing lost; a pause
-# of seconds (a throttle's) would only spend the claim's retries, and 24 hours would leave a
-# day's room unused after a burst. (SES's own advice for its throttling errors, "wait up to
-# 10 minutes", is for the per-second rate.)
-RETRY_SECONDS = 3600.0
+
+def retry_seconds() -> float:
+    """How long every worker holds off once the provider says its daily quota is used up
+    (SEND_PROVIDER_QUOTA_RETRY_SECONDS, an hour by default).
+
+    SES's quota is a rolling 24-hour window, not a calendar day: room comes back as the emails
+    sent 24 hours earlier age out of it, within minutes for an account that sent all day, up
+    to a day after a burst (a digest sent at one hour), and the answer does not say which. An
+    hour resumes sending within an hour of there being room again and costs, while there is
+    none, one call an hour (answered the same way, nothing lost); a pause of seconds (a
+    throttle's) would only spend the claim's retries, and 24 hours would leave a day's room
+    unused after a burst. (SES's advice for its throttling errors, to wait up to 10 minutes,
+    is for the per-second rate.)
+    """
+    return float(settings.SEND_PROVIDER_QUOTA_RETRY_SECONDS)
+
 
 # KEYS: hold (hash: reported, until). ARGV: seconds. Holds until now + seconds unless the hold
 # in force lasts longer; returns {reported, until} of the hold then in force, and now (Redis's
@@ -79,6 +85,12 @@ class ProviderQuota:
         reported, until, now = self._report(keys=[self.key], args=[seconds])
         return _hold(float(reported), float(until), float(now))
 
+    def check(self) -> None:
+        """Raise QuotaExhausted while a hold is in force: right before a call goes out."""
+        hold = self.hold()
+        if hold is not None:
+            raise QuotaExhausted("the provider's daily quota is used up", hold.seconds)
+
     def hold(self) -> Hold | None:
         """The hold in force, or None."""
         pipe = self.client.pipeline()
@@ -120,7 +132,7 @@ def held_for() -> float:
 def exhausted() -> QuotaExhausted:
     """The provider just answered that its daily quota is used up: hold every worker off it,
     and the wait for the call's chunk to act on (raise)."""
-    seconds = RETRY_SECONDS
+    seconds = retry_seconds()
     quota = provider_quota()
     if quota is not None:
         try:

@@ -554,17 +554,24 @@ def _send_calls(backend, messages: list[AnymailMessage], gate) -> AnymailError |
     """The messages through one backend, call by call, each call taking its turn.
 
     Raises provider_quota.QuotaExhausted right after a call the provider answered that its
-    daily quota is used up: the calls after it are not made (the messages answered carry
-    their status)."""
-    pacer = pacing.paced_backend(backend, gate) if gate is not None else None
+    daily quota is used up, or before one while such an answer (any worker's) holds: the
+    calls after it are not made (the messages answered carry their status)."""
+    quota = provider_quota.provider_quota()
+    pacer = pacing.paced_backend(backend, gate, quota) if gate is not None else None
     calls = [messages] if providers.provider().one_call_per_chunk else [[m] for m in messages]
     for call in calls:
         if gate is not None:
             count = sum(len(m.to) for m in call)
             if pacer is None:
                 pacing.call_admitted(gate, count)
+                if quota is not None:
+                    quota.check()
             else:
-                pacer.count = count  # the adapter takes the turn once the request is built
+                # The adapter takes the turn once the request is built, then looks at the
+                # quota's hold.
+                pacer.count = count
+        elif quota is not None:
+            quota.check()
         error = _send(backend, call)
         if _quota_exhausted(call, error):
             # The provider counts the account: every worker holds off it from now on.

@@ -212,12 +212,12 @@ def _held() -> provider_quota.Hold | None:
 
 
 def test_a_daily_quota_answer_keeps_the_rows_pending_until_it_can_have_renewed(
-    ses, day_batch, sending, settings, redis_url, monkeypatch, django_capture_on_commit_callbacks
+    ses, day_batch, sending, settings, redis_url, django_capture_on_commit_callbacks
 ):
     settings.SEND_CONCURRENCY = 1  # the claim's calls one after the other
     # The hold, shortened from its hour (only its end matters here), still parks the issue as
     # the hour does; and the sweeper looks for lost rows a second after the last claim.
-    monkeypatch.setattr(provider_quota, "RETRY_SECONDS", 3.0)
+    settings.SEND_PROVIDER_QUOTA_RETRY_SECONDS = 3
     settings.SEND_RATE_PARK_AFTER_SECONDS = 1
     settings.DIGEST_REQUEUE_SECONDS = 1
     readers = [SubscriberFactory(topics=[day_batch.topics["robotics"]]) for _ in range(2)]
