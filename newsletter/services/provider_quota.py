@@ -6,9 +6,11 @@ provider did not take stays pending, in order, with no attempt counted, and is n
 for it; the issue waits (``Issue.send_waiting_until``) and the sweeper enqueues its rows again
 once the wait is over. And because the provider counts the account, not a worker, the answer
 holds every worker: the hold lives in Redis beside the send rate's budget
-(``SEND_RATE_REDIS_URL``, on Redis's clock), and each chunk of any issue looks at it before it
-claims anything. Without that Redis only the issue whose call got the answer waits; another
-issue learns it from its own first call, which the provider answers the same way.
+(``SEND_RATE_REDIS_URL``, on Redis's clock); each chunk of any issue looks at it before it
+claims anything, and each call right before it goes out (after its turn of the send rate,
+which may have been a wait). Without that Redis only the issue whose call got the answer
+waits; another issue learns it from its own first call, which the provider answers the same
+way.
 """
 
 from __future__ import annotations
@@ -87,7 +89,13 @@ class ProviderQuota:
 
     def check(self) -> None:
         """Raise QuotaExhausted while a hold is in force: right before a call goes out."""
-        hold = self.hold()
+        try:
+            hold = self.hold()
+        except redis.RedisError:
+            # Not a reason to fail a send half made (its answered calls are recorded after it):
+            # the call goes, and the provider itself answers if its quota is used up.
+            logger.exception("could not look at the provider's daily quota hold")
+            return
         if hold is not None:
             raise QuotaExhausted("the provider's daily quota is used up", hold.seconds)
 

@@ -14,18 +14,22 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from anymail.exceptions import AnymailAPIError
 from django.utils import timezone
 
 from digests.models import Paper
+from newsletter.amazon_ses import SesQuotaExhausted, _quota_refusal
 from newsletter.models import Delivery, Issue
 from newsletter.services import provider_quota, rate
 from newsletter.services.previews import digest_preview
 from newsletter.services.rate import send_rate_rows
 from newsletter.services.sending import (
     ClaimUnsettled,
+    Outcome,
     TransientSendError,
     deliveries_send_chunk,
     deliveries_sweep,
+    send_outcome,
 )
 from subscriptions.links import unsubscribe_url
 from tests.factories import SubscriberFactory
@@ -325,3 +329,28 @@ def test_a_filled_copy_refused_for_the_daily_quota_waits_and_the_next_is_not_sen
         (d.status, d.attempts) for d in Delivery.objects.filter(pk__in=[o.pk for o in others])
     } == {(Delivery.Status.PENDING, 0)}
     assert _held() is not None
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ThrottlingException", 400),
+        ("LimitExceededException", 400),
+        ("TooManyRequestsException", 429),
+    ],
+)
+def test_a_call_refused_for_the_daily_quota_is_read_by_its_message_whatever_its_name(code, status):
+    def answer(message: str) -> AnymailAPIError:
+        return AnymailAPIError(
+            f"An error occurred ({code}) when calling the SendEmail operation: {message}",
+            response={
+                "Error": {"Code": code, "Message": message},
+                "ResponseMetadata": {"HTTPStatusCode": status},
+            },
+        )
+
+    assert _quota_refusal(answer("Daily message quota exceeded."))
+    assert not _quota_refusal(answer("Maximum sending rate exceeded."))  # a throttle: as before
+    refused = SesQuotaExhausted("Daily message quota exceeded.", response={})
+    verdict = send_outcome(refused, answered=False)
+    assert verdict.outcome is Outcome.TRANSIENT and "daily quota" in verdict.reason
