@@ -356,6 +356,12 @@ if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= SEND_RATE_PARK_AFTER
         f"SEND_RATE_PARK_AFTER_SECONDS={SEND_RATE_PARK_AFTER_SECONDS} must be shorter than "
         "CELERY_VISIBILITY_TIMEOUT: a longer retry countdown gets the task delivered twice"
     )
+# How long every worker holds off the provider once it answers that its own daily quota is
+# used up (Amazon SES's ACCOUNT_DAILY_QUOTA_EXCEEDED); why an hour:
+# newsletter/services/provider_quota.py.
+SEND_PROVIDER_QUOTA_RETRY_SECONDS = env_int(
+    "SEND_PROVIDER_QUOTA_RETRY_SECONDS", default=3600, minimum=1
+)
 # Where the shared budget lives: REDIS_URL, else the Celery broker when it is Redis.
 SEND_RATE_REDIS_URL = env_url("SEND_RATE_REDIS_URL", default="", schemes={"redis", "rediss"}) or (
     REDIS_URL or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")

@@ -25,9 +25,11 @@ connection failures read for what they say about the message.
   which take precedence over the template's). Each destination's answer
   (``BulkEmailEntryResults``, in the order sent) is that reader's: ``SUCCESS`` sent with its
   MessageId, a throttling or temporary status given back for the claim's retry
-  (``DeferredStatus``), any other refused alone with SES's reason. A message bulk cannot
-  carry exactly (``bulk_carries``: attachments, a body Handlebars would read otherwise,
-  headers SES would refuse) goes as filled copies, one SendEmail of raw MIME each, as before.
+  (``DeferredStatus``), the daily quota used up given back to wait until it can have renewed
+  (``QuotaExhaustedStatus``; a whole call refused so is ``SesQuotaExhausted``), any other
+  refused alone with SES's reason. A message bulk cannot carry exactly (``bulk_carries``:
+  attachments, a body Handlebars would read otherwise, headers SES would refuse) goes as
+  filled copies, one SendEmail of raw MIME each, as before.
 """
 
 from __future__ import annotations
@@ -85,8 +87,16 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]+$")
 _HEADER_VALUE = re.compile(r"^[ -~]{1,995}$")
 MAX_HEADERS = 15
 # What a destination's status means (BulkEmailStatus): SES could not take it now but may
-# later (the claim retries it); every other status but SUCCESS refuses that reader.
-TRANSIENT_STATUSES = {"ACCOUNT_THROTTLED", "TRANSIENT_FAILURE", "ACCOUNT_DAILY_QUOTA_EXCEEDED"}
+# later (the claim retries it); the account's 24-hour quota is used up (every worker waits
+# until it can have renewed, the rows pending: newsletter/services/provider_quota.py); every
+# other status but SUCCESS refuses that reader.
+TRANSIENT_STATUSES = {"ACCOUNT_THROTTLED", "TRANSIENT_FAILURE"}
+QUOTA_STATUS = "ACCOUNT_DAILY_QUOTA_EXCEEDED"
+# A whole call refused for the same reason: SES documents a throttling error whose message
+# says "Daily message quota exceeded" (SMTP's "454 Throttling failure: Daily message quota
+# exceeded."); SESv2's SendEmail may name it TooManyRequestsException or LimitExceededException
+# rather than ThrottlingException, so the message, not the error's name, is what is read.
+_QUOTA_MESSAGE = re.compile(r"daily (message|sending) quota exceeded", re.IGNORECASE)
 MIME_KEY = "amazon_ses"  # this backend's templates of a content (newsletter/mime_copies.py)
 
 
@@ -96,6 +106,22 @@ def _turn_at_the_wire(**_: object) -> None:
     pacer = getattr(_calling, "pacer", None)
     if pacer is not None:
         pacer.turn()
+
+
+class SesQuotaExhausted(AnymailAPIError):
+    """SES refused the call because the account's daily quota is used up: nothing of it was
+    taken, and nothing more will be before the quota renews (the send code reads
+    ``quota_exhausted``)."""
+
+    quota_exhausted = True
+
+
+def _quota_refusal(error: AnymailAPIError) -> bool:
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return False
+    message = (response.get("Error") or {}).get("Message") or ""
+    return bool(_QUOTA_MESSAGE.search(message))
 
 
 class SesOutcomeUnknown(AnymailRequestsAPIError):
@@ -190,6 +216,14 @@ class AmazonSesEmailBackend(AnymailSesBackend):
             return super().post_to_esp(payload, message)
         except AnymailAPIError as error:
             cause = error.__cause__
+            if _quota_refusal(error):
+                raise SesQuotaExhausted(
+                    str(error),
+                    email_message=message,
+                    payload=payload,
+                    backend=self,
+                    response=error.response,
+                ) from cause
             if not isinstance(cause, (BotoConnectionError, HTTPClientError)):
                 # An answer from SES (ClientError: its status says what it means), or a call
                 # boto3 refused to make (bad parameters, no credentials): never sent.
@@ -293,6 +327,13 @@ class DeferredStatus(AnymailRecipientStatus):
         self.reason = reason
 
 
+class QuotaExhaustedStatus(DeferredStatus):
+    """A destination SES did not take because the account's daily quota is used up: not
+    sent, and nothing more is sent to SES until the quota can have renewed."""
+
+    quota_exhausted = True
+
+
 class RefusedStatus(AnymailRecipientStatus):
     """A destination SES refused (its status, and its reason, kept in the row's error)."""
 
@@ -390,6 +431,8 @@ def _entry_status(result: dict) -> AnymailRecipientStatus:
     if status == "SUCCESS":
         return AnymailRecipientStatus(message_id=result.get("MessageId"), status="queued")
     reason = f"{status}: {result.get('Error') or ''}".rstrip(": ")
+    if status == QUOTA_STATUS:
+        return QuotaExhaustedStatus(reason)
     if status in TRANSIENT_STATUSES:
         return DeferredStatus(reason)
     return RefusedStatus(reason)

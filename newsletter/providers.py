@@ -58,6 +58,10 @@ class Provider:
     # calls, our Resend backend posts a claim's filled copies to /emails/batch); otherwise one
     # call per message. The send rate paces each call, as many emails as it carries.
     one_call_per_chunk: bool = False
+    # Whether the provider answers that its own daily quota is used up (SES's
+    # ACCOUNT_DAILY_QUOTA_EXCEEDED): then each chunk first looks whether such an answer holds
+    # every worker off it (newsletter/services/provider_quota.py).
+    reports_daily_quota: bool = False
 
 
 # SparkPost's template language (handlebars-like: {{name}}, {{{raw}}}, {{if}}...) documents two
@@ -143,6 +147,7 @@ PROVIDERS = {
         literals=HANDLEBARS_LITERALS,
         field_escape="\\",
         carries="newsletter.amazon_ses.bulk_carries",
+        reports_daily_quota=True,
     ),
     # One copy per recipient (merge fields filled here): Resend only merges into its own
     # stored templates. The batch limit is then only how many rows one claim holds. None of

@@ -12,8 +12,10 @@ It answers 200 ``{"MessageId": ...}``. Errors name their type in the ``x-amzn-Er
 header (boto3 reads the error code from it) with a JSON ``{"message": ...}`` body: 400
 ``MessageRejected`` (here: an address in ``rejected``), ``MailFromDomainNotVerifiedException``,
 ``AccountSuspendedException``, ``SendingPausedException``; 429 ``TooManyRequestsException``;
-500 ``InternalFailure``; 503 ``ServiceUnavailable``. SES has no search of sent mail by our
-metadata, so neither has the fake.
+500 ``InternalFailure``; 503 ``ServiceUnavailable``; and, once the account's daily quota is
+used up (below), 400 ``ThrottlingException`` "Daily message quota exceeded." (what SES's guide
+says its API answers then; AWS's common errors give ThrottlingException status 400). SES has
+no search of sent mail by our metadata, so neither has the fake.
 
 ``POST /v2/email/outbound-bulk-emails`` (SendBulkEmail) takes ``FromEmailAddress``,
 ``DefaultContent.Template`` (an inline ``TemplateContent`` {Subject, Text, Html}, its
@@ -24,7 +26,10 @@ ReplacementTemplate.ReplacementTemplateData`` (JSON of its values) and
 most 15 headers, printable ASCII). It answers 200 ``{"BulkEmailEntryResults": [...]}``, one
 ``{"Status", "MessageId"}`` or ``{"Status", "Error"}`` per entry, in their order: an address
 in ``rejected`` gets ``MESSAGE_REJECTED``, one in ``throttled`` ``ACCOUNT_THROTTLED`` (once:
-``throttle_once``; when each such call arrived is kept in ``throttled_at``). Each accepted
+``throttle_once``; when each such call arrived is kept in ``throttled_at``). The daily quota:
+a destination in ``over_quota``, or every one once ``daily_quota`` emails were accepted, gets
+``ACCOUNT_DAILY_QUOTA_EXCEEDED`` (when each such call arrived: ``quota_exceeded_at``; setting
+``daily_quota`` to None, or higher, is the rolling window making room again). Each accepted
 entry's copy is rendered as SES renders an inline template, Handlebars' simple substitution
 (devtools/fakes/templating.py): a template holding anything else is refused as a whole (400
 ``BadRequestException`` "Template contains unsupported operations"); a variable without a
@@ -68,6 +73,7 @@ ERRORS = {
     "SendingPausedException": 400,
     "BadRequestException": 400,
     "TooManyRequestsException": 429,
+    "ThrottlingException": 400,  # AWS's common error; SES's for the daily quota used up
     "InternalFailure": 500,
     "ServiceUnavailable": 503,
 }
@@ -92,6 +98,10 @@ class FakeAmazonSesState:
     throttled: set[str] = field(default_factory=set)  # answered ACCOUNT_THROTTLED in bulk
     throttle_once: bool = True  # a throttled address is taken at its next call
     throttled_at: list[float] = field(default_factory=list)  # arrivals answered with one
+    over_quota: set[str] = field(default_factory=set)  # answered the daily quota is used up
+    daily_quota: int | None = None  # emails accepted before every further one is answered so
+    emails_accepted: int = 0  # counted against daily_quota
+    quota_exceeded_at: list[float] = field(default_factory=list)  # arrivals answered so
     rendering_failures: int = 0  # bulk entries accepted whose template could not render
     bulk_calls: int = 0
     calls: int = 0  # send calls received, however answered
@@ -102,6 +112,12 @@ class FakeAmazonSesState:
         """Answer the next send calls with these errors: an error type or 429/500/503."""
         with self.lock:
             self.failures.extend(_BY_STATUS.get(e, e) if isinstance(e, int) else e for e in errors)
+
+    def over_quota_for(self, address: str) -> bool:
+        """Whether `address` is answered that the daily quota is used up (call with the lock)."""
+        if address.lower() in self.over_quota:
+            return True
+        return self.daily_quota is not None and self.emails_accepted >= self.daily_quota
 
     def recipients(self) -> list[str]:
         with self.lock:
@@ -144,6 +160,14 @@ class _Handler(FakeHandler):
         refused = [to for to in message["to"] if to.lower() in state.rejected]
         if refused:
             return self._error("MessageRejected", f"Address blacklisted: {refused[0]}")
+        with state.lock:
+            over_quota = any(state.over_quota_for(to) for to in message["to"])
+            if over_quota:
+                state.quota_exceeded_at.append(arrived)
+            else:
+                state.emails_accepted += len(message["to"])
+        if over_quota:
+            return self._error("ThrottlingException", "Daily message quota exceeded.")
         message_id = f"0102{uuid.uuid4().hex}-{uuid.uuid4().hex[:8]}-000000"
         self.counters.accepted_count(message["to"], arrived)
         with state.lock:
@@ -159,7 +183,8 @@ class _Handler(FakeHandler):
             return self._error("BadRequestException", str(error))
         with state.lock:
             state.bulk_calls += 1
-        results, accepted, stored, failed_renders, throttled_any = [], [], [], 0, False
+        results, accepted, stored, failed_renders = [], [], [], 0
+        throttled_any = over_quota_any = False
         for entry in entries:
             to = entry["Destination"]["ToAddresses"]
             address = to[0].lower()
@@ -167,9 +192,21 @@ class _Handler(FakeHandler):
                 results.append({"Status": "MESSAGE_REJECTED", "Error": "Address blacklisted."})
                 continue
             with state.lock:
-                throttled = address in state.throttled
+                over_quota = state.over_quota_for(address)
+                throttled = not over_quota and address in state.throttled
                 if throttled and state.throttle_once:
                     state.throttled.discard(address)
+                if not (over_quota or throttled):
+                    state.emails_accepted += 1
+            if over_quota:
+                results.append(
+                    {
+                        "Status": "ACCOUNT_DAILY_QUOTA_EXCEEDED",
+                        "Error": "Daily message quota exceeded.",
+                    }
+                )
+                over_quota_any = True
+                continue
             if throttled:
                 results.append(
                     {"Status": "ACCOUNT_THROTTLED", "Error": "Maximum sending rate exceeded."}
@@ -192,6 +229,8 @@ class _Handler(FakeHandler):
             state.arrivals.append((arrived, len(accepted)))
             if throttled_any:
                 state.throttled_at.append(arrived)
+            if over_quota_any:
+                state.quota_exceeded_at.append(arrived)
             state.rendering_failures += failed_renders
             state.messages.extend(stored)
         self._reply(200, {"BulkEmailEntryResults": results})

@@ -46,9 +46,10 @@ def send_concurrently(
     threads need them (closed here). `caution(error)`: 0 for a copy that may have been taken,
     higher for ones certainly not (the lowest wins).
 
-    Returns the error the caller acts on, or None. Raises the first rate.RateWait (nothing of
-    that copy sent) unless a copy's outcome is unknown: that error is returned instead, as it
-    must be settled before anything else.
+    Returns the error the caller acts on, or None. Raises the longest rate.RateWait met
+    (nothing of that copy sent; the provider's daily quota used up outwaits a turn of the send
+    rate) unless a copy's outcome is unknown: that error is returned instead, as it must be
+    settled before anything else.
     """
     idle: SimpleQueue = SimpleQueue()
     idle.put(first_backend)
@@ -96,7 +97,7 @@ def send_concurrently(
             backend.close()
     chosen = _most_cautious(failures, caution)
     if waits and (chosen is None or caution(chosen) != 0):
-        raise waits[0]
+        raise max(waits, key=lambda wait: wait.seconds)
     return chosen
 
 

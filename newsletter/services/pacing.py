@@ -47,14 +47,21 @@ def call_admitted(gate: rate.RateLimiter, count: int) -> None:
 
 
 class CallPacer:
-    """The turn-taking of one backend: `count` is the emails of the call about to be made."""
+    """The turn-taking of one backend: `count` is the emails of the call about to be made.
 
-    def __init__(self, gate: rate.RateLimiter) -> None:
+    `quota`: the provider's daily-quota hold (provider_quota), looked at once the turn has
+    come, so a call that waited for its turn while another worker's call was answered that the
+    quota is used up does not go out after all."""
+
+    def __init__(self, gate: rate.RateLimiter, quota=None) -> None:
         self.gate = gate
+        self.quota = quota
         self.count = 0
 
     def turn(self) -> None:
         call_admitted(self.gate, self.count)
+        if self.quota is not None:
+            self.quota.check()
 
 
 class PacedAdapter(HTTPAdapter):
@@ -69,17 +76,17 @@ class PacedAdapter(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
-def paced_backend(backend, gate: rate.RateLimiter) -> CallPacer | None:
+def paced_backend(backend, gate: rate.RateLimiter, quota=None) -> CallPacer | None:
     """Open `backend`'s requests session with the pacing adapter mounted (or hand a backend
     that takes its turns itself its pacer); its pacer, or None for a backend that can do
     neither (the caller then takes each turn itself).
 
     The session stays open for the whole chunk (one connection reused); the caller closes the
-    backend.
+    backend. `quota`: see CallPacer.
     """
     if hasattr(backend, "pace_with"):
         if getattr(backend, "pacer", None) is None:
-            backend.pace_with(CallPacer(gate))
+            backend.pace_with(CallPacer(gate, quota))
         return backend.pacer  # a later call of the same chunk: same backend, same pacer
     if not isinstance(backend, AnymailRequestsBackend):
         return None
@@ -87,7 +94,7 @@ def paced_backend(backend, gate: rate.RateLimiter) -> CallPacer | None:
     mounted = backend.session.get_adapter("http://")
     if isinstance(mounted, PacedAdapter):
         return mounted.pacer  # a later call of the same chunk: same session, same pacer
-    pacer = CallPacer(gate)
+    pacer = CallPacer(gate, quota)
     adapter = PacedAdapter(pacer)
     backend.session.mount("http://", adapter)
     backend.session.mount("https://", adapter)

@@ -16,7 +16,8 @@ workers on any number of machines share one budget and one clock (Redis's ``TIME
   waits for the next hour or day: a chunk takes only what fits, and the rest stays pending.
 - **Pause**: a 429 sets a pause until its Retry-After for every worker of that provider; so
   does a recipient the provider answered "not now" (SES's throttled destinations), for
-  ``DEFAULT_PAUSE_SECONDS``.
+  ``DEFAULT_PAUSE_SECONDS``. The provider's own daily quota reported used up holds every
+  worker far longer, as the day's budget does (newsletter/services/provider_quota.py).
 
 Keys are per provider (``paperboy:rate:<provider>:...``), so switching providers starts a new
 budget.
@@ -259,7 +260,8 @@ def configured_limits() -> Limits:
 
 
 @functools.lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
+def shared_redis(url: str) -> redis.Redis:
+    """The client of the Redis every worker shares the budget in (one per URL and process)."""
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
 
 
@@ -375,7 +377,9 @@ def limiter() -> RateLimiter | None:
     limits = configured_limits()
     if not limits.any:
         return None
-    return RateLimiter(_client(settings.SEND_RATE_REDIS_URL), providers.provider_name(), limits)
+    return RateLimiter(
+        shared_redis(settings.SEND_RATE_REDIS_URL), providers.provider_name(), limits
+    )
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -433,6 +437,11 @@ def send_rate_rows(issue) -> list[tuple[str, str]]:
                 ("reserved ahead", str(status["reserved_ahead"])),
                 ("paused", f"{status['paused_for']:.0f} s more" if status["paused_for"] else "no"),
             ]
+    # The provider's own daily quota, when it answered that it is used up (with or without
+    # limits of ours). Imported here: provider_quota builds on this module.
+    from newsletter.services import provider_quota
+
+    rows += provider_quota.admin_rows()
     rows.append(("waiting", f"{pending} pending"))
     if waiting is not None and pending:
         from django.utils import timezone

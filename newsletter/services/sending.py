@@ -45,7 +45,7 @@ from newsletter.composition import (
 )
 from newsletter.models import Delivery, Issue, IssueContent
 from newsletter.rendering import IssueRenderer, schedule_words
-from newsletter.services import concurrent_sends, pacing, rate
+from newsletter.services import concurrent_sends, pacing, provider_quota, rate
 from newsletter.services.issues import issue_chunks_enqueue, issue_finish_if_done
 from newsletter.services.single_sends import chunk_single
 from subscriptions.addresses import email_problem
@@ -97,6 +97,11 @@ def send_outcome(error: AnymailError | None, *, answered: bool) -> SendOutcome:
     if isinstance(error, AnymailRecipientsRefused) and answered:
         return SendOutcome(Outcome.REFUSED)
     if isinstance(error, AnymailAPIError):
+        if getattr(error, "quota_exhausted", False):
+            # Refused whole because the provider's daily quota is used up: certainly not
+            # taken. (The send code waits for the quota as soon as the answer comes:
+            # _send_calls.)
+            return SendOutcome(Outcome.TRANSIENT, f"provider's daily quota used up: {error}")
         status = getattr(error, "status_code", None) or _boto3_status(error)
         if status == 429 or (status is not None and status >= 500):
             response = getattr(error, "response", None)
@@ -546,19 +551,32 @@ def _caution(error: AnymailError) -> int:
 
 
 def _send_calls(backend, messages: list[AnymailMessage], gate) -> AnymailError | None:
-    """The messages through one backend, call by call, each call taking its turn."""
-    if gate is None:
-        return _send(backend, messages)
-    pacer = pacing.paced_backend(backend, gate)
+    """The messages through one backend, call by call, each call taking its turn.
+
+    Raises provider_quota.QuotaExhausted right after a call the provider answered that its
+    daily quota is used up, or before one while such an answer (any worker's) holds: the
+    calls after it are not made (the messages answered carry their status)."""
+    quota = provider_quota.provider_quota()
+    pacer = pacing.paced_backend(backend, gate, quota) if gate is not None else None
     calls = [messages] if providers.provider().one_call_per_chunk else [[m] for m in messages]
     for call in calls:
-        count = sum(len(m.to) for m in call)
-        if pacer is None:
-            pacing.call_admitted(gate, count)
-        else:
-            pacer.count = count  # the adapter takes the turn once the request is built
+        if gate is not None:
+            count = sum(len(m.to) for m in call)
+            if pacer is None:
+                pacing.call_admitted(gate, count)
+                if quota is not None:
+                    quota.check()
+            else:
+                # The adapter takes the turn once the request is built, then looks at the
+                # quota's hold.
+                pacer.count = count
+        elif quota is not None:
+            quota.check()
         error = _send(backend, call)
-        if _deferred_some(call):
+        if _quota_exhausted(call, error):
+            # The provider counts the account: every worker holds off it from now on.
+            raise provider_quota.exhausted()
+        if gate is not None and _deferred_some(call):
             # The provider counts the account, not this worker: the pause begins with the
             # answer, so every worker's next call waits for it, this chunk's next one included.
             # (The deferred rows wait for the claim's retry: _deferred_retry.)
@@ -566,6 +584,18 @@ def _send_calls(backend, messages: list[AnymailMessage], gate) -> AnymailError |
         if error is not None:
             return error
     return None
+
+
+def _quota_exhausted(messages: list[AnymailMessage], error: AnymailError | None) -> bool:
+    """Whether the provider answered this call, or a recipient of it, that its daily quota is
+    used up (SES's ACCOUNT_DAILY_QUOTA_EXCEEDED)."""
+    if getattr(error, "quota_exhausted", False):
+        return True
+    return any(
+        getattr(status, "quota_exhausted", False)
+        for message in messages
+        for status in message.anymail_status.recipients.values()
+    )
 
 
 def _deferred_some(messages: list[AnymailMessage]) -> bool:
@@ -633,12 +663,18 @@ def _chunk_send_through(chunk: _Chunk, backend, gate) -> tuple[int, bool]:
             # task's retry (certainly not handed over), its quota given back meanwhile.
             done = [i for i in todo if chunk.messages[i].anymail_status.recipients]
             if done:
-                deferred += _record_statuses(
+                now_deferred = _record_statuses(
                     chunk.claim, [(chunk.groups[i], chunk.messages[i]) for i in done]
                 )
+                deferred += now_deferred
+                handed += len(chunk.row_ids(done)) - len(now_deferred)
             todo = _without(todo, done)
             _not_taken(chunk.claim, chunk.row_ids(todo))
-            gate.refund_quota(len(chunk.row_ids(todo)) + len(deferred))
+            if gate is not None:
+                gate.refund_quota(len(chunk.row_ids(todo)) + len(deferred))
+            if isinstance(wait, provider_quota.QuotaExhausted):
+                _quota_wait(chunk, wait)
+                return handed, False
             wait.claim = chunk.claim
             raise
         answered = chunk.answered(error, todo)
@@ -686,6 +722,29 @@ def _chunk_send_through(chunk: _Chunk, backend, gate) -> tuple[int, bool]:
     return handed, True
 
 
+def _quota_wait(chunk: _Chunk, wait: provider_quota.QuotaExhausted) -> None:
+    """The provider's daily quota is used up: as when our own day's budget is (_rate_wait),
+    the claim's rows it did not take go back to pending, in order, and the attempt they were
+    stamped with does not count (waiting is not failing); the issue waits until the hold ends,
+    and the sweeper enqueues its rows again then."""
+    Delivery.objects.filter(
+        claim=chunk.claim, status=Delivery.Status.SENDING, handed_at__isnull=True
+    ).update(
+        status=Delivery.Status.PENDING,
+        claim="",
+        claimed_at=None,
+        attempts=F("attempts") - 1,
+        last_error=f"waiting: {wait.reason}",
+    )
+    until = timezone.now() + timedelta(seconds=wait.seconds)
+    issue_id = chunk.groups[0][0].issue_id
+    Issue.objects.filter(pk=issue_id).update(send_waiting_until=until)
+    logger.info(
+        "the provider's daily quota is used up; the issue waits",
+        extra={"issue": issue_id, "until": until.isoformat()},
+    )
+
+
 def _deferred_retry(chunk: _Chunk, deferred: list[int], handed: int, gate) -> tuple[int, bool]:
     """Rows the provider answered it did not take for now (throttled): retried with the claim,
     as a 429 is, the rest of the claim recorded. (The send rate paused when the answer came:
@@ -712,6 +771,10 @@ def deliveries_send_chunk(*, issue_id: int, claim: str | None = None) -> int:
     issue = Issue.objects.select_related("batch").get(pk=issue_id)
     if issue.status != Issue.Status.SENDING:
         return 0
+    held = provider_quota.held_for()
+    if held:
+        # The provider answered (this worker or another) that its daily quota is used up.
+        return _rate_wait(issue, claim, rate.Room("provider's daily quota", held, 0))
     gate = rate.limiter()
     wanted = providers.batch_limit()
     if gate is not None:

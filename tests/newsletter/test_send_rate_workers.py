@@ -1,7 +1,8 @@
 """The send rate with real Celery workers: two worker processes share one budget in Redis, so
 the fake Postmark never receives more than the limit in any second, and a pause the provider
 asks for stops both of them, not only the one that got the answer: a Postmark 429's
-Retry-After, and an Amazon SES SendBulkEmail destination answered ACCOUNT_THROTTLED."""
+Retry-After, an Amazon SES SendBulkEmail destination answered ACCOUNT_THROTTLED, and SES's
+daily quota answered used up (ACCOUNT_DAILY_QUOTA_EXCEEDED), which holds both far longer."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from devtools.fakes.serving import peak_per_second
 from newsletter.models import Delivery, Issue
 from newsletter.services import rate
 from newsletter.services.issues import issue_create, issue_start
+from newsletter.services.sending import deliveries_sweep
 from subscriptions.models import Subscriber
 from tests.external import celery_broker, celery_worker, require_postgres, require_redis, wait_for
 from tests.factories import SubscriberFactory
@@ -164,3 +166,50 @@ def test_a_throttled_ses_destination_pauses_every_worker(
     assert len(later) >= READERS / LIMIT - 1, arrivals
     assert later[0] - throttled_at >= rate.DEFAULT_PAUSE_SECONDS, (throttled_at, arrivals)
     assert peak_per_second(arrivals) <= LIMIT
+
+
+QUOTA_HOLD_SECONDS = 4  # the hold's hour, shortened: only that it holds both workers matters
+
+
+def test_ses_answering_its_daily_quota_used_up_holds_every_worker(
+    tmp_path, day_batch, readers, limited_ses, ses_worker_env, settings
+):
+    # SES takes two calls' worth, then answers every destination ACCOUNT_DAILY_QUOTA_EXCEEDED.
+    # The test stands for the rolling window making room at once, and for the beat's sweeper.
+    limited_ses.state.daily_quota = 2 * LIMIT
+    settings.DIGEST_REQUEUE_SECONDS = 1
+    env = {
+        **ses_worker_env,
+        "SEND_PROVIDER_QUOTA_RETRY_SECONDS": str(QUOTA_HOLD_SECONDS),
+        "SEND_RATE_PARK_AFTER_SECONDS": "1",  # the short hold parks the issue as an hour does
+        "DIGEST_REQUEUE_SECONDS": "1",
+    }
+    with (
+        celery_broker(),
+        celery_worker(tmp_path, **env) as first,
+        celery_worker(tmp_path, flush=False, **env) as second,
+    ):
+        issue = issue_create(batch=day_batch.batch)
+        assert issue_start(issue=issue)
+        deadline = time.monotonic() + 90
+        while Issue.objects.get(pk=issue.pk).status != Issue.Status.SENT:
+            assert time.monotonic() < deadline, (
+                f"{Counter(Delivery.objects.values_list('status', flat=True))}\n"
+                f"{first.log()}\n{second.log()}"
+            )
+            if limited_ses.state.quota_exceeded_at:
+                limited_ses.state.daily_quota = None
+            deliveries_sweep()  # enqueues the waiting rows once the issue's wait is over
+            time.sleep(0.2)
+
+    assert_each_once(limited_ses, readers)
+    # One call answered so: the other worker's next call, waiting for its turn of the send
+    # rate meanwhile, did not go out, and no call of either reached SES until the hold ended.
+    [quota_at] = limited_ses.state.quota_exceeded_at
+    assert limited_ses.state.bulk_calls == READERS / LIMIT + 1
+    arrivals = sorted(limited_ses.state.arrivals)
+    later = [when for when, _ in arrivals if when > quota_at]
+    assert len(later) == READERS / LIMIT - 2, arrivals
+    assert later[0] - quota_at >= QUOTA_HOLD_SECONDS, (quota_at, arrivals)
+    # Nothing failed for it, and waiting counted no attempt: each row was tried once.
+    assert set(Delivery.objects.values_list("attempts", flat=True)) == {1}
