@@ -133,7 +133,12 @@ def held_for() -> float:
     quota = provider_quota()
     if quota is None:
         return 0.0
-    hold = quota.hold()
+    try:
+        hold = quota.hold()
+    except redis.RedisError:
+        # As in check(): the chunk goes on, and the provider answers if the quota is used up.
+        logger.exception("could not look at the provider's daily quota hold")
+        return 0.0
     return hold.seconds if hold is not None else 0.0
 
 
