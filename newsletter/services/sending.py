@@ -488,8 +488,10 @@ _renderer_cache: OrderedDict[tuple, IssueRenderer] = OrderedDict()
 def _issue_renderer(issue: Issue) -> IssueRenderer:
     """This worker's renderer of an issue: paper blocks are rendered and inlined once per
     issue, not once per chunk, and kept while the issue sends again and again (each due-tick
-    slot reopens it; its batch is frozen once sent). The latest RENDERERS_KEPT are kept."""
-    key = (issue.pk, issue.batch_id, issue.created_at)  # ids alone may be reused (SQLite)
+    slot reopens it). A sent batch's entries no longer change; its intro still may, so an
+    edited intro makes a new renderer. The latest RENDERERS_KEPT are kept."""
+    # Ids alone may be reused (SQLite): the issue's creation tells two issues apart.
+    key = (issue.pk, issue.batch_id, issue.created_at, issue.batch.intro)
     renderer = _renderer_cache.get(key)
     if renderer is None:
         renderer = _renderer_cache[key] = IssueRenderer(issue.batch)

@@ -415,3 +415,29 @@ def test_a_worker_renders_each_issue_once_through_a_day_of_slots(
         r.email for r in readers
     )
     assert sorted(built) == [DailyBatch.Kind.DAILY, DailyBatch.Kind.WEEKLY]
+
+
+def test_an_intro_edited_between_slots_is_in_the_next_slots_email(
+    topic, django_capture_on_commit_callbacks
+):
+    start = datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
+    early = reader(topic, hour=7, start=start)
+    late = reader(topic, hour=8, start=start)
+    batch = batch_of(date(2026, 12, 7), topic)
+
+    def edit_after_the_first_slot(moment):
+        if moment == datetime(2026, 12, 7, 7, 30, tzinfo=UTC):
+            batch.intro = "A correction from the editors."
+            batch.save(update_fields=["intro"])
+
+    sent = run_ticks(
+        start,
+        datetime(2026, 12, 7, 9, 0, tzinfo=UTC),
+        django_capture_on_commit_callbacks,
+        before_tick=edit_after_the_first_slot,
+    )
+
+    (first,), (second,) = sent.values()
+    assert (first.to, second.to) == ([early.email], [late.email])
+    assert "A correction from the editors." not in first.body
+    assert "A correction from the editors." in second.body
