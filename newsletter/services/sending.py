@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import groupby
@@ -483,17 +483,27 @@ def deliveries_release_claim(*, claim: str, error: str) -> int:
 
 # --- Sending a chunk ----------------------------------------------------------------------------
 
-_renderer_cache: dict[tuple, IssueRenderer] = {}
+# A due tick's slot sends two issues at once (the day's and the week's), their chunks
+# interleaved on every worker: keeping only the latest renderer rebuilt it at nearly every
+# chunk of the smaller one.
+RENDERERS_KEPT = 2
+_renderer_cache: OrderedDict[tuple, IssueRenderer] = OrderedDict()
 
 
 def _issue_renderer(issue: Issue) -> IssueRenderer:
     """This worker's renderer of an issue: paper blocks are rendered and inlined once per
-    issue, not once per chunk. Only the latest issue's is kept."""
-    key = (issue.pk, issue.batch_id, issue.started_at)  # ids alone may be reused (SQLite)
+    issue, not once per chunk, and kept while the issue sends again and again (each due-tick
+    slot reopens it). A sent batch's entries no longer change; its intro still may, so an
+    edited intro makes a new renderer. The latest RENDERERS_KEPT are kept."""
+    # Ids alone may be reused (SQLite): the issue's creation tells two issues apart.
+    key = (issue.pk, issue.batch_id, issue.created_at, issue.batch.intro)
     renderer = _renderer_cache.get(key)
     if renderer is None:
-        _renderer_cache.clear()
         renderer = _renderer_cache[key] = IssueRenderer(issue.batch)
+        while len(_renderer_cache) > RENDERERS_KEPT:
+            _renderer_cache.popitem(last=False)
+    else:
+        _renderer_cache.move_to_end(key)
     return renderer
 
 

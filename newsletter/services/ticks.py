@@ -130,6 +130,16 @@ def _due_chunk(*, now: datetime, since: datetime | None, after: tuple | None) ->
     ]
 
 
+def _next_slots(readers: list[_Due], now: datetime) -> list[datetime]:
+    """Each reader's next slot after now, worked out once per rhythm: a slot's readers share a
+    few dozen rhythms, and the zone arithmetic reader by reader was 6 % of the tick's CPU."""
+    slots: dict[schedule.Rhythm, datetime] = {}
+    for reader in readers:
+        if reader.rhythm not in slots:
+            slots[reader.rhythm] = schedule.next_slot(reader.rhythm, now)
+    return [slots[reader.rhythm] for reader in readers]
+
+
 def _advance(readers: list[_Due], now: datetime) -> None:
     """Each reader's next_due_at to their next slot after now."""
     if not readers:
@@ -140,16 +150,13 @@ def _advance(readers: list[_Due], now: datetime) -> None:
             cursor.execute(
                 f"UPDATE {Subscriber._meta.db_table} s SET next_due_at = v.due "  # noqa: S608
                 "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, due) WHERE s.id = v.id",
-                [
-                    [r.subscriber_id for r in readers],
-                    [schedule.next_slot(r.rhythm, now) for r in readers],
-                ],
+                [[r.subscriber_id for r in readers], _next_slots(readers, now)],
             )
         return
     Subscriber.objects.bulk_update(
         [
-            Subscriber(pk=r.subscriber_id, next_due_at=schedule.next_slot(r.rhythm, now))
-            for r in readers
+            Subscriber(pk=r.subscriber_id, next_due_at=slot)
+            for r, slot in zip(readers, _next_slots(readers, now), strict=True)
         ],
         ["next_due_at"],
         batch_size=500,

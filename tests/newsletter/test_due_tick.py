@@ -379,3 +379,65 @@ def test_after_a_quiet_week_a_weekly_reader_still_gets_the_week_a_daily_one_wait
     assert email.to == [weekly.email]
     assert {"2026-12-01 paper 1", "2026-12-02 paper 1"} <= set(_titles(email))
     assert not Delivery.objects.filter(subscriber=daily).exists()  # five days old: not today's
+
+
+def test_a_worker_renders_each_issue_once_through_a_day_of_slots(
+    topic, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Each slot reopens the day's and the week's issue, and their chunks interleave on a
+    worker: each issue's paper blocks are still rendered once for the whole day."""
+    from newsletter.services import sending
+
+    built = []
+
+    class CountedRenderer(sending.IssueRenderer):
+        def __init__(self, batch):
+            built.append(batch.kind)
+            super().__init__(batch)
+
+    monkeypatch.setattr(sending, "IssueRenderer", CountedRenderer)
+    monkeypatch.setattr(sending, "_renderer_cache", type(sending._renderer_cache)())
+    start = datetime(2026, 12, 7, 0, 0, tzinfo=UTC)  # a Monday
+    readers = [
+        reader(topic, hour=hour, frequency=frequency, start=start)
+        for hour in (7, 8)
+        for frequency in (schedule.EVERY_DAY, schedule.WEEKLY)
+    ]
+    batch_of(date(2026, 12, 7), topic)
+
+    sent = run_ticks(
+        start, datetime(2026, 12, 7, 9, 0, tzinfo=UTC), django_capture_on_commit_callbacks
+    )
+
+    # Two slots, each sending both issues: four emails, one per reader.
+    assert [len(emails) for emails in sent.values()] == [2, 2]
+    assert sorted(a for emails in sent.values() for e in emails for a in e.to) == sorted(
+        r.email for r in readers
+    )
+    assert sorted(built) == [DailyBatch.Kind.DAILY, DailyBatch.Kind.WEEKLY]
+
+
+def test_an_intro_edited_between_slots_is_in_the_next_slots_email(
+    topic, django_capture_on_commit_callbacks
+):
+    start = datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
+    early = reader(topic, hour=7, start=start)
+    late = reader(topic, hour=8, start=start)
+    batch = batch_of(date(2026, 12, 7), topic)
+
+    def edit_after_the_first_slot(moment):
+        if moment == datetime(2026, 12, 7, 7, 30, tzinfo=UTC):
+            batch.intro = "A correction from the editors."
+            batch.save(update_fields=["intro"])
+
+    sent = run_ticks(
+        start,
+        datetime(2026, 12, 7, 9, 0, tzinfo=UTC),
+        django_capture_on_commit_callbacks,
+        before_tick=edit_after_the_first_slot,
+    )
+
+    (first,), (second,) = sent.values()
+    assert (first.to, second.to) == ([early.email], [late.email])
+    assert "A correction from the editors." not in first.body
+    assert "A correction from the editors." in second.body
