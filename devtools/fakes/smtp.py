@@ -60,6 +60,7 @@ class _Session(asyncio.Protocol):
     arrived; a command that arrives with more bytes behind it was pipelined."""
 
     def __init__(self, fake: FakeSmtp) -> None:
+        self.fake = fake
         self.state, self.counters, self.loop = fake.state, fake.counters, fake.loop
         self.buffer = bytearray()
         self.sender: str | None = None
@@ -70,9 +71,13 @@ class _Session(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.fake.sessions.add(self)
         with self.state.lock:
             self.state.connections += 1
         self._say("220 fake-smtp ready")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fake.sessions.discard(self)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -192,6 +197,7 @@ class FakeSmtp:
         self.state = FakeSmtpState()
         self.counters = Counters(store=store)
         self.loop = asyncio.new_event_loop()
+        self.sessions: set[_Session] = set()  # the connections open, closed when the block ends
         self._server = self.loop.run_until_complete(
             self.loop.create_server(lambda: _Session(self), "127.0.0.1", port)
         )
@@ -206,6 +212,9 @@ class FakeSmtp:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self._server.close()
+        # A client may keep its connection open past the block: not waited for.
+        for session in list(self.sessions):
+            session.transport.abort()
         self.loop.run_until_complete(self._server.wait_closed())
         self.loop.close()
 

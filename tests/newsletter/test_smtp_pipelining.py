@@ -30,10 +30,20 @@ def server():
         yield fake
 
 
-def _connection(server) -> PipeliningSMTP:
-    connection = PipeliningSMTP("127.0.0.1", server.port)
-    connection.ehlo()
-    return connection
+@pytest.fixture
+def connect(server):
+    """Open a connection to the server (after its EHLO); each is closed after the test."""
+    opened = []
+
+    def open_one() -> PipeliningSMTP:
+        connection = PipeliningSMTP("127.0.0.1", server.port)
+        opened.append(connection)
+        connection.ehlo()
+        return connection
+
+    yield open_one
+    for connection in opened:
+        connection.close()
 
 
 @given(st.binary(max_size=200).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"\r\n")))
@@ -43,8 +53,8 @@ def test_dot_stuffing_gives_the_bytes_smtplib_sends(message):
     assert dot_stuffed(message) == expected
 
 
-def test_a_message_goes_in_one_round_trip_and_arrives_as_written(server):
-    connection = _connection(server)
+def test_a_message_goes_in_one_round_trip_and_arrives_as_written(server, connect):
+    connection = connect()
 
     for n in range(3):
         assert connection.sendmail("news@example.org", [f"r{n}@example.org"], MESSAGE) == {}
@@ -57,9 +67,9 @@ def test_a_message_goes_in_one_round_trip_and_arrives_as_written(server):
     assert server.counters.bytes_in == 3 * len(MESSAGE + b"\r\n")
 
 
-def test_a_server_without_pipelining_gets_one_command_at_a_time(server):
+def test_a_server_without_pipelining_gets_one_command_at_a_time(server, connect):
     server.state.pipelining = False
-    connection = _connection(server)
+    connection = connect()
 
     assert connection.sendmail("news@example.org", ["r@example.org"], MESSAGE) == {}
     assert connection.sendmail("news@example.org", ["s@example.org"], MESSAGE) == {}
@@ -68,9 +78,9 @@ def test_a_server_without_pipelining_gets_one_command_at_a_time(server):
     assert server.state.recipients() == ["r@example.org", "s@example.org"]
 
 
-def test_a_refused_recipient_is_reported_and_the_others_get_the_message(server):
+def test_a_refused_recipient_is_reported_and_the_others_get_the_message(server, connect):
     server.state.refused.add("gone@example.org")
-    connection = _connection(server)
+    connection = connect()
 
     refused = connection.sendmail(
         "news@example.org", ["kept@example.org", "gone@example.org"], MESSAGE
@@ -80,9 +90,9 @@ def test_a_refused_recipient_is_reported_and_the_others_get_the_message(server):
     assert server.state.recipients() == ["kept@example.org"]
 
 
-def test_every_recipient_refused_sends_no_message_and_the_connection_goes_on(server):
+def test_every_recipient_refused_sends_no_message_and_the_connection_goes_on(server, connect):
     server.state.refused.add("gone@example.org")
-    connection = _connection(server)
+    connection = connect()
 
     with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
         connection.sendmail("news@example.org", ["gone@example.org"], MESSAGE)
@@ -95,9 +105,11 @@ def test_every_recipient_refused_sends_no_message_and_the_connection_goes_on(ser
 
 
 @pytest.mark.parametrize("reply, code", [("451 4.3.0 try again later", 451), ("554 no", 554)])
-def test_a_refused_sender_is_raised_with_its_code_and_the_connection_goes_on(server, reply, code):
+def test_a_refused_sender_is_raised_with_its_code_and_the_connection_goes_on(
+    server, connect, reply, code
+):
     server.state.failures.append(reply)
-    connection = _connection(server)
+    connection = connect()
 
     with pytest.raises(smtplib.SMTPSenderRefused) as refused:
         connection.sendmail("news@example.org", ["r@example.org"], MESSAGE)
@@ -108,10 +120,12 @@ def test_a_refused_sender_is_raised_with_its_code_and_the_connection_goes_on(ser
     assert server.state.recipients() == ["r@example.org"]
 
 
-def test_a_server_that_refuses_the_sender_and_hangs_up_is_a_refusal_not_a_lost_message(server):
+def test_a_server_that_refuses_the_sender_and_hangs_up_is_a_refusal_not_a_lost_message(
+    server, connect
+):
     server.state.failures.append("554 5.7.1 not from you")
     server.state.hang_up_after_failure = True
-    connection = _connection(server)
+    connection = connect()
 
     with pytest.raises(smtplib.SMTPSenderRefused) as refused:
         connection.sendmail("news@example.org", ["r@example.org"], MESSAGE)
@@ -120,9 +134,9 @@ def test_a_server_that_refuses_the_sender_and_hangs_up_is_a_refusal_not_a_lost_m
     assert server.state.messages == []
 
 
-def test_a_message_taken_and_unanswered_raises_a_lost_connection(server):
+def test_a_message_taken_and_unanswered_raises_a_lost_connection(server, connect):
     server.state.drop_after_data = 1
-    connection = _connection(server)
+    connection = connect()
 
     with pytest.raises(smtplib.SMTPServerDisconnected):
         connection.sendmail("news@example.org", ["r@example.org"], MESSAGE)
